@@ -165,6 +165,9 @@ class IntModel:
     labels: tuple | None = None
     w_bits: int = 8
     info: dict = field(default_factory=dict)   # provenance: source, calibration, float accuracy
+    # The float weights the model was quantised from, {conv name: (W float32, b float32)}, so that
+    # `squeezehw eval` can compare float and integer accuracy from this one file.  Optional.
+    float_weights: dict | None = None
 
     # --- walking -------------------------------------------------------------------------------
     def convs(self) -> list[QConv]:
@@ -253,7 +256,11 @@ class IntModel:
                 "height": self.height, "width": self.width, "mean": list(self.mean),
                 "std": list(self.std), "resize": self.resize,
                 "labels": list(self.labels) if self.labels else None, "w_bits": self.w_bits,
-                "info": self.info, "layers": layers}
+                "info": self.info, "layers": layers,
+                "float_weights": self.float_weights is not None}
+        for name, (w, b) in (self.float_weights or {}).items():
+            arrays[f"float/{name}/weight"] = np.asarray(w, np.float32)
+            arrays[f"float/{name}/bias"] = np.asarray(b, np.float32)
         return meta, arrays
 
     def content_hash(self) -> str:
@@ -333,6 +340,10 @@ class IntModel:
                 layers.append(QHead(d["name"], conv(d["conv"])))
             else:
                 raise ModelFileError(f"unknown layer type {t!r}")
-        return cls(meta["name"], meta["in_ch"], meta["height"], meta["width"], layers,
-                   tuple(meta["mean"]), tuple(meta["std"]), meta["resize"],
-                   tuple(meta["labels"]) if meta["labels"] else None, meta["w_bits"], meta["info"])
+        model = cls(meta["name"], meta["in_ch"], meta["height"], meta["width"], layers,
+                    tuple(meta["mean"]), tuple(meta["std"]), meta["resize"],
+                    tuple(meta["labels"]) if meta["labels"] else None, meta["w_bits"], meta["info"])
+        if meta.get("float_weights"):
+            model.float_weights = {c.name: (arrays[f"float/{c.name}/weight"], arrays[f"float/{c.name}/bias"])
+                                   for c in model.convs()}
+        return model
