@@ -1,0 +1,72 @@
+"""StreamFIFO: a stream wrapper around Amaranth's block-RAM friendly ``SyncFIFOBuffered``.
+
+Used on the short branch of a Fire module and on the bypass path, where it absorbs the skew between
+parallel branches (depths come from the FIFO-depth pass).  ``depth=0`` is a plain wire, so the
+builder can instantiate a FIFO everywhere and let the pass decide.
+
+Throughput: one beat per cycle in and out.  ``SyncFIFOBuffered`` with depth 1 or 2 moves a beat
+only every other cycle (its write side does not accept while full, even when a read frees a slot
+in the same cycle; checked in simulation), so requested depths 1 and 2 are built as depth 3
+(``depth`` reports what was built, ``requested_depth`` what was asked for).  Latency from
+input to output on an empty FIFO: 2 cycles (1 for the memory write, 1 for the synchronous read).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .errors import FoldingError
+
+__all__ = ["StreamFIFO"]
+
+
+class StreamFIFO(wiring.Component):
+    """First-in first-out stream buffer.
+
+    Ports: ``i`` (in stream, unsigned(width)), ``o`` (out stream), ``level`` (out, entries held).
+
+    Attributes: ``memory_bits`` = width * depth (the storage instantiated: ``depth - 1`` words of
+    block RAM plus one output register word), ``latency`` (cycles from an input beat to it being
+    valid at ``o`` when the FIFO is empty).
+    """
+
+    def __init__(self, *, width: int, depth: int):
+        if not isinstance(width, int) or width < 1:
+            raise FoldingError(f"StreamFIFO: width={width!r} must be a positive integer (bits per beat)")
+        if not isinstance(depth, int) or depth < 0:
+            raise FoldingError(f"StreamFIFO: depth={depth!r} must be an integer >= 0 (0 = wire-through)")
+        self.width = width
+        self.requested_depth = depth
+        # SyncFIFOBuffered(depth<=2) moves a beat only every other cycle: a silent throughput trap.
+        self.depth = depth = 3 if depth in (1, 2) else depth
+        self.memory_bits = width * depth
+        self.latency = 0 if depth == 0 else 2
+        super().__init__({
+            "i": In(stream.Signature(width)),
+            "o": Out(stream.Signature(width)),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.depth == 0:
+            m.d.comb += [
+                self.o.payload.eq(self.i.payload),
+                self.o.valid.eq(self.i.valid),
+                self.i.ready.eq(self.o.ready),
+                self.level.eq(0),
+            ]
+            return m
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload),
+            fifo.w_en.eq(self.i.valid),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data),
+            self.o.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o.ready),
+            self.level.eq(fifo.level),
+        ]
+        return m
