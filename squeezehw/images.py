@@ -1,0 +1,124 @@
+"""Photographs in the ImageFolder layout -> uint8 (N, C, H, W) pixels and class indices.
+
+Layout: ``ROOT/<class>/<image>``; classes are the sub-folders in sorted order and a class's index
+is its position (torchvision's ``ImageFolder`` rule, so ImageNet folders named by WordNet id get
+torchvision's class indices).  Preprocessing is torchvision's evaluation transform without the
+normalisation (which the quantizer folds into conv1): ``Resize(resize)`` (shorter side to
+``resize``, bilinear, longer side truncated like torchvision) then ``CenterCrop((H, W))``, then
+RGB or grey bytes.
+
+Unreadable files: an evaluation that silently drops images would report an accuracy over a
+different set than the user asked for, so by default an unreadable image is an error naming the
+file.  With ``skip_unreadable=True`` such files are skipped, counted and listed in
+``ImageSet.skipped`` (the command line prints the count).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+__all__ = ["ImageFolderError", "ImageSet", "list_image_folder", "load_images", "load_image_folder",
+           "preprocess"]
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class ImageFolderError(UserError, ValueError):
+    """A missing or empty image folder, or an unreadable image."""
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray                  # uint8 (N, C, H, W)
+    labels: np.ndarray                  # int64 (N,)
+    classes: list                       # folder names, index = class
+    files: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)    # (file, reason) of unreadable images
+
+
+def list_image_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
+    """(files, labels, classes) of an ImageFolder tree, files sorted by class then name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ImageFolderError(f"{root}: no such image folder; give a folder with one sub-folder "
+                               "per class (ImageFolder layout: ROOT/<class>/<image>.jpg)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ImageFolderError(f"{root}: has no class sub-folders; expected ROOT/<class>/<image>.jpg")
+    files, labels = [], []
+    for i, cls in enumerate(classes):
+        for f in sorted((root / cls).iterdir()):
+            if f.is_file() and f.suffix.lower() in EXTENSIONS:
+                files.append(f)
+                labels.append(i)
+    if not files:
+        raise ImageFolderError(f"{root}: the class folders contain no images "
+                               f"(looked for {', '.join(EXTENSIONS)})")
+    return files, np.asarray(labels, np.int64), classes
+
+
+def preprocess(img, *, height: int, width: int, channels: int, resize: int | None) -> np.ndarray:
+    """A PIL image -> uint8 (C, H, W): Resize(shorter side = resize) + CenterCrop((H, W))."""
+    from PIL import Image
+    img = img.convert("L" if channels == 1 else "RGB")
+    if resize is not None:
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        if short != resize:
+            new_long = int(resize * long / short)     # torchvision truncates the longer side
+            size = (resize, new_long) if w <= h else (new_long, resize)
+            img = img.resize(size, Image.BILINEAR)
+    w, h = img.size
+    if w < width or h < height:
+        raise ValueError(f"image is {w}x{h} after resizing, smaller than the {width}x{height} crop")
+    left, top = int(round((w - width) / 2.0)), int(round((h - height) / 2.0))
+    img = img.crop((left, top, left + width, top + height))
+    a = np.asarray(img, dtype=np.uint8)
+    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+
+
+def load_images(files, *, height: int, width: int, channels: int, resize: int | None,
+                skip_unreadable: bool = False, progress: bool = True) -> tuple[np.ndarray, list, list]:
+    """Load and preprocess ``files``; returns (images, indices of the files kept, skipped)."""
+    from PIL import Image, UnidentifiedImageError
+    from tqdm import tqdm
+    if channels not in (1, 3):
+        raise ImageFolderError(f"models with {channels} input channels cannot read photographs; "
+                               "use 1 (grey) or 3 (RGB)")
+    out = np.empty((len(files), channels, height, width), np.uint8)
+    kept, skipped = [], []
+    for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress,
+                               file=sys.stderr)):
+        try:
+            with Image.open(f) as img:
+                out[len(kept)] = preprocess(img, height=height, width=width, channels=channels,
+                                            resize=resize)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            if not skip_unreadable:
+                raise ImageFolderError(f"{f}: cannot read this image ({e}); remove or replace it, "
+                                       "or skip unreadable images") from e
+            skipped.append((str(f), str(e)))
+            continue
+        kept.append(i)
+    return out[:len(kept)], kept, skipped
+
+
+def load_image_folder(root, *, height: int, width: int, channels: int, resize: int | None = None,
+                      limit: int | None = None, skip_unreadable: bool = False,
+                      progress: bool = True) -> ImageSet:
+    """Load an ImageFolder tree (at most ``limit`` images, the first in sorted order)."""
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ImageFolderError(f"limit must be a positive number of images, got {limit!r}")
+    files, labels, classes = list_image_folder(root)
+    files, labels = files[:limit], labels[:limit]
+    images, kept, skipped = load_images(files, height=height, width=width, channels=channels,
+                                        resize=resize, skip_unreadable=skip_unreadable,
+                                        progress=progress)
+    if not kept:
+        raise ImageFolderError(f"{root}: none of the {len(files)} images could be read")
+    return ImageSet(images, labels[kept], classes, [files[i] for i in kept], skipped)
