@@ -1,0 +1,97 @@
+"""BypassAdd: the element-wise add of a Fire module's output and its bypass, with requantisation.
+
+Per lane (docs/numerics.md, golden.bypass_add):
+``o = clamp((a*mult_a + b*mult_b + 2**(shift-1)) >> shift, 0, 255)``, ``a`` uint8, ``b`` uint8
+(simple bypass) or int8 (complex bypass, the 1x1 conv without ReLU).  Beats of ``a`` and ``b`` are
+paired in order (both streams carry the same pixels in the same order and lane layout).
+
+Pipeline: 2 stages (products, then sum/round/shift/clamp) so the multipliers and the adder/clamp
+are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
+and moves on otherwise, so it takes one beat pair per cycle (full throughput) under any traffic.
+Latency 2 cycles.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .errors import FoldingError
+
+__all__ = ["BypassAdd"]
+
+
+class BypassAdd(wiring.Component):
+    """Ports: ``a``, ``b`` (in streams, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
+
+    Attributes: ``latency`` = 2, ``memory_bits`` = 0 (pipeline registers only),
+    ``sum_bits`` = signed width of the exact sum (8 + 16 + 2 bits per the numerics contract).
+    """
+
+    def __init__(self, *, lanes: int, mult_a: int, mult_b: int, shift: int, b_signed: bool):
+        if not isinstance(lanes, int) or lanes < 1:
+            raise FoldingError(f"BypassAdd: lanes={lanes!r} must be a positive integer")
+        for name, v in (("mult_a", mult_a), ("mult_b", mult_b)):
+            if not isinstance(v, int) or not 0 <= v < 2 ** 16:
+                raise FoldingError(f"BypassAdd: {name}={v!r} must be an unsigned 16-bit integer "
+                                   f"(0..65535); requantise with intmodel.requant_params")
+        if not isinstance(shift, int) or not 1 <= shift <= 48:
+            raise FoldingError(f"BypassAdd: shift={shift!r} must be an integer in 1..48")
+        self.lanes = lanes
+        self.mult_a = mult_a
+        self.mult_b = mult_b
+        self.shift = shift
+        self.b_signed = bool(b_signed)
+        self.latency = 2
+        self.memory_bits = 0
+        # 8 + 16 + 2 bits hold the exact sum (numerics.md); the rounding constant 2**(shift-1)
+        # needs more when the shift is large.
+        self.sum_bits = max(8 + 16 + 2, shift + 2)
+        sig = stream.Signature(8 * lanes)
+        super().__init__({"a": In(sig), "b": In(sig), "o": Out(sig)})
+
+    @classmethod
+    def from_qadd(cls, q, *, lanes: int) -> "BypassAdd":
+        """From an ``intmodel.QAdd``: ``b`` is int8 when the bypass has a conv without ReLU."""
+        b_signed = q.conv is not None and not q.conv.relu
+        return cls(lanes=lanes, mult_a=q.mult_a, mult_b=q.mult_b, shift=q.shift, b_signed=b_signed)
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.lanes
+        # Stage 1: products.  Stage 2: output lanes.  v1/v2 = stage holds a beat.
+        v1 = Signal()
+        pa = [Signal(unsigned(8 + 16), name=f"pa{k}") for k in range(L)]
+        pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}") for k in range(L)]
+        out = Signal(8 * L)
+        v2 = Signal()
+        adv2 = Signal()  # stage 2 takes a new beat (or empties) this cycle
+        adv1 = Signal()
+        m.d.comb += [
+            self.o.valid.eq(v2),
+            self.o.payload.eq(out),
+            adv2.eq(~v2 | self.o.ready),
+            adv1.eq(~v1 | adv2),
+            # join: take a pair only when both are present and stage 1 can move
+            self.a.ready.eq(adv1 & self.b.valid),
+            self.b.ready.eq(adv1 & self.a.valid),
+        ]
+        with m.If(adv1):
+            m.d.sync += v1.eq(self.a.valid & self.b.valid)
+            for k in range(L):
+                a = self.a.payload[8 * k:8 * k + 8]
+                b = self.b.payload[8 * k:8 * k + 8]
+                b = b.as_signed() if self.b_signed else b.as_unsigned()
+                m.d.sync += [pa[k].eq(a * self.mult_a), pb[k].eq(b * self.mult_b)]
+        with m.If(adv2):
+            m.d.sync += v2.eq(v1)
+            lanes = []
+            rnd = 1 << (self.shift - 1)
+            for k in range(L):
+                s = Signal(signed(self.sum_bits), name=f"sum{k}")
+                m.d.comb += s.eq(pa[k] + pb[k] + rnd)
+                q = Signal(signed(self.sum_bits), name=f"q{k}")
+                m.d.comb += q.eq(s >> self.shift)  # arithmetic shift: floor
+                lanes.append(Mux(q < 0, 0, Mux(q > 255, 255, q[:8])))
+            m.d.sync += out.eq(Cat(*lanes))
+        return m
