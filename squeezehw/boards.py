@@ -1,0 +1,158 @@
+"""Registry of synthesis targets: two real boards and three bare parts.
+
+Each :class:`Board` says which open flow to run (Yosys ``synth_<family>``, then nextpnr where an open
+place-and-route exists) and what the part holds, so a design can be checked for fit *before* the slow
+place-and-route and so the folding pass can budget against the same numbers.
+
+The resource figures are the device's own: the ECP5 and iCE40 counts are those nextpnr 0.11 reports as
+``available`` in its ``--report`` JSON (e.g. ``TRELLIS_COMB 83640``, ``MULT18X18D 156``, ``DP16KD 208``,
+``ICESTORM_LC 5280``, ``ICESTORM_DSP 8``, ``ICESTORM_RAM 30``, ``ICESTORM_SPRAM 4``, ``SB_IO 39`` on SG48);
+the UltraScale+ counts are AMD's product table for the XCZU9EG (DS891), since no open place-and-route
+for that family is used here.  Package I/O for the LFE5U-85F in CABGA381 (205) is Lattice's data sheet
+figure (nextpnr counts every pad of the die, 365).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .errors import UserError
+
+__all__ = ["Resources", "Board", "BOARDS", "get_board", "board_names"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one part holds.  Block RAM is counted in the family's native block.
+
+    ``lut`` counts LUT4s (ECP5, iCE40 logic cells) or LUT6s (UltraScale+), as ``lut_inputs`` says.
+    ``bram`` counts DP16KD (ECP5, 18 Kbit), SB_RAM40_4K (iCE40, 4 Kbit) or RAMB18E2 (UltraScale+,
+    18 Kbit; one RAMB36E2 is two).  ``spram`` counts iCE40 UltraPlus SPRAM (256 Kbit each).
+    ``io`` counts user I/O pins of the package (0: not checked, as for the synthesis-only parts).
+    """
+    lut: int
+    lut_inputs: int
+    ff: int
+    dsp: int
+    dsp_cell: str
+    bram: int
+    bram_bits: int
+    bram_cell: str
+    spram: int = 0
+    spram_bits: int = 0
+    io: int = 0
+
+    def __post_init__(self):
+        for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"Resources.{name} must be a non-negative int, not {value!r}")
+        if self.lut_inputs not in (4, 6):
+            raise ValueError(f"Resources.lut_inputs must be 4 or 6, not {self.lut_inputs!r}")
+
+    @property
+    def bram_total_bits(self) -> int:
+        return self.bram * self.bram_bits + self.spram * self.spram_bits
+
+
+@dataclass(frozen=True)
+class Board:
+    """One synthesis target.
+
+    ``family`` selects the flow: ``"ecp5"`` (synth_ecp5 + nextpnr-ecp5 + ecppack), ``"ice40"``
+    (synth_ice40 + nextpnr-ice40 + icepack) or ``"xilinx"`` (synth_xilinx only; ``pnr`` is False).
+    ``nextpnr_args`` are the device/package options for nextpnr.  ``platform`` names an amaranth-boards
+    platform class (``"module:Class"``) for board-level builds, or is None for a bare part.
+    """
+    name: str
+    family: str
+    device: str
+    package: str
+    description: str
+    default_mhz: float
+    resources: Resources
+    synth_command: str
+    nextpnr_args: tuple[str, ...] = ()
+    platform: str | None = None
+    clock: str | None = None
+    pnr: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+    def platform_class(self):
+        """The amaranth-boards platform class of a real board; UserError for a bare part."""
+        if self.platform is None:
+            raise UserError(f"'{self.name}' is a bare part, not a board: it has no pins or clock to build a "
+                            f"board top for; use synthesize() for it, or pick a board: "
+                            f"{', '.join(b.name for b in BOARDS.values() if b.platform)}")
+        import importlib
+        module_name, _, class_name = self.platform.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise UserError(f"board '{self.name}' needs {module_name} ({e}); "
+                            f"install it with `pip install amaranth-boards`") from e
+        return getattr(module, class_name)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["nextpnr_args"] = list(self.nextpnr_args)
+        d["aliases"] = list(self.aliases)
+        return d
+
+
+_ECP5_85F = Resources(lut=83_640, lut_inputs=4, ff=83_640, dsp=156, dsp_cell="MULT18X18D",
+                      bram=208, bram_bits=18_432, bram_cell="DP16KD", io=205)
+_UP5K_SG48 = Resources(lut=5_280, lut_inputs=4, ff=5_280, dsp=8, dsp_cell="SB_MAC16",
+                       bram=30, bram_bits=4_096, bram_cell="SB_RAM40_4K",
+                       spram=4, spram_bits=262_144, io=39)
+_ZU9EG = Resources(lut=274_080, lut_inputs=6, ff=548_160, dsp=2_520, dsp_cell="DSP48E2",
+                   bram=1_824, bram_bits=18_432, bram_cell="RAMB18E2", io=0)
+
+_ECP5_ARGS = ("--85k", "--package", "CABGA381", "--speed", "6")
+_UP5K_ARGS = ("--up5k", "--package", "sg48")
+
+BOARDS: dict[str, Board] = {b.name: b for b in [
+    Board(name="ulx3s-85f", family="ecp5", device="LFE5U-85F", package="CABGA381",
+          description="Radiona ULX3S with a Lattice ECP5 LFE5U-85F, 25 MHz oscillator",
+          default_mhz=25.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
+          nextpnr_args=_ECP5_ARGS, platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+          clock="clk25", aliases=("ulx3s",)),
+    Board(name="icebreaker", family="ice40", device="iCE40UP5K", package="SG48",
+          description="1BitSquared iCEBreaker with a Lattice iCE40 UltraPlus UP5K, 12 MHz oscillator",
+          default_mhz=12.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
+          nextpnr_args=_UP5K_ARGS, platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
+          clock="clk12"),
+    Board(name="ecp5-85f", family="ecp5", device="LFE5U-85F", package="CABGA381",
+          description="bare Lattice ECP5 LFE5U-85F (speed 6), out-of-context core measurement",
+          default_mhz=100.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
+          nextpnr_args=_ECP5_ARGS, aliases=("lfe5u-85f",)),
+    Board(name="up5k", family="ice40", device="iCE40UP5K", package="SG48",
+          description="bare Lattice iCE40 UltraPlus UP5K in SG48",
+          default_mhz=24.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
+          nextpnr_args=_UP5K_ARGS, aliases=("ice40up5k",)),
+    # No open place-and-route for UltraScale+ is installed here: Yosys figures only, no Fmax.
+    Board(name="xczu9eg", family="xilinx", device="XCZU9EG", package="FFVB1156",
+          description="bare AMD Zynq UltraScale+ XCZU9EG (the ZCU102's part), synthesis only",
+          default_mhz=200.0, resources=_ZU9EG, synth_command="synth_xilinx -family xcup -noiopad",
+          pnr=False, aliases=("zcu102",)),
+]}
+
+_ALIASES = {alias: b.name for b in BOARDS.values() for alias in b.aliases}
+
+
+def board_names() -> list[str]:
+    """Names of the known targets, boards first."""
+    return list(BOARDS)
+
+
+def get_board(name) -> Board:
+    """The :class:`Board` called ``name`` (case-insensitive; aliases such as ``ulx3s`` accepted)."""
+    if isinstance(name, Board):
+        return name
+    if not isinstance(name, str) or not name:
+        raise UserError(f"board must be a name such as 'ulx3s-85f', not {name!r}")
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in BOARDS:
+        known = ", ".join(f"{b.name} ({b.device})" for b in BOARDS.values())
+        raise UserError(f"unknown board '{name}'; known boards and parts: {known}")
+    return BOARDS[key]
