@@ -1,0 +1,98 @@
+"""cocotb testbench for squeezehw.hw.harness.SimHarness (run by squeezehw.verilator.run).
+
+The job file named by $SQUEEZEHW_SIM_JOB holds the stimulus beats and traffic settings; this
+testbench loads the stimulus into the harness, starts it, waits (in coarse steps, so Verilator runs
+at full speed) until the harness reports done or stuck, reads back every output beat and the
+per-frame cycle stamps, and writes them to the job's result file.  Checking against the golden model
+happens in the caller, which knows the model.
+"""
+import json
+import os
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+
+
+async def _load(dut, beats):
+    dut.load_en.value = 1
+    for addr, value in enumerate(beats):
+        dut.load_addr.value = addr
+        dut.load_data.value = value
+        await RisingEdge(dut.clk)
+    dut.load_en.value = 0
+
+
+async def _start(dut, traffic, n_in, n_out):
+    dut.n_in.value = n_in
+    dut.n_out.value = n_out
+    dut.gap_seed.value = (traffic["seed"] * 40503) & 0xFFFF or 1
+    dut.stall_seed.value = (traffic["seed"] * 2654435761 >> 7) & 0xFFFF or 3
+    dut.gap_threshold.value = traffic["gap"]
+    dut.stall_threshold.value = traffic["stall"]
+    dut.gap_burst.value = traffic["gap_burst"]
+    dut.stall_burst.value = traffic["stall_burst"]
+    dut.start.value = 1
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+
+
+async def _wait(dut, step=256):
+    while True:
+        await ClockCycles(dut.clk, step)
+        await ReadOnly()
+        if int(dut.done.value) or int(dut.stuck.value):
+            return
+        await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def run_job(dut):
+    job = json.loads(open(os.environ["SQUEEZEHW_SIM_JOB"]).read())
+    beats, n_out, traffic = job["in_beats"], job["n_out"], job["traffic"]
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    for sig in ("load_en", "start", "dut_reset", "rd_addr", "rd_stamp_addr"):
+        getattr(dut, sig).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    t0 = time.monotonic()
+    await _load(dut, beats)
+    load_s = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    await _start(dut, traffic, len(beats), n_out)
+    reset_cycles = None
+    if job.get("reset_after"):
+        # let it run part-way, then reset the design (not the harness) and start over
+        await ClockCycles(dut.clk, job["reset_after"])
+        reset_cycles = job["reset_after"]
+        dut.dut_reset.value = 1
+        await RisingEdge(dut.clk)
+        await _start(dut, traffic, len(beats), n_out)
+        dut.dut_reset.value = 0
+    await _wait(dut)
+    run_s = time.monotonic() - t0
+    await RisingEdge(dut.clk)
+
+    stuck = bool(int(dut.stuck.value))
+    count = int(dut.out_count.value)
+    cycles = int(dut.cycles.value)
+    outputs = []
+    for a in range(count):
+        dut.rd_addr.value = a
+        await ReadOnly()
+        outputs.append(int(dut.rd_data.value))
+        await RisingEdge(dut.clk)
+    in_stamps, out_stamps = [], []
+    for f in range(job.get("frames", 0) or 0):
+        dut.rd_stamp_addr.value = f
+        await ReadOnly()
+        in_stamps.append(int(dut.rd_in_stamp.value))
+        out_stamps.append(int(dut.rd_out_stamp.value))
+        await RisingEdge(dut.clk)
+    with open(job["result"], "w") as f:
+        json.dump({"outputs": outputs, "stuck": stuck, "cycles": cycles, "in_count": int(dut.in_count.value),
+                   "in_stamps": in_stamps, "out_stamps": out_stamps, "load_seconds": round(load_s, 3),
+                   "run_seconds": round(run_s, 3), "reset_after": reset_cycles}, f)

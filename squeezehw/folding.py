@@ -1,0 +1,272 @@
+"""Folding: how much parallelism each layer gets, and what that costs.
+
+A folding assigns every convolution a ``simd`` (input lanes per beat) and ``pe`` (output channels
+computed in parallel), and every max-pool a ``lanes`` count.  It is a small JSON file
+(``squeezehw-folding`` v1) so that a design can be rebuilt exactly.  This module also holds the
+per-layer cost model used before any hardware exists: cycles per frame
+(``pixels * (K*K*C / simd) * (O / pe)`` for a matrix-vector unit), multipliers (``pe * simd``)
+and weight memory bits, and ``auto_fold`` which balances the pipeline: the slowest layer sets the
+frame rate, so every layer gets the fewest multipliers that keep it at or below a target.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .ir import conv_out_size, pool_out_size
+from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
+
+FORMAT = "squeezehw-folding"
+VERSION = 1
+
+
+class FoldingFileError(UserError):
+    """A folding that does not fit the model: wrong layer names, factors that do not divide."""
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One compute stage of the pipeline as the cost model sees it."""
+    name: str
+    kind: str            # "conv" (matrix-vector unit) or "pool"
+    in_ch: int
+    in_hw: tuple         # (H, W) of the stage's input
+    out_hw: tuple        # (H, W) of the stage's output
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    out_ch: int = 0      # conv only
+    w_bits: int = 8      # conv only
+
+    @property
+    def windowed(self) -> bool:
+        """Fed by a sliding-window unit (KxK conv or pool): its SIMD must divide the channels."""
+        return self.kernel > 1 or self.stride > 1 or self.kind == "pool"
+
+    @property
+    def vector(self) -> int:
+        """Inputs per output pixel of a conv (the MVU's N)."""
+        return self.kernel * self.kernel * self.in_ch
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_hw[0] * self.out_hw[1]
+
+    @property
+    def macs(self) -> int:
+        return self.out_pixels * self.vector * self.out_ch if self.kind == "conv" else 0
+
+    def simd_choices(self) -> list[int]:
+        return divisors(self.in_ch) if self.windowed else divisors(self.vector)
+
+    def pe_choices(self) -> list[int]:
+        return divisors(self.out_ch) if self.kind == "conv" else [1]
+
+    def cycles(self, simd: int, pe: int = 1) -> int:
+        """Cycles per frame at one beat per cycle (the blocks' steady-state throughput)."""
+        if self.kind == "conv":
+            return self.out_pixels * (self.vector // simd) * (self.out_ch // pe)
+        # max-pool via a sliding window: every output pixel reads K*K*C/lanes beats
+        return self.out_pixels * self.kernel * self.kernel * (self.in_ch // simd)
+
+    def multipliers(self, simd: int, pe: int = 1) -> int:
+        return simd * pe if self.kind == "conv" else 0
+
+    def weight_bits(self) -> int:
+        return self.vector * self.out_ch * self.w_bits if self.kind == "conv" else 0
+
+
+def stages(model: IntModel) -> list[Stage]:
+    """The pipeline's compute stages in stream order."""
+    out = []
+    c, h, w = model.in_ch, model.height, model.width
+
+    def conv_stage(q: QConv, c, h, w) -> Stage:
+        ho, wo = conv_out_size(h, q.kernel, q.stride, q.padding), conv_out_size(w, q.kernel, q.stride, q.padding)
+        return Stage(q.name, "conv", c, (h, w), (ho, wo), q.kernel, q.stride, q.padding, q.out_ch, q.w_bits)
+
+    for layer in model.layers:
+        if isinstance(layer, QConv):
+            s = conv_stage(layer, c, h, w)
+            out.append(s)
+            c, (h, w) = s.out_ch, s.out_hw
+        elif isinstance(layer, QMaxPool):
+            ho, wo = pool_out_size(h, layer.kernel, layer.stride), pool_out_size(w, layer.kernel, layer.stride)
+            out.append(Stage(layer.name, "pool", c, (h, w), (ho, wo), layer.kernel, layer.stride))
+            h, w = ho, wo
+        elif isinstance(layer, QFire):
+            sq = conv_stage(layer.squeeze, c, h, w)
+            out += [sq, conv_stage(layer.expand1x1, sq.out_ch, h, w), conv_stage(layer.expand3x3, sq.out_ch, h, w)]
+            if layer.bypass is not None and layer.bypass.conv is not None:
+                out.append(conv_stage(layer.bypass.conv, c, h, w))
+            c = layer.out_ch
+        elif isinstance(layer, QHead):
+            out.append(conv_stage(layer.conv, c, h, w))
+    return out
+
+
+@dataclass(frozen=True)
+class LayerFold:
+    simd: int
+    pe: int = 1
+
+
+@dataclass(frozen=True)
+class Folding:
+    layers: dict              # stage name -> LayerFold
+
+    def __getitem__(self, name: str) -> LayerFold:
+        return self.layers[name]
+
+    # --- checking ------------------------------------------------------------------------------
+    def validate(self, model: IntModel) -> None:
+        """Raise FoldingFileError naming the first problem and how to fix it."""
+        st = {s.name: s for s in stages(model)}
+        unknown = sorted(set(self.layers) - set(st))
+        missing = sorted(set(st) - set(self.layers))
+        if unknown:
+            raise FoldingFileError(f"folding names layers that {model.name} does not have: {unknown[:5]}; "
+                                   f"its layers are {list(st)[:8]}...")
+        if missing:
+            raise FoldingFileError(f"folding has no entry for {missing[:5]} (every conv needs simd/pe and "
+                                   "every max-pool needs lanes); start from `squeezehw fold`'s output")
+        for name, f in self.layers.items():
+            s = st[name]
+            what = "channels" if s.windowed else "inputs per output pixel (K*K*C)"
+            limit = s.in_ch if s.windowed else s.vector
+            if f.simd < 1 or limit % f.simd:
+                raise FoldingFileError(
+                    f"{name}: simd={f.simd} does not divide its {limit} {what}; "
+                    f"valid choices: {s.simd_choices()}")
+            if s.kind == "conv" and (f.pe < 1 or s.out_ch % f.pe):
+                raise FoldingFileError(f"{name}: pe={f.pe} does not divide its {s.out_ch} output channels; "
+                                       f"valid choices: {s.pe_choices()}")
+            if s.kind == "pool" and f.pe != 1:
+                raise FoldingFileError(f"{name}: a max-pool takes only `lanes` (pe must be 1)")
+
+    # --- summaries -----------------------------------------------------------------------------
+    def table(self, model: IntModel) -> list[dict]:
+        rows = []
+        for s in stages(model):
+            f = self.layers[s.name]
+            cyc = s.cycles(f.simd, f.pe)
+            rows.append({"layer": s.name, "kind": s.kind, "simd": f.simd, "pe": f.pe, "cycles": cyc,
+                         "multipliers": s.multipliers(f.simd, f.pe), "macs": s.macs,
+                         "weight_bits": s.weight_bits()})
+        bottleneck = max(r["cycles"] for r in rows)
+        for r in rows:
+            r["utilisation"] = (r["macs"] / (r["multipliers"] * bottleneck)) if r["multipliers"] else None
+        return rows
+
+    def summary(self, model: IntModel) -> dict:
+        rows = self.table(model)
+        cycles = max(r["cycles"] for r in rows)
+        mults = sum(r["multipliers"] for r in rows)
+        macs = sum(r["macs"] for r in rows)
+        return {"expected_cycles_per_frame": cycles, "multipliers": mults, "macs_per_frame": macs,
+                "expected_mac_efficiency": macs / (mults * cycles),
+                "bottleneck": max(rows, key=lambda r: r["cycles"])["layer"],
+                "weight_bits": sum(r["weight_bits"] for r in rows)}
+
+    # --- files ---------------------------------------------------------------------------------
+    def to_json(self, model_name: str = "") -> str:
+        return json.dumps({"format": FORMAT, "version": VERSION, "model": model_name,
+                           "layers": {k: asdict(v) for k, v in self.layers.items()}}, indent=1)
+
+    def save(self, path, model_name: str = "") -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(self.to_json(model_name) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Folding":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FoldingFileError(f"{path}: no such folding file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FoldingFileError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != VERSION:
+            raise FoldingFileError(f"{path}: not a {FORMAT} v{VERSION} file")
+        try:
+            return cls({k: LayerFold(int(v["simd"]), int(v.get("pe", 1))) for k, v in d["layers"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise FoldingFileError(f"{path}: malformed layer entry ({e}); each entry is "
+                                   '{"simd": N, "pe": M}') from None
+
+
+def fold_for_cycles(model: IntModel, target_cycles: int) -> Folding:
+    """For each stage the (simd, pe) with the fewest multipliers whose cycles <= target.
+
+    Ties go to the larger simd (fewer, wider output beats).  Stages that cannot reach the
+    target get their fastest choice (the caller sees the result in the summary).
+    """
+    layers = {}
+    for s in stages(model):
+        best = None
+        for simd in s.simd_choices():
+            for pe in s.pe_choices():
+                cyc = s.cycles(simd, pe)
+                key = (cyc > target_cycles, s.multipliers(simd, pe) if s.kind == "conv" else simd,
+                       cyc if cyc > target_cycles else 0, -simd)
+                if best is None or key < best[0]:
+                    best = (key, LayerFold(simd, pe))
+        layers[s.name] = best[1]
+    return Folding(layers)
+
+
+def min_cycles(model: IntModel) -> int:
+    """The fastest any folding can go: every stage at full parallelism."""
+    return max(s.cycles(max(s.simd_choices()), max(s.pe_choices())) for s in stages(model))
+
+
+def auto_fold(model: IntModel, *, max_multipliers: int | None = None,
+              target_cycles: int | None = None) -> Folding:
+    """Balance the pipeline: the smallest frame time within the multiplier budget, or the fewest
+    multipliers that reach ``target_cycles``.  Raises UserError with the best figure when infeasible."""
+    if (max_multipliers is None) == (target_cycles is None):
+        raise UserError("auto folding needs exactly one target: a multiplier budget or a cycle target")
+    if target_cycles is not None:
+        best = min_cycles(model)
+        if target_cycles < best:
+            raise UserError(f"{model.name} cannot reach {target_cycles} cycles per frame: the fastest "
+                            f"folding needs {best} cycles (every layer fully parallel)")
+        return fold_for_cycles(model, target_cycles)
+    lo, hi = min_cycles(model), max(s.cycles(1, 1) for s in stages(model))
+    need = fold_for_cycles(model, hi).summary(model)["multipliers"]
+    if need > max_multipliers:
+        raise UserError(f"{model.name} needs at least {need} multipliers (one per conv); "
+                        f"the budget is {max_multipliers}")
+    # the multiplier count falls as the cycle target rises: binary search the smallest target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fold_for_cycles(model, mid).summary(model)["multipliers"] <= max_multipliers:
+            hi = mid
+        else:
+            lo = mid + 1
+    return fold_for_cycles(model, lo)
+
+
+def default_folding(model: IntModel) -> Folding:
+    """A valid folding for any model: balanced for a modest array (1/64 of the MACs per cycle of a
+    fully serial design, at least 16 multipliers), which keeps simulation of small models fast."""
+    total = sum(s.macs for s in stages(model))
+    budget = max(16, min(256, total // 16384))
+    try:
+        return auto_fold(model, max_multipliers=budget)
+    except UserError:
+        return fold_for_cycles(model, max(s.cycles(1, 1) for s in stages(model)))
+

