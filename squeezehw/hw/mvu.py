@@ -1,0 +1,342 @@
+"""Folded matrix-vector unit (FINN style): ``PE`` output channels x ``SIMD`` inputs per cycle.
+
+One *input vector* (``N`` values: a pixel's channels for a 1x1 conv, or a sliding window's
+``K*K*C`` values in ``(ky, kx, c)`` order for a KxK conv) arrives as ``N/SIMD`` beats of ``SIMD``
+lanes.  For each vector the unit emits ``O/PE`` beats of ``PE`` lanes (channels ``0..PE-1`` first),
+each lane ``requantize(acc)`` per docs/numerics.md, clamped to ``[0, 255]`` (ReLU) or
+``[-128, 127]`` (two's complement in the lane).
+
+Schedule: a vector takes ``O/PE`` *folds* of ``N/SIMD`` *steps*; one step is one cycle and
+multiplies ``PE x SIMD`` weights (one word of the weight memory, address ``fold*(N/SIMD) + sf``)
+with ``SIMD`` inputs.  Fold 0 consumes the input stream and writes each beat into an input buffer;
+later folds replay the buffer (FINN's scheme), so one vector costs exactly ``(O/PE)*(N/SIMD)``
+cycles and consecutive folds and vectors follow each other with no bubble.
+
+Stalls: the datapath pipeline never stops (no clock enable on the multipliers, good for DSP
+mapping and for fan-out).  Back-pressure is handled by credits: a step that completes an output
+beat is only issued while fewer than ``fifo_depth`` output beats are in flight or waiting in the
+output FIFO, and the FIFO is deep enough that the credit never runs out in steady state.  ``i.ready``
+and ``o.valid`` depend on registered state only.
+
+Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
+its beat appearing on ``o``):
+  0 issue: counters, weight/buffer memory reads          4 acc * mult (requant product)
+  1 select input, PE*SIMD products                       5 >> (shift - 1)
+  2 adder tree (per PE)                                  6 +1 >> 1 (round half up), clamp
+  3 accumulate (bias loaded on the first step)           7 FIFO write, readable 2 cycles later
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..errors import UserError
+from ..ir import bits_for_signed
+from .errors import FoldingError
+
+__all__ = ["MVU", "divisors"]
+
+MULT_BITS = 16
+MAX_SHIFT = 48
+_ISSUE_TO_FIFO_WRITE = 7       # cycles from issue to the FIFO write (stages 0..7 above)
+_FIFO_READ_LATENCY = 2         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _ints(name, what, a, shape):
+    a = np.asarray(a)
+    if a.shape != shape:
+        raise UserError(f"{name}: {what} has shape {a.shape}, expected {shape}")
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.equal(np.mod(a, 1), 0)):
+            raise UserError(f"{name}: {what} must be integers (got dtype {a.dtype}); "
+                            "pass the quantised integer model's arrays")
+    return [int(v) for v in a.reshape(-1)]
+
+
+def _tree_sum(terms, width):
+    """Balanced adder tree; every partial sum is truncated to ``width`` bits, which is exact
+    because ``width`` holds every partial sum (derived from the actual weights)."""
+    terms = list(terms)
+    while len(terms) > 1:
+        nxt = []
+        for k in range(0, len(terms) - 1, 2):
+            nxt.append((terms[k] + terms[k + 1])[:width].as_signed())
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+class MVU(wiring.Component):
+    """Folded PE x SIMD matrix-vector unit with requantisation.  See the module docstring.
+
+    ``weights``: int array (O, N), column order = input stream order.  ``bias``, ``mult``,
+    ``shift``: (O,) ints (docs/numerics.md).  ``simd`` divides N, ``pe`` divides O.
+    ``in_signed``: input lanes are int8 instead of uint8.
+    """
+
+    def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu"):
+        try:
+            self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
+        except UserError:
+            self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
+            raise
+        super().__init__({
+            "i": In(stream.Signature(unsigned(8 * self.simd))),
+            "o": Out(stream.Signature(unsigned(8 * self.pe))),
+        })
+
+    def _configure(self, weights, bias, mult, shift, simd, pe, relu, in_signed, name):
+        self.name = str(name)
+        w = np.asarray(weights)
+        if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
+            raise UserError(f"{name}: weights must be a non-empty 2-D (outputs, inputs) array, "
+                            f"got shape {w.shape}")
+        O, N = w.shape
+        for fac, label, total, what in ((simd, "SIMD", N, "inputs"), (pe, "PE", O, "output channels")):
+            if isinstance(fac, bool) or not isinstance(fac, (int, np.integer)):
+                raise FoldingError(f"{name}: {label} must be an integer, got {fac!r}")
+            if not 1 <= fac <= total or total % fac:
+                raise FoldingError(f"{name}: {label}={fac} does not divide {total} {what}; "
+                                   f"choose one of {divisors(total)}")
+        self.O, self.N, self.simd, self.pe = O, N, int(simd), int(pe)
+        self.relu, self.in_signed = bool(relu), bool(in_signed)
+        self.w = np.array(_ints(name, "weights", w, (O, N)), dtype=object).reshape(O, N)
+        self.bias = _ints(name, "bias", bias, (O,))
+        self.mult = _ints(name, "mult", mult, (O,))
+        self.shift = _ints(name, "shift", shift, (O,))
+        for o in range(O):
+            if not 0 <= self.mult[o] < 1 << MULT_BITS:
+                raise UserError(f"{name}: mult[{o}]={self.mult[o]} is outside [0, 2**{MULT_BITS}); "
+                                "requantisation multipliers are unsigned 16-bit")
+            if not 1 <= self.shift[o] <= MAX_SHIFT:
+                raise UserError(f"{name}: shift[{o}]={self.shift[o]} is outside [1, {MAX_SHIFT}]")
+
+        self.SF, self.NF = N // self.simd, O // self.pe
+        self.in_lo, self.in_hi = (-128, 127) if self.in_signed else (0, 255)
+        self.out_lo, self.out_hi = (0, 255) if self.relu else (-128, 127)
+
+        # Widths derived from the actual numbers (docs/numerics.md, "Widths").
+        wi = np.array(self.w.tolist(), dtype=object)
+        pos = np.where(wi > 0, wi, 0)
+        neg = np.where(wi < 0, wi, 0)
+        b = np.array(self.bias, dtype=object)
+        hi = pos.sum(1) * self.in_hi + neg.sum(1) * self.in_lo + b
+        lo = pos.sum(1) * self.in_lo + neg.sum(1) * self.in_hi + b
+        self.acc_bits = bits_for_signed(min(min(lo), 0), max(max(hi), 0))
+        # every group of SIMD products (no bias) must fit the adder tree's width
+        gp = pos.reshape(O, self.SF, self.simd).sum(2)
+        gn = neg.reshape(O, self.SF, self.simd).sum(2)
+        ghi = gp * self.in_hi + gn * self.in_lo
+        glo = gp * self.in_lo + gn * self.in_hi
+        self.tree_bits = bits_for_signed(min(int(glo.min()), 0), max(int(ghi.max()), 0))
+        self.w_bits = bits_for_signed(min(int(wi.min()), 0), max(int(wi.max()), 0))
+        self.bias_bits = bits_for_signed(min(min(self.bias), 0), max(max(self.bias), 0))
+        self.shift_bits = max(1, (max(self.shift) - 1).bit_length())
+        self.prod_bits = self.acc_bits + MULT_BITS      # signed acc x unsigned 16-bit mult
+
+        # Public figures.
+        self.cycles_per_vector = self.NF * self.SF
+        self.multipliers = self.pe * self.simd
+        self.requant_multipliers = self.pe
+        self.weight_depth = self.NF * self.SF
+        self.weight_width = self.pe * self.simd * self.w_bits
+        self.weight_bits = self.weight_depth * self.weight_width
+        self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
+        # enough credits that a beat issued every cycle never waits (see the module docstring)
+        self.fifo_depth = self.latency + 1
+
+    @classmethod
+    def from_qconv(cls, q, *, simd, pe, name=None):
+        """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
+        K = q.kernel
+        w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
+        return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
+                   relu=q.relu, in_signed=q.in_signed, name=name or q.name)
+
+    # --- memory images -------------------------------------------------------------------------
+    def weight_words(self) -> list[int]:
+        """Word at address fold*SF + sf: lane (p, s) = weights[fold*PE + p, sf*SIMD + s]."""
+        mask = (1 << self.w_bits) - 1
+        words = []
+        for f in range(self.NF):
+            for sf in range(self.SF):
+                word = 0
+                for p in range(self.pe):
+                    for s in range(self.simd):
+                        v = int(self.w[f * self.pe + p, sf * self.simd + s]) & mask
+                        word |= v << ((p * self.simd + s) * self.w_bits)
+                words.append(word)
+        return words
+
+    def _param_fields(self):
+        return [(self.bias_bits, True), (MULT_BITS, False), (self.shift_bits, False)]
+
+    def param_words(self) -> list[int]:
+        """Word at address fold: per PE lane (bias, mult, shift - 1), lane 0 in the LSBs."""
+        lw = sum(f[0] for f in self._param_fields())
+        words = []
+        for f in range(self.NF):
+            word = 0
+            for p in range(self.pe):
+                o = f * self.pe + p
+                lane = ((self.bias[o] & ((1 << self.bias_bits) - 1))
+                        | (self.mult[o] << self.bias_bits)
+                        | ((self.shift[o] - 1) << (self.bias_bits + MULT_BITS)))
+                word |= lane << (p * lw)
+            words.append(word)
+        return words
+
+    # --- hardware ------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        SF, NF, PE, SIMD = self.SF, self.NF, self.pe, self.simd
+
+        # ---- stage 0: issue ----------------------------------------------------------------
+        sf = Signal(range(SF), name="sf")
+        nf = Signal(range(NF), name="nf")
+        waddr = Signal(range(NF * SF), name="waddr")
+        first_step, last_step = sf == 0, sf == SF - 1
+        fold0 = nf == 0
+
+        fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
+        credits_used = Signal(range(self.fifo_depth + 1))
+        can_issue = ~last_step | (credits_used < self.fifo_depth)
+        fire = Signal()
+        m.d.comb += [
+            self.i.ready.eq(fold0 & can_issue),
+            fire.eq(can_issue & (~fold0 | self.i.valid)),
+        ]
+        taken = self.o.valid & self.o.ready
+        issued_out = fire & last_step
+        with m.If(issued_out & ~taken):
+            m.d.sync += credits_used.eq(credits_used + 1)
+        with m.Elif(~issued_out & taken):
+            m.d.sync += credits_used.eq(credits_used - 1)
+
+        with m.If(fire):
+            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1)),
+                         waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))]
+            with m.If(last_step):
+                m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
+
+        wmem = m.submodules.weights = Memory(shape=unsigned(self.weight_width),
+                                             depth=self.weight_depth, init=self.weight_words())
+        wrd = wmem.read_port()
+        m.d.comb += wrd.addr.eq(waddr)
+
+        s1_valid, s1_first, s1_last, s1_fold0 = Signal(), Signal(), Signal(), Signal()
+        s1_nf = Signal(range(NF))
+        s1_x = Signal(8 * SIMD)
+        m.d.sync += [s1_valid.eq(fire), s1_first.eq(first_step), s1_last.eq(last_step),
+                     s1_fold0.eq(fold0), s1_nf.eq(nf), s1_x.eq(self.i.payload)]
+
+        if NF > 1:
+            # the input vector is kept for folds 1..NF-1; fold 0 writes it as it streams by.
+            # A write at (v, sf) always follows the last fold's read of sf, so no hazard.
+            buf = m.submodules.inbuf = Memory(shape=unsigned(8 * SIMD), depth=SF, init=[])
+            bw = buf.write_port()
+            br = buf.read_port()
+            m.d.comb += [bw.addr.eq(sf), bw.data.eq(self.i.payload), bw.en.eq(fire & fold0),
+                         br.addr.eq(sf)]
+            x_word = Mux(s1_fold0, s1_x, br.data)
+        else:
+            x_word = s1_x
+
+        # ---- stage 1: products ---------------------------------------------------------------
+        prod_bits = bits_for_signed(min(self.in_lo * (1 << (self.w_bits - 1)),
+                                        self.in_hi * -(1 << (self.w_bits - 1))),
+                                    max(self.in_hi * ((1 << (self.w_bits - 1)) - 1),
+                                        self.in_lo * -(1 << (self.w_bits - 1))))
+        s2_prod = [[Signal(signed(prod_bits), name=f"prod_{p}_{s}") for s in range(SIMD)]
+                   for p in range(PE)]
+        for p in range(PE):
+            for s in range(SIMD):
+                xw = x_word[8 * s:8 * s + 8]
+                xv = xw.as_signed() if self.in_signed else xw
+                lsb = (p * SIMD + s) * self.w_bits
+                wv = wrd.data[lsb:lsb + self.w_bits].as_signed()
+                m.d.sync += s2_prod[p][s].eq(wv * xv)
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        s2_nf = Signal(range(NF))
+        m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
+                     s2_nf.eq(s1_nf)]
+
+        # ---- stage 2: adder tree; parameter ROM read ---------------------------------------
+        tw = max(self.tree_bits, prod_bits)
+        s3_sum = [Signal(signed(tw), name=f"dot_{p}") for p in range(PE)]
+        for p in range(PE):
+            m.d.sync += s3_sum[p].eq(_tree_sum(s2_prod[p], tw))
+        s3_valid, s3_first, s3_last = Signal(), Signal(), Signal()
+        m.d.sync += [s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last)]
+
+        lane_w = sum(f[0] for f in self._param_fields())
+        if NF > 1:
+            pmem = m.submodules.params = Memory(shape=unsigned(PE * lane_w), depth=NF,
+                                                init=self.param_words())
+            prd = pmem.read_port()
+            m.d.comb += prd.addr.eq(s2_nf)
+            pword = prd.data
+        else:
+            pword = Const(self.param_words()[0], PE * lane_w)
+
+        def field(p, k):
+            lsb = p * lane_w + sum(f[0] for f in self._param_fields()[:k])
+            width, sgn = self._param_fields()[k]
+            v = pword[lsb:lsb + width]
+            return v.as_signed() if sgn else v
+
+        # ---- stage 3: accumulate -------------------------------------------------------------
+        acc = [Signal(signed(self.acc_bits), name=f"acc_{p}") for p in range(PE)]
+        s4_valid = Signal()
+        s4_mult = [Signal(MULT_BITS, name=f"mult_{p}") for p in range(PE)]
+        s4_shm1 = [Signal(self.shift_bits, name=f"shm1_{p}") for p in range(PE)]
+        with m.If(s3_valid):
+            for p in range(PE):
+                # partial sums (bias + any subset of products) lie inside the acc range: exact
+                m.d.sync += acc[p].eq(Mux(s3_first, field(p, 0), acc[p]) + s3_sum[p])
+        m.d.sync += s4_valid.eq(s3_valid & s3_last)
+        for p in range(PE):
+            m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
+
+        # ---- stage 4: requant product --------------------------------------------------------
+        s5_valid = Signal()
+        s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
+        s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
+        m.d.sync += s5_valid.eq(s4_valid)
+        for p in range(PE):
+            m.d.sync += [s5_prod[p].eq(acc[p] * s4_mult[p]), s5_shm1[p].eq(s4_shm1[p])]
+
+        # ---- stage 5: shift by (shift - 1) ---------------------------------------------------
+        # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
+        # avoids a variable-position rounding constant.
+        s6_valid = Signal()
+        s6_q = [Signal(signed(self.prod_bits), name=f"q_{p}") for p in range(PE)]
+        m.d.sync += s6_valid.eq(s5_valid)
+        for p in range(PE):
+            m.d.sync += s6_q[p].eq(s5_prod[p] >> s5_shm1[p])
+
+        # ---- stage 6: round, clamp -----------------------------------------------------------
+        s7_valid = Signal()
+        s7_y = Signal(8 * PE)
+        m.d.sync += s7_valid.eq(s6_valid)
+        for p in range(PE):
+            r = Signal(signed(self.prod_bits + 1), name=f"r_{p}")
+            m.d.comb += r.eq((s6_q[p] + 1) >> 1)
+            y = Mux(r < self.out_lo, self.out_lo, Mux(r > self.out_hi, self.out_hi, r))
+            m.d.sync += s7_y[8 * p:8 * p + 8].eq(y[:8])
+
+        # ---- stage 7: output FIFO ------------------------------------------------------------
+        m.d.comb += [
+            fifo.w_en.eq(s7_valid), fifo.w_data.eq(s7_y),
+            self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready),
+        ]
+        return m

@@ -1,0 +1,289 @@
+"""MVU against the golden model: exact integer equality, every folding, rough traffic, throughput."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from squeezehw import golden
+from squeezehw.errors import UserError
+from squeezehw.hw.errors import FoldingError
+from squeezehw.hw.mvu import MVU
+from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
+from squeezehw.intmodel import QConv
+
+# property tests build MVUs without simulating them
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth._unused.UnusedElaboratable")
+
+
+def make_qconv(rng, in_ch, out_ch, k=1, padding=0, relu=True, in_signed=False, wmax=127,
+               bias_range=2000, name="conv", weight=None, bias=None):
+    w = rng.integers(-wmax, wmax + 1, (out_ch, in_ch, k, k)) if weight is None else weight
+    b = rng.integers(-bias_range, bias_range + 1, out_ch) if bias is None else bias
+    # choose mult/shift so the outputs spread over the 8-bit range instead of all saturating
+    in_max = 128 if in_signed else 255
+    spread = max(1, int(np.abs(w.reshape(out_ch, -1)).sum(1).max()) * in_max // 4 + int(np.abs(b).max()))
+    shift = np.array([max(1, min(48, 16 - 7 + int(spread).bit_length() + int(d)))
+                      for d in rng.integers(-1, 2, out_ch)])
+    mult = rng.integers(1 << 15, 1 << 16, out_ch)
+    return QConv(name=name, in_ch=in_ch, out_ch=out_ch, kernel=k, stride=1, padding=padding,
+                 relu=relu, weight=np.asarray(w, np.int64), bias=np.asarray(b, np.int64),
+                 mult=mult.astype(np.int64), shift=shift.astype(np.int64), in_signed=in_signed)
+
+
+def im2col(x, k, padding):
+    """(C, H, W) -> (pixels, k*k*C) in raster order, each row in (ky, kx, c) order."""
+    c, h, w = x.shape
+    xp = np.pad(x.astype(np.int64), ((0, 0), (padding, padding), (padding, padding)))
+    ho, wo = h + 2 * padding - k + 1, w + 2 * padding - k + 1
+    rows = []
+    for y in range(ho):
+        for xx in range(wo):
+            rows.append(xp[:, y:y + k, xx:xx + k].transpose(1, 2, 0).reshape(-1))
+    return np.array(rows)
+
+
+def run_mvu(dut: MVU, vectors, traffic=Traffic.smooth()):
+    beats = [pack_lanes(v[j * dut.simd:(j + 1) * dut.simd]) for v in vectors
+             for j in range(dut.N // dut.simd)]
+    n_out = len(vectors) * dut.O // dut.pe
+    r = simulate(dut, {"i": beats}, {"o": n_out}, traffic=traffic, extra_cycles=20)
+    got = [v for word in r["o"] for v in unpack_lanes(word, dut.pe, signed=not dut.relu)]
+    return np.array(got, dtype=np.int64).reshape(len(vectors), dut.O)
+
+
+def check(got, exp, what=""):
+    exp = np.asarray(exp, dtype=np.int64)
+    if not np.array_equal(got, exp):
+        bad = np.argwhere(got != exp)
+        pix, ch = bad[0]
+        raise AssertionError(f"{what}: {len(bad)} mismatches; first at pixel {pix} channel {ch}: "
+                             f"got {got[pix, ch]}, expected {exp[pix, ch]}")
+
+
+def golden_1x1(q: QConv, vectors):
+    x = np.asarray(vectors).T.reshape(1, q.in_ch, 1, len(vectors))
+    y = golden.conv(x.astype(np.int8 if q.in_signed else np.uint8), q)
+    return y[0, :, 0, :].T.astype(np.int64)
+
+
+def rand_inputs(rng, n, length, signed=False):
+    return rng.integers(-128, 128, (n, length)) if signed else rng.integers(0, 256, (n, length))
+
+
+# ---- correctness over foldings -------------------------------------------------------------
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("pe_sel", ["1", "2", "O"])
+@pytest.mark.parametrize("simd_sel", ["1", "N/2", "N"])
+def test_1x1_foldings(simd_sel, pe_sel, relu):
+    rng = np.random.default_rng(hash((simd_sel, pe_sel, relu)) % 2**32)
+    N, O = 8, 6
+    q = make_qconv(rng, N, O, relu=relu)
+    simd = {"1": 1, "N/2": N // 2, "N": N}[simd_sel]
+    pe = {"1": 1, "2": 2, "O": O}[pe_sel]
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    x = rand_inputs(rng, 4, N)
+    check(run_mvu(dut, x, Traffic.rough(seed=simd * 10 + pe)), golden_1x1(q, x),
+          f"1x1 simd={simd} pe={pe} relu={relu}")
+
+
+@pytest.mark.parametrize("simd,pe", [(1, 1), (9, 2), (18, 4), (6, 1), (2, 4)])
+def test_3x3_im2col(simd, pe):
+    rng = np.random.default_rng(simd * 7 + pe)
+    C, O, H = 2, 4, 3
+    q = make_qconv(rng, C, O, k=3, padding=1, relu=True)
+    img = rng.integers(0, 256, (C, H, H))
+    exp = golden.conv(img[None].astype(np.uint8), q)[0].reshape(O, -1).T
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    check(run_mvu(dut, im2col(img, 3, 1), Traffic.rough(seed=pe)), exp, f"3x3 simd={simd} pe={pe}")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_signed_inputs_rough(seed):
+    rng = np.random.default_rng(100 + seed)
+    q = make_qconv(rng, 6, 4, relu=False, in_signed=True)
+    dut = MVU.from_qconv(q, simd=3, pe=2)
+    x = rand_inputs(rng, 5, 6, signed=True)
+    check(run_mvu(dut, x, Traffic.rough(seed)), golden_1x1(q, x), f"signed seed={seed}")
+
+
+@pytest.mark.parametrize("case", ["max", "min", "zero", "bigbias", "mixed_extreme"])
+def test_extreme_values(case):
+    rng = np.random.default_rng(7)
+    N, O = 4, 4
+    w = {"max": np.full((O, N, 1, 1), 127), "min": np.full((O, N, 1, 1), -127),
+         "zero": np.zeros((O, N, 1, 1), int),
+         "bigbias": rng.integers(-127, 128, (O, N, 1, 1)),
+         "mixed_extreme": rng.choice([-128, 127], (O, N, 1, 1))}[case]
+    b = (np.array([2**31 - 1, -2**31, 123456789, -987654321]) if case == "bigbias"
+         else np.array([0, 1, -1, 5000]))
+    for relu in (True, False):
+        q = make_qconv(rng, N, O, relu=relu, weight=w, bias=b)
+        x = np.array([[255] * N, [0] * N, [255, 0, 255, 0], [1, 2, 3, 4]])
+        for simd, pe in ((1, 1), (N, O), (2, 2)):
+            dut = MVU.from_qconv(q, simd=simd, pe=pe)
+            check(run_mvu(dut, x, Traffic.rough(seed=simd + pe)), golden_1x1(q, x),
+                  f"{case} relu={relu} simd={simd} pe={pe}")
+
+
+def test_extreme_signed_inputs():
+    rng = np.random.default_rng(8)
+    w = rng.choice([-128, 127], (4, 4, 1, 1))
+    q = make_qconv(rng, 4, 4, relu=False, in_signed=True, weight=w, bias=np.array([0, -7, 7, 2**20]))
+    x = np.array([[-128] * 4, [127] * 4, [-128, 127, -128, 127], [0, 0, 0, 0]])
+    dut = MVU.from_qconv(q, simd=2, pe=2)
+    check(run_mvu(dut, x, Traffic.rough(2)), golden_1x1(q, x), "signed extremes")
+
+
+def test_rounding_half_up_negative():
+    # acc * mult exactly at .5 steps: -2.5 -> -2, 2.5 -> 3 (round half up)
+    w = np.array([[1], [1]])
+    dut = MVU(weights=w, bias=[0, 0], mult=[1, 1], shift=[1, 1], simd=1, pe=1, relu=False,
+              in_signed=True)
+    x = np.array([[-5], [5], [-3], [3], [-1], [1]])
+    exp = golden.requantize(x @ w.T, [1, 1], [1, 1], -128, 127)
+    check(run_mvu(dut, x, Traffic.rough(5)), exp, "rounding")
+
+
+def test_wider_than_int8_weights_and_large_shift():
+    rng = np.random.default_rng(9)
+    w = rng.integers(-2000, 2000, (2, 4))
+    b = rng.integers(-2**30, 2**30, 2)
+    dut = MVU(weights=w, bias=b, mult=[65535, 40000], shift=[48, 20], simd=2, pe=1, relu=False)
+    x = rand_inputs(rng, 3, 4)
+    exp = golden.requantize(x @ w.T + b, [65535, 40000], [48, 20], -128, 127)
+    check(run_mvu(dut, x, Traffic.rough(6)), exp, "wide")
+
+
+# ---- throughput and latency ----------------------------------------------------------------
+
+def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True):
+    """Smooth input; returns (cycles of accepted input beats, cycles of output beats, outputs)."""
+    beats = [pack_lanes(v[j * dut.simd:(j + 1) * dut.simd]) for v in vectors
+             for j in range(dut.N // dut.simd)]
+    n_out = len(vectors) * dut.O // dut.pe
+    in_cycles, out_cycles, outs = [], [], []
+
+    async def producer(ctx):
+        cycle = 0
+        for beat in beats:
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                if ready:
+                    in_cycles.append(cycle - 1)
+                    break
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        cycle = 0
+        while len(outs) < n_out:
+            rdy = consumer_ready(cycle)
+            ctx.set(dut.o.ready, rdy)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and rdy:
+                out_cycles.append(cycle)
+                outs.append(payload)
+            cycle += 1
+            assert cycle < 100000
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    got = [v for word in outs for v in unpack_lanes(word, dut.pe, signed=not dut.relu)]
+    return in_cycles, out_cycles, np.array(got, dtype=np.int64).reshape(len(vectors), dut.O)
+
+
+@pytest.mark.parametrize("N,O,simd,pe", [(8, 6, 2, 2), (8, 6, 8, 6), (8, 6, 8, 2), (8, 6, 1, 6),
+                                         (4, 4, 4, 4), (4, 8, 4, 1), (6, 4, 1, 1)])
+def test_throughput_exact(N, O, simd, pe):
+    rng = np.random.default_rng(N * 100 + O * 10 + simd + pe)
+    q = make_qconv(rng, N, O)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    x = rand_inputs(rng, 6, N)
+    in_c, out_c, got = timed_run(dut, x)
+    check(got, golden_1x1(q, x), "throughput run")
+    SF, NF = N // simd, O // pe
+    assert dut.cycles_per_vector == SF * NF
+    per = NF
+    firsts = out_c[::per]
+    gaps = np.diff(firsts)
+    assert list(gaps) == [SF * NF] * (len(x) - 1), f"cycles between vectors {gaps}, want {SF * NF}"
+    # within a vector, one output beat every SF cycles: the whole array is busy every cycle
+    assert all(b - a == SF for v in range(len(x)) for a, b in zip(out_c[v * per:(v + 1) * per],
+                                                               out_c[v * per + 1:(v + 1) * per]))
+    # input: the first fold takes a beat every cycle, then waits (NF-1)*SF cycles
+    starts = in_c[::SF]
+    assert list(np.diff(starts)) == [SF * NF] * (len(x) - 1)
+    # latency: last step of fold 0 issued (= last input beat of vector 0) -> first output beat
+    assert out_c[0] - in_c[SF - 1] == dut.latency
+
+
+@pytest.mark.parametrize("period", [2, 3, 7])
+def test_backpressure_periodic(period):
+    rng = np.random.default_rng(period)
+    q = make_qconv(rng, 4, 4, relu=False)
+    dut = MVU.from_qconv(q, simd=4, pe=4)        # one output beat per cycle: hardest case
+    x = rand_inputs(rng, 30, 4)
+    _, out_c, got = timed_run(dut, x, consumer_ready=lambda c: c % period == 0)
+    check(got, golden_1x1(q, x), f"periodic ready {period}")
+    # when the consumer takes one beat every `period` cycles, the MVU keeps up exactly
+    assert list(np.diff(out_c[5:])) == [period] * (len(out_c) - 6)
+
+
+# ---- properties, validation, Verilog --------------------------------------------------------
+
+def test_properties():
+    rng = np.random.default_rng(1)
+    q = make_qconv(rng, 8, 6, k=3, padding=1)
+    dut = MVU.from_qconv(q, simd=6, pe=3)
+    assert dut.N == 72 and dut.O == 6
+    assert dut.cycles_per_vector == 12 * 2
+    assert dut.multipliers == 18 and dut.requant_multipliers == 3
+    assert dut.acc_bits == q.acc_bits
+    assert dut.weight_bits == 72 * 6 * dut.w_bits
+    assert dut.w_bits == 8
+
+
+def test_acc_bits_minimal():
+    dut = MVU(weights=[[1, 1]], bias=[0], mult=[1], shift=[1], simd=1, pe=1, relu=True)
+    assert dut.acc_bits == 10                    # 0..510
+    dut = MVU(weights=[[0, 0]], bias=[0], mult=[1], shift=[1], simd=2, pe=1, relu=True)
+    assert dut.acc_bits == 1 and dut.w_bits == 1
+
+
+def test_validation_messages():
+    w = np.zeros((6, 8), int)
+    kw = dict(weights=w, bias=[0] * 6, mult=[1] * 6, shift=[1] * 6, relu=True, name="fire2.squeeze")
+    with pytest.raises(FoldingError, match=r"fire2\.squeeze: SIMD=3 does not divide 8 inputs.*\[1, 2, 4, 8\]"):
+        MVU(simd=3, pe=1, **kw)
+    with pytest.raises(FoldingError, match=r"PE=4 does not divide 6 output channels.*\[1, 2, 3, 6\]"):
+        MVU(simd=1, pe=4, **kw)
+    with pytest.raises(FoldingError, match=r"SIMD=16 does not divide 8"):
+        MVU(simd=16, pe=1, **kw)
+    with pytest.raises(FoldingError, match=r"PE=0"):
+        MVU(simd=1, pe=0, **kw)
+    with pytest.raises(FoldingError, match="integer"):
+        MVU(simd=1.5, pe=1, **kw)
+    with pytest.raises(UserError, match=r"mult\[2\]=70000"):
+        MVU(simd=1, pe=1, **{**kw, "mult": [1, 1, 70000, 1, 1, 1]})
+    with pytest.raises(UserError, match=r"shift\[0\]=0"):
+        MVU(simd=1, pe=1, **{**kw, "shift": [0] * 6})
+    with pytest.raises(UserError, match="bias has shape"):
+        MVU(simd=1, pe=1, **{**kw, "bias": [0] * 5})
+    assert issubclass(FoldingError, UserError)
+
+
+def test_verilog_deterministic():
+    rng = np.random.default_rng(3)
+    q = make_qconv(rng, 4, 4, k=3, padding=1)
+    texts = [verilog.convert(MVU.from_qconv(q, simd=6, pe=2), name="mvu", emit_src=False)
+             for _ in range(2)]
+    assert texts[0] == texts[1]
+    assert "module mvu" in texts[0]
