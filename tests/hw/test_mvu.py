@@ -14,7 +14,7 @@ from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 from squeezehw.intmodel import QConv
 
 # property tests build MVUs without simulating them
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth._unused.UnusedElaboratable")
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 def make_qconv(rng, in_ch, out_ch, k=1, padding=0, relu=True, in_signed=False, wmax=127,
