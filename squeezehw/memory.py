@@ -36,6 +36,10 @@ BOARDS: dict[str, int] = {
     "zcu102": 912 * 32 * 1024 // 8,                 # 3,735,552 bytes
 }
 
+# The other names squeezehw.boards knows for the same parts.
+ALIASES = {"ulx3s": "ulx3s-85f", "ecp5-85f": "ulx3s-85f", "lfe5u-85f": "ulx3s-85f",
+           "up5k": "icebreaker", "ice40up5k": "icebreaker", "xczu9eg": "zcu102"}
+
 
 class BudgetError(UserError, ValueError):
     """The model's parameters do not fit the on-chip memory budget."""
@@ -44,7 +48,7 @@ class BudgetError(UserError, ValueError):
 def board_budget(board: str) -> int:
     """Bytes of byte-wide block RAM on a named board."""
     try:
-        return BOARDS[board]
+        return BOARDS[ALIASES.get(board.lower(), board.lower())]
     except KeyError:
         raise UserError(f"unknown board {board!r}; choose one of {', '.join(sorted(BOARDS))} "
                         "or give the budget in bytes with --budget") from None

@@ -1,0 +1,75 @@
+"""``squeezehw eval``: float vs integer top-1/top-5 of an integer model file."""
+from __future__ import annotations
+
+import json
+
+from ..errors import UserError
+
+NAME = "eval"
+HELP = "measure float and integer (golden model) accuracy of an integer model"
+ORDER = 25
+DESCRIPTION = """\
+Runs the golden model (integer arithmetic, bit-exact with the hardware) and the float network the
+model was quantised from on labelled images and reports top-1/top-5 accuracy of both.
+
+Images come from --images DIR (ImageFolder layout: DIR/<class>/<image>, classes in sorted order);
+for the built-in default model, without --images, the MNIST held-out split is used.
+
+examples:
+  squeezehw eval default.npz
+  squeezehw eval sq11.npz --images photos/ --limit 100 --json"""
+
+
+def add_arguments(p):
+    p.add_argument("model", metavar="MODEL", help="integer model file (from `squeezehw quantize`)")
+    p.add_argument("--images", metavar="DIR", help="labelled photos in ImageFolder layout")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N images (sorted order)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="skip images that cannot be read (counted in the output) instead of failing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from ..evaluate import evaluate
+    from ..images import load_image_folder
+    from ..intmodel import IntModel
+    from .quantize import DEFAULT_DATASET_TAG
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be a positive number of images, got {args.limit}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    progress = not args.no_progress
+    model = IntModel.load(args.model)
+    skipped = 0
+    if args.images:
+        s = load_image_folder(args.images, height=model.height, width=model.width, channels=model.in_ch,
+                              resize=model.resize, limit=args.limit, skip_unreadable=args.skip_unreadable,
+                              progress=progress)
+        x, y, where, skipped = s.images, s.labels, str(args.images), len(s.skipped)
+    elif model.info.get("dataset") == DEFAULT_DATASET_TAG:
+        from ..default_model import mnist_split
+        _, _, x, y = mnist_split()
+        x, y, where = x[:args.limit], y[:args.limit], "MNIST held-out split"
+    else:
+        raise UserError(f"{args.model}: give --images DIR (labelled photos in ImageFolder layout); "
+                        "only the built-in default model has a built-in evaluation set")
+    r = evaluate(model, x, y, batch_size=args.batch_size, with_float=bool(model.float_weights),
+                 progress=progress)
+    if args.json:
+        out = {"images": r["images"], "float": r["float"], "quantized": r["quantized"],
+               "agreement": r["agreement"]}
+        if skipped:
+            out["skipped_unreadable"] = skipped
+        print(json.dumps(out))
+        return 0
+    print(f"{model.name} ({model.w_bits}-bit weights) on {where}: {r['images']} images"
+          + (f", {skipped} unreadable skipped" if skipped else ""))
+    print(f"  {'':<10}{'top-1':>8}{'top-5':>8}")
+    for k in ("float", "quantized"):
+        if r[k] is not None:
+            print(f"  {k:<10}{r[k]['top1']:>8.4f}{r[k]['top5']:>8.4f}")
+    if r["agreement"] is not None:
+        print(f"  top-1 agreement float vs integer: {r['agreement']:.4f}")
+    return 0

@@ -1,0 +1,163 @@
+"""``squeezehw quantize``: float SqueezeNet + calibration images -> integer model file."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+NAME = "quantize"
+HELP = "quantize a float SqueezeNet-family model to an integer model file"
+ORDER = 20
+DESCRIPTION = """\
+Post-training quantisation (docs/quantization.md): weights symmetric per output channel with
+--bits bits, uint8 activations with one scale per tensor calibrated on images, int32 biases,
+16-bit requantisation multipliers.  The result is one .npz file that `squeezehw eval`, the
+golden model and the hardware generator read.
+
+With no --arch/--weights the built-in default model (a small MNIST SqueezeNet) is quantized,
+calibrated on its MNIST training split, and its held-out accuracy is stored in the file.
+
+examples:
+  squeezehw quantize -o default.npz
+  squeezehw quantize --arch squeezenet1_1 --weights squeezenet1_1.npz --calib photos/ -o sq11.npz
+  squeezehw quantize --arch squeezenet1_1 --weights w.pth --calib photos/ --bits 4 --board zcu102
+
+The parameters must fit --budget bytes (or the block RAM of --board); otherwise nothing is
+written and the command exits with status 2."""
+
+DEFAULT_CALIB_PHOTOS = 64
+DEFAULT_CALIB_DEFAULT_MODEL = 512
+DEFAULT_DATASET_TAG = "mnist-default"
+
+
+def add_arguments(p):
+    from ..memory import BOARDS, DEFAULT_BUDGET
+    src = p.add_argument_group("model")
+    src.add_argument("--arch", help="squeezenet1_0, squeezenet1_1 or a family JSON file")
+    src.add_argument("--weights", metavar="FILE", help="float weights (.pth/.pt/.npz state dict)")
+    cal = p.add_argument_group("calibration")
+    cal.add_argument("--calib", metavar="DIR",
+                     help="calibration photos in ImageFolder layout (DIR/<class>/<image>)")
+    cal.add_argument("--calib-count", type=int, metavar="N",
+                     help=f"calibration images, evenly spaced over DIR (default {DEFAULT_CALIB_PHOTOS}; "
+                          f"{DEFAULT_CALIB_DEFAULT_MODEL} for the default model)")
+    cal.add_argument("--calibration", choices=("percentile", "max"), default="percentile",
+                     help="activation range rule (default: percentile)")
+    cal.add_argument("--percentile", type=float, default=99.99,
+                     help="percentile of |activation| used as the range (default 99.99)")
+    p.add_argument("--bits", type=int, default=8, metavar="N", help="weight bits, 2..8 (default 8)")
+    bud = p.add_mutually_exclusive_group()
+    bud.add_argument("--budget", type=int, metavar="BYTES",
+                     help=f"on-chip parameter memory budget (default {DEFAULT_BUDGET:,})")
+    bud.add_argument("--board", metavar="NAME",
+                     help=f"use the block RAM of a board as the budget: {', '.join(sorted(BOARDS))}")
+    ev = p.add_argument_group("accuracy (stored in the file)")
+    ev.add_argument("--eval-images", metavar="DIR",
+                    help="also measure float and integer accuracy on these photos (ImageFolder)")
+    ev.add_argument("--eval-limit", type=int, metavar="N", help="at most N evaluation photos")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="integer model file to write (default: <model name>-w<bits>.npz)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _positive(name, v):
+    if v is not None and v < 1:
+        raise UserError(f"{name} must be a positive integer, got {v}")
+
+
+def summary_table(model, rep) -> str:
+    lines = [f"{model.name}: input {model.in_ch}x{model.height}x{model.width}, {model.classes} classes, "
+             f"weights {model.w_bits} bits",
+             f"  {'conv':<24}{'kernel':>8}{'in->out':>12}{'acc bits':>9}{'weight B':>11}"]
+    for c in model.convs():
+        lines.append(f"  {c.name:<24}{f'{c.kernel}x{c.kernel}/{c.stride}':>8}"
+                     f"{f'{c.in_ch}->{c.out_ch}':>12}{c.acc_bits:>9}{c.weight_bytes:>11,}")
+    lines.append(f"  weights {rep['weight_bytes']:,} B + biases {rep['bias_bytes']:,} B + requant "
+                 f"{rep['requant_bytes'] + rep['add_bytes']:,} B = {rep['total_bytes']:,} B of "
+                 f"{rep['budget_bytes']:,} B budget ({100 * rep['total_bytes'] / rep['budget_bytes']:.1f} %)")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from ..evaluate import evaluate
+    from ..images import list_image_folder, load_image_folder, load_images
+    from ..memory import DEFAULT_BUDGET, board_budget, check_budget
+    from ..quantize import quantize
+    progress = not args.no_progress
+    _positive("--calib-count", args.calib_count)
+    _positive("--eval-limit", args.eval_limit)
+    if args.budget is not None and args.budget < 1:
+        raise UserError(f"--budget must be a positive number of bytes, got {args.budget}")
+    budget, what = args.budget or DEFAULT_BUDGET, "the budget"
+    if args.board:
+        budget, what = board_budget(args.board), f"the block RAM of {args.board}"
+
+    default = args.arch is None and args.weights is None
+    eval_set = None
+    if default:
+        from ..default_model import load_default_network, mnist_split
+        if args.calib:
+            raise UserError("--calib needs --arch and --weights; the default model calibrates on "
+                            "its own MNIST training split")
+        net = load_default_network()
+        train_x, _, test_x, test_y = mnist_split()
+        count = min(args.calib_count or DEFAULT_CALIB_DEFAULT_MODEL, len(train_x))
+        calib, source = train_x[:count], "built-in default model"
+        calib_from = f"MNIST training split, first {count}"
+        eval_set = (test_x, test_y, "MNIST held-out split")
+    else:
+        from ..importer import load_network
+        if args.arch is None or args.weights is None:
+            raise UserError("give both --arch and --weights (or neither, for the built-in default model)")
+        if not args.calib:
+            raise UserError("--calib DIR is required with --arch: a folder of calibration photos "
+                            "(ImageFolder layout, DIR/<class>/<image>.jpg)")
+        net = load_network(args.arch, args.weights)
+        files, _, _ = list_image_folder(args.calib)
+        count = min(args.calib_count or DEFAULT_CALIB_PHOTOS, len(files))
+        pick = np.unique(np.linspace(0, len(files) - 1, count).round().astype(int))
+        calib, _, skipped = load_images([files[i] for i in pick], height=net.height, width=net.width,
+                                        channels=net.in_ch, resize=net.resize, progress=progress)
+        source = f"{args.arch} + {Path(args.weights).name}"
+        calib_from = f"{args.calib}, {len(pick)} images evenly spaced"
+    model = quantize(net, calib, w_bits=args.bits, calibration=args.calibration,
+                     percentile=args.percentile, progress=progress, source=source)
+    model.info["calibration"]["from"] = calib_from
+    if default:
+        model.info["dataset"] = DEFAULT_DATASET_TAG
+    rep = check_budget(model, budget, what)       # raises before anything is written
+
+    if args.eval_images:
+        s = load_image_folder(args.eval_images, height=model.height, width=model.width,
+                              channels=model.in_ch, resize=model.resize, limit=args.eval_limit,
+                              progress=progress)
+        eval_set = (s.images, s.labels, str(args.eval_images))
+    if eval_set is not None:
+        x, y, where = eval_set
+        if args.eval_limit:
+            x, y = x[:args.eval_limit], y[:args.eval_limit]
+        acc = evaluate(model, x, y, progress=progress)
+        model.info["accuracy"] = {"on": where, **acc}
+
+    out = Path(args.output or f"{model.name}-w{model.w_bits}.npz")
+    model.save(out)
+    if args.json:
+        print(json.dumps({"output": str(out), "name": model.name, "w_bits": model.w_bits,
+                          "calibration": model.info["calibration"],
+                          "acc_bits": {c.name: c.acc_bits for c in model.convs()},
+                          "memory": {k: v for k, v in rep.items() if k != "convs"},
+                          "accuracy": model.info.get("accuracy")}, indent=2))
+    else:
+        print(summary_table(model, rep))
+        a = model.info.get("accuracy")
+        if a:
+            f = a["float"]
+            print(f"  accuracy on {a['on']} ({a['images']} images): float top-1 {f['top1']:.4f}, "
+                  f"integer top-1 {a['quantized']['top1']:.4f}")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
