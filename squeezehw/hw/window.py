@@ -1,0 +1,238 @@
+"""SlidingWindow: the line-buffer unit in front of a KxK conv's MVU (and of window-based pooling).
+
+Input: one feature map after another in raster order, ``channels / lanes`` beats per pixel.
+Output: for each output pixel ``(oy, ox)`` in raster order, the ``K*K*channels`` window values in
+``(ky, kx, c)`` order, ``channels / lanes`` beats per kernel tap, where tap ``(ky, kx)`` carries
+``in[c, oy*S - P + ky, ox*S - P + kx]`` or 0 outside the input (zero padding, and the bottom/right
+overhang of ceil-mode pooling when ``out_height``/``out_width`` exceed the conv formula).
+
+Buffering: a circular line buffer of ``rows`` full input rows (``width * channels / lanes`` words
+of ``8 * lanes`` bits each) in one ``amaranth.lib.memory.Memory`` with a synchronous read port
+(block RAM).  ``rows = kernel + stride + extra`` where ``extra = max(0, height - out_height*stride)``
+covers trailing input rows that no window uses:
+
+- ``kernel`` rows hold the current output row's windows;
+- ``stride`` more rows let the writer fill the next output row's new rows while the reader is
+  still busy with the current one, so the reader never waits at a row change;
+- ``extra`` lets the writer get past the unused trailing rows into the next frame's first rows
+  while the reader finishes a frame, so back-to-back frames have no bubble either.
+
+Flow control (correct under any traffic, checked at row/pixel granularity):
+
+- the reader starts a beat of output pixel ``(oy, ox)`` only once the writer has completed input
+  pixel ``(min(H-1, oy*S-P+K-1), min(W-1, ox*S-P+K-1))`` of that frame (or a later frame);
+- the writer writes input row ``wy`` (global row count, across frames) only while that row's slot
+  no longer holds a row the reader still needs: ``wy < lo + rows`` where ``lo`` is the first input
+  row of the reader's current output row (``max(0, oy*S - P)``).
+
+Throughput: one output beat per cycle whenever the input keeps up (a window unit outputs
+``K*K/S**2`` times more beats than it takes, so the reader is the bottleneck and the input stalls).
+``cycles_per_frame = max(out_beats_per_frame, in_beats_per_frame)`` in steady state.
+Latency: an output beat is valid 1 cycle after the reader issues its read.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .errors import FoldingError
+
+__all__ = ["SlidingWindow"]
+
+
+def _check_int(name, v, lo):
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        raise FoldingError(f"SlidingWindow: {name}={v!r} must be an integer >= {lo}")
+
+
+class SlidingWindow(wiring.Component):
+    """Ports: ``i`` (in stream, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
+
+    Attributes: ``out_height``, ``out_width``, ``rows`` (line-buffer rows), ``memory_bits``,
+    ``in_beats_per_frame``, ``out_beats_per_frame``, ``cycles_per_frame`` (steady state, full
+    input rate), ``input_skew_pixels`` (0: output pixel ``(oy, ox)`` needs no input beyond pixel
+    ``(oy*S-P+K-1, ox*S-P+K-1)``, clamped into the input), ``max_input_lead_rows`` (how many input
+    rows the writer may run ahead of the first row of the current output row: ``rows``).
+    """
+
+    def __init__(self, *, channels: int, height: int, width: int, kernel: int, stride: int,
+                 padding: int, lanes: int, out_height: int | None = None,
+                 out_width: int | None = None):
+        for name, v, lo in (("channels", channels, 1), ("height", height, 1), ("width", width, 1),
+                            ("kernel", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
+                            ("lanes", lanes, 1)):
+            _check_int(name, v, lo)
+        if channels % lanes:
+            divs = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise FoldingError(f"SlidingWindow: lanes={lanes} does not divide channels={channels}; "
+                               f"choose one of {divs}")
+        if padding >= kernel:
+            raise FoldingError(f"SlidingWindow: padding={padding} must be smaller than "
+                               f"kernel={kernel}")
+        conv_h = (height + 2 * padding - kernel) // stride + 1
+        conv_w = (width + 2 * padding - kernel) // stride + 1
+        if conv_h < 1 or conv_w < 1:
+            raise FoldingError(f"SlidingWindow: a {kernel}x{kernel} window with padding={padding} "
+                               f"does not fit a {height}x{width} input; use a smaller kernel or "
+                               f"more padding")
+        out_height = conv_h if out_height is None else out_height
+        out_width = conv_w if out_width is None else out_width
+        for name, v, conv, size in (("out_height", out_height, conv_h, height),
+                                    ("out_width", out_width, conv_w, width)):
+            _check_int(name, v, 1)
+            # every window must start inside the input (PyTorch's ceil-mode rule)
+            if (v - 1) * stride - padding > size - 1:
+                raise FoldingError(f"SlidingWindow: {name}={v} puts the last window outside the "
+                                   f"input of size {size}; use at most {conv} (conv) or the "
+                                   f"ceil-mode size")
+        self.channels, self.height, self.width = channels, height, width
+        self.kernel, self.stride, self.padding, self.lanes = kernel, stride, padding, lanes
+        self.out_height, self.out_width = out_height, out_width
+        self.beats_per_pixel = channels // lanes
+        self.rows = kernel + stride + max(0, height - out_height * stride)
+        self.depth = self.rows * width * self.beats_per_pixel
+        self.memory_bits = self.depth * 8 * lanes
+        self.in_beats_per_frame = height * width * self.beats_per_pixel
+        self.out_beats_per_frame = out_height * out_width * kernel * kernel * self.beats_per_pixel
+        self.cycles_per_frame = max(self.in_beats_per_frame, self.out_beats_per_frame)
+        self.input_skew_pixels = 0
+        self.max_input_lead_rows = self.rows
+        self.latency = 1
+        sig = stream.Signature(8 * lanes)
+        super().__init__({"i": In(sig), "o": Out(sig)})
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W, K, S, P = (self.channels, self.height, self.width, self.kernel, self.stride,
+                            self.padding)
+        B, R, Ho, Wo = self.beats_per_pixel, self.rows, self.out_height, self.out_width
+        WB = W * B
+        m.submodules.mem = mem = Memory(shape=8 * self.lanes, depth=self.depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(domain="sync")  # not transparent: a read never sees a same-cycle write
+
+        # Frames the writer has completed beyond the reader's frame.  The writer can be at most
+        # (H + R - 2) // H frames ahead by the row rule, plus the frame it is finishing.
+        max_lead = (H + R - 2) // H + 1
+        lead = Signal(range(max_lead + 1))
+        lead_inc = Signal()
+        lead_dec = Signal()
+
+        # ---- writer -------------------------------------------------------------------------
+        wb = Signal(range(B))
+        wx = Signal(range(W))
+        wy = Signal(range(H))
+        wpix = Signal(range(H * W + 1))      # pixels of the writer's frame completed
+        waddr = Signal(range(self.depth))     # slots are consecutive mod R: one wrapping counter
+
+        # ---- reader counters --------------------------------------------------------------------
+        b = Signal(range(B))
+        kx = Signal(range(K))
+        ky = Signal(range(K))
+        ox = Signal(range(Wo))
+        oy = Signal(range(Ho))
+        iy0 = Signal(range(-P, (Ho - 1) * S - P + 1), init=-P)   # oy*S - P
+        ix0 = Signal(range(-P, (Wo - 1) * S - P + 1), init=-P)   # ox*S - P
+        iy = Signal(range(-P, (Ho - 1) * S - P + K), init=-P)    # iy0 + ky
+        ix = Signal(range(-P, (Wo - 1) * S - P + K), init=-P)    # ix0 + kx
+        colb = Signal(range(-P * B, ((Wo - 1) * S - P + K) * B + 1), init=-P * B)  # ix*B + b
+        fslot = Signal(range(R))   # slot of row 0 of the reader's frame
+        # row 0 of frame 0 is slot 0, so row -P is slot -P mod R
+        rbase = Signal(range(R), init=(-P) % R)   # slot of row iy0 (mod R, also for padding rows)
+        kslot = Signal(range(R), init=(-P) % R)   # slot of row iy
+
+        lo = Signal(range(H))      # first input row the reader still needs
+        m.d.comb += lo.eq(Mux(iy0 < 0, 0, iy0))
+
+        # writer may overwrite the slot of global row (wy + lead*H) - R only when it is below lo
+        can_write = Signal()
+        m.d.comb += [
+            can_write.eq(wy + lead * H < lo + R),
+            self.i.ready.eq(can_write),
+            wp.addr.eq(waddr),
+            wp.data.eq(self.i.payload),
+            wp.en.eq(self.i.valid & can_write),
+        ]
+        with m.If(self.i.valid & can_write):
+            m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
+            with m.If(wb == B - 1):
+                m.d.sync += [wb.eq(0), wpix.eq(wpix + 1)]
+                with m.If(wx == W - 1):
+                    m.d.sync += wx.eq(0)
+                    with m.If(wy == H - 1):
+                        m.d.sync += [wy.eq(0), wpix.eq(0)]
+                        m.d.comb += lead_inc.eq(1)
+                    with m.Else():
+                        m.d.sync += wy.eq(wy + 1)
+                with m.Else():
+                    m.d.sync += wx.eq(wx + 1)
+            with m.Else():
+                m.d.sync += wb.eq(wb + 1)
+
+        # ---- reader -----------------------------------------------------------------------------
+        ry = Signal(range(H))
+        rx = Signal(range(W))
+        m.d.comb += [
+            ry.eq(Mux(iy0 + (K - 1) > H - 1, H - 1, iy0 + (K - 1))),
+            rx.eq(Mux(ix0 + (K - 1) > W - 1, W - 1, ix0 + (K - 1))),
+        ]
+        available = Signal()
+        m.d.comb += available.eq((lead != 0) | (wpix > ry * W + rx))
+
+        ovalid = Signal()       # output register holds a beat
+        ozero = Signal()        # ... and it is padding
+        issue = Signal()
+        inside = Signal()
+        m.d.comb += [
+            inside.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)),
+            issue.eq(available & (~ovalid | self.o.ready)),
+            rp.en.eq(issue),
+            rp.addr.eq(kslot * WB + colb),
+            self.o.valid.eq(ovalid),
+            self.o.payload.eq(Mux(ozero, 0, rp.data)),
+        ]
+
+        def mod_r(v):  # v < 2R
+            return Mux(v >= R, v - R, v)
+
+        with m.If(~ovalid | self.o.ready):
+            m.d.sync += ovalid.eq(issue)
+        with m.If(issue):
+            m.d.sync += ozero.eq(~inside)
+            with m.If(b != B - 1):
+                m.d.sync += [b.eq(b + 1), colb.eq(colb + 1)]
+            with m.Else():
+                m.d.sync += b.eq(0)
+                with m.If(kx != K - 1):
+                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), colb.eq(colb + 1)]
+                with m.Else():
+                    m.d.sync += kx.eq(0)
+                    with m.If(ky != K - 1):
+                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), kslot.eq(mod_r(kslot + 1)),
+                                     ix.eq(ix0), colb.eq(ix0 * B)]
+                    with m.Else():
+                        m.d.sync += ky.eq(0)
+                        with m.If(ox != Wo - 1):   # next pixel of this output row
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
+                                         colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase)]
+                        with m.Else():
+                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B)]
+                            with m.If(oy != Ho - 1):   # next output row
+                                nb = mod_r(rbase + (S % R))
+                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
+                                             rbase.eq(nb), kslot.eq(nb)]
+                            with m.Else():             # next frame
+                                nf = mod_r(fslot + (H % R))
+                                nb = mod_r(fslot + ((H - P) % R))
+                                m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
+                                             rbase.eq(nb), kslot.eq(nb)]
+                                m.d.comb += lead_dec.eq(1)
+
+        with m.If(lead_inc & ~lead_dec):
+            m.d.sync += lead.eq(lead + 1)
+        with m.Elif(lead_dec & ~lead_inc):
+            m.d.sync += lead.eq(lead - 1)
+
+        return m
