@@ -153,6 +153,8 @@ class MVU(wiring.Component):
         self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
         # enough credits that a beat issued every cycle never waits (see the module docstring)
         self.fifo_depth = self.latency + 1
+        # SyncFIFOBuffered only honours its full depth from depth 3 up (see global_pool.py)
+        assert self.fifo_depth >= 3
 
     @classmethod
     def from_qconv(cls, q, *, simd, pe, name=None):
