@@ -287,3 +287,28 @@ def test_verilog_deterministic():
              for _ in range(2)]
     assert texts[0] == texts[1]
     assert "module mvu" in texts[0]
+
+
+# ---- random shapes (hypothesis) ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_shapes(data):
+    N = data.draw(st.integers(1, 9), label="N")
+    O = data.draw(st.integers(1, 6), label="O")
+    simd = data.draw(st.sampled_from([d for d in range(1, N + 1) if N % d == 0]), label="simd")
+    pe = data.draw(st.sampled_from([d for d in range(1, O + 1) if O % d == 0]), label="pe")
+    relu = data.draw(st.booleans(), label="relu")
+    in_signed = data.draw(st.booleans(), label="in_signed")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    q = make_qconv(rng, N, O, relu=relu, in_signed=in_signed,
+                   wmax=int(rng.choice([1, 7, 127])), bias_range=int(rng.choice([0, 100, 10**6])))
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    x = rand_inputs(rng, 3, N, signed=in_signed)
+    check(run_mvu(dut, x, Traffic.rough(seed)), golden_1x1(q, x),
+          f"N={N} O={O} simd={simd} pe={pe} relu={relu} signed={in_signed}")
