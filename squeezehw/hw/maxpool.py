@@ -1,0 +1,185 @@
+"""MaxPool: streaming KxK/S max-pool with PyTorch's ``ceil_mode=True`` (docs/numerics.md,
+golden.maxpool), a dedicated design that takes **one input beat per cycle** (it never waits on
+itself), rather than a SlidingWindow + reducer (which would need ``K*K*C/lanes`` cycles per output
+pixel, 2.25x slower for 3x3/2).
+
+Separable: max over a window = max over its rows of (max over its columns).
+
+1. Horizontal stage.  For input pixel ``x`` each column window ``ox`` containing it keeps a running
+   max per channel beat.  With ``S <= K <= 2S`` a pixel lies in at most two windows, consecutive, so
+   two banks (window parity) suffice; each bank is a ``C/lanes``-word rotating shift register that
+   rotates on every input beat, so the word of the current beat is always at its head (no
+   addressing).  When ``x`` is the window's last column (clipped at ``W-1``: the ceil-mode overhang
+   counts as 0, which never wins because inputs are uint8) the window's max leaves as one
+   "row-max" beat; at most one window ends per pixel.
+2. Vertical stage.  Row-max beats of row ``y`` arrive in ``(ox, beat)`` order.  Each output row
+   window ``oy`` containing ``y`` has a FIFO bank (parity of ``oy``) of ``Wo*C/lanes`` words holding
+   the running max of its rows so far, in the same order: the window's first row pushes, middle
+   rows pop/max/push, its last row pops/max and emits the output beat.  A FIFO needs no address
+   logic and reads ahead, so the read-modify-write runs at one beat per cycle.
+
+Throughput: one input beat per cycle (``cycles_per_frame = H*W*C/lanes``), output beats only on
+the rows/columns that end a window.  Latency: 2 cycles from the input beat that completes an output
+beat to that beat being valid.  Buffers: horizontal ``2*C*8`` register bits, vertical
+``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..ir import pool_out_size
+from .errors import FoldingError
+
+__all__ = ["MaxPool"]
+
+
+def _windows(size, kernel, stride, out):
+    """Per position p: for banks 0/1, (inside, first, last) of the window of that parity."""
+    table = []
+    for p in range(size):
+        entry = [[0, 0, 0], [0, 0, 0]]
+        for o in range(out):
+            lo, hi = o * stride, min(size - 1, o * stride + kernel - 1)
+            if lo <= p <= hi:
+                entry[o % 2] = [1, int(p == lo), int(p == hi)]
+        table.append(entry)
+    return table
+
+
+class MaxPool(wiring.Component):
+    """Ports: ``i`` (in stream, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
+
+    Attributes: ``out_height``, ``out_width``, ``in_beats_per_frame``, ``out_beats_per_frame``,
+    ``cycles_per_frame`` (= in_beats_per_frame at full input rate), ``register_bits`` (horizontal
+    banks), ``fifo_bits`` (vertical banks, block RAM), ``memory_bits`` (their sum), ``latency``.
+    """
+
+    def __init__(self, *, channels: int, height: int, width: int, lanes: int, kernel: int = 3,
+                 stride: int = 2):
+        for name, v in (("channels", channels), ("height", height), ("width", width),
+                        ("lanes", lanes), ("kernel", kernel), ("stride", stride)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise FoldingError(f"MaxPool: {name}={v!r} must be a positive integer")
+        if channels % lanes:
+            divs = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise FoldingError(f"MaxPool: lanes={lanes} does not divide channels={channels}; "
+                               f"choose one of {divs}")
+        if not stride <= kernel <= 2 * stride:
+            raise FoldingError(f"MaxPool: kernel={kernel}, stride={stride} unsupported; this "
+                               f"design needs stride <= kernel <= 2*stride (e.g. 3x3/2, 2x2/2)")
+        if kernel > height or kernel > width:
+            raise FoldingError(f"MaxPool: kernel={kernel} is larger than the {height}x{width} "
+                               f"input; pool a larger map or drop the pool")
+        self.channels, self.height, self.width, self.lanes = channels, height, width, lanes
+        self.kernel, self.stride = kernel, stride
+        self.out_height = pool_out_size(height, kernel, stride)
+        self.out_width = pool_out_size(width, kernel, stride)
+        self.beats_per_pixel = B = channels // lanes
+        self.in_beats_per_frame = height * width * B
+        self.out_beats_per_frame = self.out_height * self.out_width * B
+        self.cycles_per_frame = self.in_beats_per_frame
+        # +1: SyncFIFOBuffered must accept a push in the cycle a pop frees a full bank's slot
+        self.fifo_depth = self.out_width * B + 1
+        self.register_bits = 2 * B * 8 * lanes
+        self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
+        self.memory_bits = self.register_bits + self.fifo_bits
+        self.latency = 2
+        sig = stream.Signature(8 * lanes)
+        super().__init__({"i": In(sig), "o": Out(sig)})
+
+    def elaborate(self, platform):
+        m = Module()
+        L, B, H, W = self.lanes, self.beats_per_pixel, self.height, self.width
+        K, S, Ho, Wo = self.kernel, self.stride, self.out_height, self.out_width
+
+        def lane_max(a, b):
+            return Cat(*(Mux(a[8 * k:8 * k + 8] > b[8 * k:8 * k + 8], a[8 * k:8 * k + 8],
+                             b[8 * k:8 * k + 8]) for k in range(L)))
+
+        def lookup(index, table, name):
+            """Constant table (per position, per bank: inside/first/last) -> signals."""
+            sig = [[Signal(name=f"{name}{j}_{f}") for f in ("in", "first", "last")] for j in (0, 1)]
+            with m.Switch(index):
+                for p, entry in enumerate(table):
+                    with m.Case(p):
+                        m.d.comb += [sig[j][f].eq(entry[j][f]) for j in (0, 1) for f in range(3)]
+            return sig
+
+        # ---- output register --------------------------------------------------------------------
+        ov = Signal()
+        odata = Signal(8 * L)
+        m.d.comb += [self.o.valid.eq(ov), self.o.payload.eq(odata)]
+        ofree = Signal()
+        m.d.comb += ofree.eq(~ov | self.o.ready)
+
+        # ---- horizontal stage: input -> row-max register (hv, hdata) ------------------------------
+        x = Signal(range(W))
+        hb = Signal(range(B))
+        hv = Signal()
+        hdata = Signal(8 * L)
+        hcol = lookup(x, _windows(W, K, S, Wo), "hcol")
+        banks = [[Signal(8 * L, name=f"hbank{j}_{n}") for n in range(B)] for j in (0, 1)]
+        v_take = Signal()     # the vertical stage consumes the row-max register this cycle
+        m.d.comb += self.i.ready.eq(~hv | v_take)
+        accept = self.i.valid & self.i.ready
+        val = self.i.payload
+        with m.If(v_take):
+            m.d.sync += hv.eq(0)
+        with m.If(accept):
+            emit_h = Signal()
+            m.d.comb += emit_h.eq(hcol[0][2] | hcol[1][2])
+            for j in (0, 1):
+                inside, first, last = hcol[j]
+                head = banks[j][0]
+                new = Mux(first, val, lane_max(head, val))
+                # rotate: the next beat's word comes to the head
+                m.d.sync += [banks[j][n].eq(banks[j][n + 1]) for n in range(B - 1)]
+                m.d.sync += banks[j][B - 1].eq(Mux(inside, new, head))
+                with m.If(last):
+                    m.d.sync += hdata.eq(new)
+            m.d.sync += hv.eq(emit_h)
+            with m.If(hb == B - 1):
+                m.d.sync += [hb.eq(0), x.eq(Mux(x == W - 1, 0, x + 1))]
+            with m.Else():
+                m.d.sync += hb.eq(hb + 1)
+
+        # ---- vertical stage: row-max beats -> output register -------------------------------------
+        y = Signal(range(H))
+        vox = Signal(range(Wo * B))   # position within the row-max row (ox, beat)
+        vrow = lookup(y, _windows(H, K, S, Ho), "vrow")
+        fifos = []
+        for j in (0, 1):
+            f = SyncFIFOBuffered(width=8 * L, depth=self.fifo_depth)
+            m.submodules[f"vbank{j}"] = f
+            fifos.append(f)
+        # every bank this beat pops must have its head, every push must fit, an emit needs ofree
+        ok = Signal()
+        conds = [hv]
+        for j, f in enumerate(fifos):
+            inside, first, last = vrow[j]
+            conds.append(~(inside & ~first) | f.r_rdy)
+            conds.append(~(inside & ~last) | f.w_rdy)
+        emit_v = vrow[0][2] | vrow[1][2]
+        conds.append(~emit_v | ofree)
+        m.d.comb += [ok.eq(Cat(*conds).all()), v_take.eq(ok)]
+        for j, f in enumerate(fifos):
+            inside, first, last = vrow[j]
+            new = Mux(first, hdata, lane_max(f.r_data, hdata))
+            m.d.comb += [
+                f.r_en.eq(ok & inside & ~first),
+                f.w_en.eq(ok & inside & ~last),
+                f.w_data.eq(new),
+            ]
+            with m.If(ok & inside & last):
+                m.d.sync += odata.eq(new)
+        with m.If(ofree):
+            m.d.sync += ov.eq(ok & emit_v)
+        with m.If(ok):
+            with m.If(vox == Wo * B - 1):
+                m.d.sync += [vox.eq(0), y.eq(Mux(y == H - 1, 0, y + 1))]
+            with m.Else():
+                m.d.sync += vox.eq(vox + 1)
+        return m

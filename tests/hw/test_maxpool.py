@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from squeezehw import golden
+from squeezehw.errors import UserError
+from squeezehw.hw.maxpool import MaxPool
+from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
+
+
+def to_beats(fm, lanes):
+    c, h, w = fm.shape
+    return [pack_lanes(fm[j:j + lanes, y, x]) for y in range(h) for x in range(w) for j in range(0, c, lanes)]
+
+
+def check(c, h, w, lanes, traffic, frames=2, k=3, s=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (frames, c, h, w)).astype(np.uint8)
+    want_fm = golden.maxpool(x, k, s)
+    dut = MaxPool(channels=c, height=h, width=w, lanes=lanes, kernel=k, stride=s)
+    assert want_fm.shape[2:] == (dut.out_height, dut.out_width)
+    inp = sum((to_beats(f, lanes) for f in x), [])
+    want = sum((to_beats(f, lanes) for f in want_fm), [])
+    got = simulate(dut, {"i": inp}, {"o": len(want)}, traffic, extra_cycles=20)
+    bpp, ho, wo = c // lanes, dut.out_height, dut.out_width
+    for n, (g, e) in enumerate(zip(got["o"], want)):
+        if g != e:
+            pix, beat = divmod(n, bpp)
+            f, pix = divmod(pix, ho * wo)
+            raise AssertionError(f"frame {f} out pixel {divmod(pix, wo)} channels {beat * lanes}..: "
+                                 f"got {unpack_lanes(g, lanes)} want {unpack_lanes(e, lanes)}")
+    return dut, got
+
+
+CASES = [(2, 7, 7, 1), (2, 8, 8, 2), (4, 13, 13, 2), (1, 26, 26, 1), (3, 3, 3, 3), (2, 5, 9, 1),
+         (4, 4, 6, 4), (1, 6, 3, 1)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+@pytest.mark.parametrize("traffic", [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2)],
+                         ids=["smooth", "rough1", "rough2"])
+def test_maxpool_matches_golden(case, traffic):
+    c, h, w, lanes = case
+    check(c, h, w, lanes, traffic, seed=h * w + c)
+
+
+@pytest.mark.parametrize("k,s", [(2, 2), (3, 3), (4, 2)])
+def test_maxpool_other_kernels(k, s):
+    check(2, 9, 8, 1, Traffic.rough(k), k=k, s=s)
+    check(2, 9, 8, 2, Traffic.smooth(), k=k, s=s)
+
+
+@pytest.mark.parametrize("case", [(2, 8, 8, 1), (4, 13, 13, 2), (2, 7, 7, 2)])
+def test_maxpool_one_input_beat_per_cycle(case):
+    c, h, w, lanes = case
+    frames = 3
+    dut, got = check(c, h, w, lanes, Traffic.smooth(), frames=frames)
+    assert dut.cycles_per_frame == h * w * c // lanes
+    assert got["_cycles"] - 20 <= frames * dut.cycles_per_frame + 4, got["_cycles"]
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(lanes=3), "lanes=3 does not divide channels=4"),
+                                    (dict(kernel=5), "kernel=5, stride=2"),
+                                    (dict(height=2), "larger than"), (dict(channels=0), "channels=0")])
+def test_maxpool_validation(kw, msg):
+    args = dict(channels=4, height=7, width=7, lanes=2) | kw
+    with pytest.raises(UserError, match=msg):
+        MaxPool(**args)
+
+
+def test_maxpool_verilog_deterministic():
+    texts = [verilog.convert(MaxPool(channels=4, height=7, width=8, lanes=2), name="maxpool", emit_src=False)
+             for _ in range(2)]
+    assert texts[0] == texts[1] and "module maxpool" in texts[0]
