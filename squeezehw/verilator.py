@@ -169,8 +169,11 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
             log = (Path(td) / "sim.log").read_text()[-3000:] if (Path(td) / "sim.log").exists() else ""
             raise SimulationError(f"the cocotb testbench wrote no result; log tail:\n{log}")
         out = json.loads(result.read_text())
-        if waves:
-            for f in Path(b.directory).glob("*.fst"):
-                out["waves"] = str(f)
+        if waves:   # the trace is written in the run's temporary folder: keep it beside the build
+            for f in list(Path(td).rglob("*.fst")) + list(Path(b.directory).glob("*.fst")):
+                keep = Path(b.directory) / "last_run.fst"
+                shutil.copy(f, keep)
+                out["waves"] = str(keep)
+                break
     out["wall_seconds"] = round(wall, 3)
     return out

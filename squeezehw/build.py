@@ -1,0 +1,132 @@
+"""Verilog generation: an integer model + a folding -> rtl_out/NAME/ with Verilog, memory images
+and a JSON description of the design.
+
+Output folder (all files deterministic: the same inputs give the same bytes):
+
+- ``NAME.v``            the accelerator (top module ``NAME``, ports clk, rst, i__*, o__*), with
+                        every weight memory's contents inline (Verilog initial values)
+- ``mem/LAYER.hex``     the same weight memory images, one word per line in hex (address order),
+                        for inspection and for flows that load memories separately
+- ``design.json``       per layer PE, SIMD, expected cycles, multipliers, weight memory bits, FIFO
+                        depths; totals; keys "top" and "verilog" name the module and file
+- ``folding.json``      the folding used, to rebuild exactly
+- ``summary.txt``       the same in a table for people
+
+The folder is written to a temporary sibling and renamed into place, so an interrupted build never
+leaves a folder that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .folding import Folding
+from .intmodel import IntModel
+
+__all__ = ["design_summary", "write_design", "module_name"]
+
+
+def module_name(model: IntModel) -> str:
+    return "squeezehw_" + re.sub(r"[^A-Za-z0-9_]", "_", model.name)
+
+
+def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
+    """The design's figures from the cost model and the instantiated blocks."""
+    from .hw.accelerator import Accelerator
+    accel = accel or Accelerator(model=model, folding=folding)
+    rows = folding.table(model)
+    mvus = {}
+    for p in accel.plan:
+        b = p["block"]
+        if p["kind"] == "conv":
+            mvus[p["name"]] = b
+        elif p["kind"] == "fire":
+            for name in b.mvus():
+                mvus[name] = None
+        elif p["kind"] == "head":
+            mvus[p["name"]] = getattr(b, "mvu", None)
+    fifos = accel.fifos()
+    for r in rows:
+        blk = mvus.get(r["layer"])
+        if blk is not None:
+            r["acc_bits"] = blk.acc_bits
+    s = folding.summary(model)
+    fifo_bits = sum(v["memory_bits"] for v in fifos.values())
+    return {
+        "format": "squeezehw-design", "version": 1,
+        "model": model.name, "top": module_name(model), "verilog": f"{module_name(model)}.v",
+        "input": {"channels": model.in_ch, "height": model.height, "width": model.width,
+                  "lanes": accel.in_lanes, "beats_per_frame": model.height * model.width * model.in_ch // accel.in_lanes},
+        "output": {"width": accel.out_width, "beats_per_frame": model.classes + 1,
+                   "classes": model.classes, "logit_bits": model.logit_bits},
+        "layers": rows,
+        "fifos": fifos,
+        "totals": {**s, "fifo_bits": fifo_bits, "weight_bytes": (s["weight_bits"] + 7) // 8},
+    }
+
+
+def summary_text(d: dict) -> str:
+    t = d["totals"]
+    lines = [f"design {d['top']}  (model {d['model']})",
+             f"{'layer':<26}{'kind':<6}{'SIMD':>6}{'PE':>5}{'cycles':>10}{'mults':>7}{'util':>7}{'weight bits':>13}"]
+    for r in d["layers"]:
+        util = f"{r['utilisation']:.2f}" if r["utilisation"] is not None else "-"
+        lines.append(f"{r['layer']:<26}{r['kind']:<6}{r['simd']:>6}{r['pe']:>5}{r['cycles']:>10}"
+                     f"{r['multipliers']:>7}{util:>7}{r['weight_bits']:>13}")
+    for name, f in d["fifos"].items():
+        lines.append(f"FIFO {name}: expand1x1 {f['expand1x1_depth']} x {f['expand1x1_width']} b, "
+                     f"bypass {f['bypass_depth']} x {f['bypass_width']} b")
+    lines.append(f"expected cycles/frame {t['expected_cycles_per_frame']} (bottleneck {t['bottleneck']}), "
+                 f"multipliers {t['multipliers']}, expected MAC efficiency {t['expected_mac_efficiency']:.3f}, "
+                 f"weights {t['weight_bytes']} B, FIFOs {t['fifo_bits']} bits")
+    return "\n".join(lines)
+
+
+def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool = True) -> dict:
+    from amaranth.back import verilog
+
+    from .hw.accelerator import Accelerator
+    out_dir = Path(out_dir)
+    accel = Accelerator(model=model, folding=folding)
+    summary = design_summary(model, folding, accel)
+    top = summary["top"]
+    if progress:
+        import sys
+        print(f"[squeezehw] generating Verilog for {top} ...", file=sys.stderr, flush=True)
+    text = verilog.convert(accel, name=top, emit_src=False)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    try:
+        (tmp / f"{top}.v").write_text(text)
+        (tmp / "mem").mkdir()
+        for name, block in _mvus(accel):
+            words = block.weight_words()
+            digits = max(1, (block.weight_width + 3) // 4)
+            (tmp / "mem" / f"{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
+        (tmp / "design.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        (tmp / "folding.json").write_text(folding.to_json(model.name) + "\n")
+        (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _mvus(accel):
+    for p in accel.plan:
+        b = p["block"]
+        if p["kind"] == "conv":
+            yield p["name"], b
+        elif p["kind"] == "fire":
+            from .hw.mvu import MVU
+            for name, (q, f) in b.mvus().items():
+                yield name, MVU.from_qconv(q, simd=f.simd, pe=f.pe)
+        elif p["kind"] == "head" and hasattr(b, "mvu"):
+            yield p["name"], b.mvu

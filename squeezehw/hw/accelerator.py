@@ -1,0 +1,93 @@
+"""The whole accelerator: an integer model plus a folding become one streaming Component.
+
+``i`` takes image pixels in raster order, each pixel's channels in beats of ``in_lanes`` bytes
+(conv1's SIMD).  ``o`` gives, per frame, ``classes`` beats of one logit each (class 0 first), then
+one beat with the class index (docs/numerics.md, "Stream order").  Stages are chained in model
+order; a Resize is inserted wherever a producer's lanes differ from the consumer's.
+"""
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..folding import Folding, stages
+from ..intmodel import IntModel, QConv, QFire, QHead, QMaxPool
+from .fire import Chain, FireEngine
+from .head import Head
+from .maxpool import MaxPool
+from .mvu import MVU
+from .window import SlidingWindow
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, *, model: IntModel, folding: Folding):
+        folding.validate(model)
+        self.model, self.folding = model, folding
+        self.stages = {s.name: s for s in stages(model)}
+        self.plan = self._plan()
+        first = self.plan[0]
+        self.in_lanes = first["in_lanes"]
+        self.head_block = self.plan[-1]["block"]
+        self.out_width = len(self.head_block.o.payload)
+        super().__init__({
+            "i": In(stream.Signature(8 * self.in_lanes)),
+            "o": Out(stream.Signature(self.out_width)),
+        })
+
+    def _plan(self) -> list[dict]:
+        """Instantiate every top-level block (not elaborated yet) with its lanes and geometry."""
+        m, f = self.model, self.folding
+        plan = []
+        c, h, w = m.in_ch, m.height, m.width
+        for layer in m.layers:
+            if isinstance(layer, QConv):
+                s, fold = self.stages[layer.name], f[layer.name]
+                mvu = MVU.from_qconv(layer, simd=fold.simd, pe=fold.pe)
+                win = None
+                if s.windowed:
+                    win = SlidingWindow(channels=c, height=h, width=w, kernel=layer.kernel, stride=layer.stride,
+                                        padding=layer.padding, lanes=fold.simd)
+                plan.append({"name": layer.name, "kind": "conv", "block": mvu, "window": win,
+                             "in_lanes": fold.simd, "out_lanes": fold.pe, "in_ch": c})
+                c, (h, w) = layer.out_ch, s.out_hw
+            elif isinstance(layer, QMaxPool):
+                s, fold = self.stages[layer.name], f[layer.name]
+                pool = MaxPool(channels=c, height=h, width=w, lanes=fold.simd, kernel=layer.kernel,
+                               stride=layer.stride)
+                plan.append({"name": layer.name, "kind": "pool", "block": pool,
+                             "in_lanes": fold.simd, "out_lanes": fold.simd, "in_ch": c})
+                h, w = s.out_hw
+            elif isinstance(layer, QFire):
+                in_lanes = f[layer.squeeze.name].simd if not plan else plan[-1]["out_lanes"]
+                fire = FireEngine(fire=layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers)
+                plan.append({"name": layer.name, "kind": "fire", "block": fire,
+                             "in_lanes": in_lanes, "out_lanes": fire.out_lanes, "in_ch": c})
+                c = layer.out_ch
+            elif isinstance(layer, QHead):
+                fold = f[layer.conv.name]
+                head = Head(qhead=layer, pixels=h * w, simd=fold.simd, pe=fold.pe)
+                plan.append({"name": layer.name, "kind": "head", "block": head,
+                             "in_lanes": fold.simd, "out_lanes": None, "in_ch": c})
+        return plan
+
+    def fifos(self) -> dict:
+        """FIFO depths chosen by the sizing pass, per Fire module."""
+        return {p["name"]: p["block"].fifos.as_dict() for p in self.plan if p["kind"] == "fire"}
+
+    def elaborate(self, platform):
+        m = Module()
+        chain = Chain(m, "")
+        src, src_lanes = wiring.flipped(self.i), self.in_lanes
+        for k, p in enumerate(self.plan):
+            name = p["name"].replace(".", "_")
+            block = chain.add(name, p["block"])
+            entry = block.i
+            if p.get("window") is not None:
+                win = chain.add(f"{name}_window", p["window"])
+                wiring.connect(m, win.o, block.i)
+                entry = win.i
+            chain.link(src, src_lanes, entry, p["in_lanes"], p["in_ch"], f"{name}_in")
+            src, src_lanes = block.o, p["out_lanes"]
+        wiring.connect(m, src, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,147 @@
+"""Fire engine: squeeze -> fork -> (expand1x1 || window 3x3 + expand3x3) -> concat [-> bypass add].
+
+Dataflow (lanes in brackets; a Resize appears wherever two neighbours disagree on lanes)::
+
+      i ──[fork]──(bypass: FIFO, or 1x1 MVU + FIFO)────────────────────────────┐
+          │                                                                      │
+          └─ squeeze MVU ──fork──► FIFO ──► expand1x1 MVU ──► concat.a ──► add.a ◄┘──► o
+                             └──► 3x3 window ──► expand3x3 MVU ──► concat.b
+
+The FIFO before expand1x1 absorbs the row of skew of the 3x3 branch and the bypass FIFO the skew
+of the whole module; their depths come from squeezehw.fifo_sizing (see there for why).
+"""
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..fifo_sizing import FireFifos, check_depth, fire_fifos
+from ..intmodel import QFire
+from .bypass_add import BypassAdd
+from .concat import Concat
+from .fifo import StreamFIFO
+from .fork import Fork
+from .mvu import MVU
+from .resize import Resize
+from .window import SlidingWindow
+
+__all__ = ["FireEngine", "Chain", "gcd_lanes"]
+
+
+def gcd_lanes(a: int, b: int) -> int:
+    from math import gcd
+    return gcd(a, b)
+
+
+class Chain:
+    """Connects blocks in a line, inserting a Resize where lane counts differ."""
+
+    def __init__(self, m: Module, prefix: str):
+        self.m, self.prefix, self.blocks = m, prefix, []
+
+    def add(self, name: str, block):
+        self.m.submodules[f"{self.prefix}{name}"] = block
+        self.blocks.append((name, block))
+        return block
+
+    def link(self, src, src_lanes: int, dst, dst_lanes: int, channels: int, name: str):
+        """Connect stream ``src`` (out) to ``dst`` (in) through a width converter if needed."""
+        if src_lanes != dst_lanes:
+            r = self.add(f"{name}_resize", Resize(in_lanes=src_lanes, out_lanes=dst_lanes, channels=channels))
+            wiring.connect(self.m, src, r.i)
+            src = r.o
+        wiring.connect(self.m, src, dst)
+
+
+class FireEngine(wiring.Component):
+    """One Fire module.  ``folds`` maps conv names to LayerFold(simd, pe); ``in_lanes`` is the
+    lane count of the incoming stream.  ``fifos`` overrides the sizing pass (never below it)."""
+
+    def __init__(self, *, fire: QFire, height: int, width: int, in_lanes: int, folds: dict,
+                 fifos: FireFifos | None = None, check_fifos: bool = True):
+        self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
+        f = fire
+        self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
+        self.out_lanes = gcd_lanes(self.f_e1.pe, self.f_e3.pe)
+        self.mode = None if f.bypass is None else ("simple" if f.bypass.conv is None else "complex")
+        self.f_by = folds[f.bypass.conv.name] if self.mode == "complex" else None
+        s = f.squeeze.out_ch
+        # the window's look-ahead beyond (y+1, x+1), from the block itself
+        self.window = SlidingWindow(channels=s, height=height, width=width, kernel=3, stride=1, padding=1,
+                                    lanes=self.f_e3.simd)
+        need = fire_fifos(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
+                          bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
+                          window_extra=self.window.input_skew_pixels)
+        self.required_fifos = need
+        self.fifos = fifos or need
+        if check_fifos:
+            check_depth(f"{f.name}.expand1x1 FIFO", self.fifos.expand1x1_depth, need.expand1x1_depth)
+            if self.mode:
+                check_depth(f"{f.name} bypass FIFO", self.fifos.bypass_depth, need.bypass_depth)
+        super().__init__({
+            "i": In(stream.Signature(8 * in_lanes)),
+            "o": Out(stream.Signature(8 * self.out_lanes)),
+        })
+
+    @property
+    def bypass_lanes(self) -> int:
+        """Lanes of the stream held in the bypass FIFO."""
+        if self.mode == "simple":
+            return self.in_lanes
+        if self.mode == "complex":
+            return self.f_by.pe
+        return 0
+
+    def mvus(self) -> dict:
+        f = self.fire
+        out = {f.squeeze.name: (f.squeeze, self.f_sq), f.expand1x1.name: (f.expand1x1, self.f_e1),
+               f.expand3x3.name: (f.expand3x3, self.f_e3)}
+        if self.mode == "complex":
+            out[f.bypass.conv.name] = (f.bypass.conv, self.f_by)
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        f, c = self.fire, Chain(m, "")
+        s, e1, e3 = f.squeeze.out_ch, f.expand1x1.out_ch, f.expand3x3.out_ch
+        lo = self.out_lanes
+
+        sq = c.add("squeeze", MVU.from_qconv(f.squeeze, simd=self.f_sq.simd, pe=self.f_sq.pe))
+        if self.mode:
+            fin = c.add("in_fork", Fork(width=8 * self.in_lanes, n=2))
+            wiring.connect(m, wiring.flipped(self.i), fin.i)
+            c.link(fin.o0, self.in_lanes, sq.i, self.f_sq.simd, f.squeeze.in_ch, "squeeze_in")
+        else:
+            c.link(wiring.flipped(self.i), self.in_lanes, sq.i, self.f_sq.simd, f.squeeze.in_ch, "squeeze_in")
+
+        fk = c.add("fork", Fork(width=8 * self.f_sq.pe, n=2))
+        wiring.connect(m, sq.o, fk.i)
+        # expand1x1 branch, with the skew FIFO in front of the MVU
+        fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.fifos.expand1x1_depth))
+        c.link(fk.o0, self.f_sq.pe, fifo1.i, self.f_e1.simd, s, "e1_in")
+        x1 = c.add("expand1x1", MVU.from_qconv(f.expand1x1, simd=self.f_e1.simd, pe=self.f_e1.pe))
+        wiring.connect(m, fifo1.o, x1.i)
+        # expand3x3 branch
+        win = c.add("window", self.window)
+        c.link(fk.o1, self.f_sq.pe, win.i, self.f_e3.simd, s, "e3_in")
+        x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe))
+        wiring.connect(m, win.o, x3.i)
+        cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
+        c.link(x1.o, self.f_e1.pe, cat.a, lo, e1, "cat_a")
+        c.link(x3.o, self.f_e3.pe, cat.b, lo, e3, "cat_b")
+        if not self.mode:
+            wiring.connect(m, cat.o, wiring.flipped(self.o))
+            return m
+
+        add = c.add("add", BypassAdd.from_qadd(f.bypass, lanes=lo))
+        wiring.connect(m, cat.o, add.a)
+        bl = self.bypass_lanes
+        fifo_b = c.add("bypass_fifo", StreamFIFO(width=8 * bl, depth=self.fifos.bypass_depth))
+        if self.mode == "simple":
+            wiring.connect(m, fin.o1, fifo_b.i)
+        else:
+            by = c.add("bypass", MVU.from_qconv(f.bypass.conv, simd=self.f_by.simd, pe=self.f_by.pe))
+            c.link(fin.o1, self.in_lanes, by.i, self.f_by.simd, f.squeeze.in_ch, "bypass_in")
+            wiring.connect(m, by.o, fifo_b.i)
+        c.link(fifo_b.o, bl, add.b, lo, f.out_ch, "add_b")
+        wiring.connect(m, add.o, wiring.flipped(self.o))
+        return m
