@@ -44,6 +44,14 @@ def test_maxpool_matches_golden(case, traffic):
     check(c, h, w, lanes, traffic, seed=h * w + c)
 
 
+@pytest.mark.parametrize("traffic", [Traffic(gap=0.7, stall=0.0, burst=8, seed=5),
+                                     Traffic(gap=0.0, stall=0.8, burst=8, seed=6)], ids=["slow_in", "slow_out"])
+@pytest.mark.parametrize("case", [(2, 7, 7, 1), (2, 8, 6, 2), (1, 3, 4, 1)])
+def test_maxpool_one_sided_traffic(case, traffic):
+    c, h, w, lanes = case
+    check(c, h, w, lanes, traffic, frames=3)
+
+
 @pytest.mark.parametrize("k,s", [(2, 2), (3, 3), (4, 2)])
 def test_maxpool_other_kernels(k, s):
     check(2, 9, 8, 1, Traffic.rough(k), k=k, s=s)

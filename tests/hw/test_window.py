@@ -75,6 +75,44 @@ def test_window_matches_im2col(case, traffic):
     dut, got = check(c, h, w, k, s, p, lanes, traffic, out_hw=out_hw, seed=h * w + k)
 
 
+SLOW_IN = Traffic(gap=0.7, stall=0.0, burst=8, seed=5)     # reader keeps catching up with the writer
+SLOW_OUT = Traffic(gap=0.0, stall=0.8, burst=8, seed=6)    # writer keeps running into the reader
+
+
+@pytest.mark.parametrize("traffic", [SLOW_IN, SLOW_OUT], ids=["slow_in", "slow_out"])
+@pytest.mark.parametrize("case", [(2, 6, 5, 3, 1, 1, 1, None), (1, 9, 8, 3, 2, 0, 1, (4, 4)), (2, 4, 6, 2, 2, 0, 2, None)])
+def test_window_one_sided_traffic(case, traffic):
+    c, h, w, k, s, p, lanes, out_hw = case
+    check(c, h, w, k, s, p, lanes, traffic, frames=3, out_hw=out_hw)
+
+
+def _random_cases(n, seed):
+    import random
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        k = rng.choice([1, 2, 3, 5])
+        s = rng.choice([1, 2, 3])
+        p = rng.randrange(k)
+        h, w = rng.randint(1, 8), rng.randint(1, 8)
+        c = rng.choice([1, 2, 4])
+        lanes = rng.choice([d for d in (1, 2, 4) if c % d == 0])
+        ch, cw = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        if ch < 1 or cw < 1:
+            continue
+        # sometimes the ceil-mode style larger output (every window still starts inside)
+        oh = max(ch, (h - 1 + p) // s + 1) if rng.random() < 0.3 else ch
+        ow = max(cw, (w - 1 + p) // s + 1) if rng.random() < 0.3 else cw
+        out.append((c, h, w, k, s, p, lanes, (oh, ow)))
+    return out
+
+
+@pytest.mark.parametrize("case", _random_cases(12, 7), ids=str)
+def test_window_random_shapes(case):
+    c, h, w, k, s, p, lanes, out_hw = case
+    check(c, h, w, k, s, p, lanes, Traffic.rough(sum(case[:7])), frames=2, out_hw=out_hw)
+
+
 @pytest.mark.parametrize("case", [(4, 6, 6, 3, 1, 1, 2, None), (2, 9, 9, 3, 2, 0, 1, None),
                                   (1, 13, 13, 7, 2, 0, 1, None), (2, 8, 8, 3, 2, 0, 1, (4, 4))])
 def test_window_full_throughput(case):
