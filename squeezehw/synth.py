@@ -303,7 +303,8 @@ def _parse_nextpnr_report(path: Path, family: str) -> tuple[dict, dict[str, int]
     for clock, entry in rep.get("fmax", {}).items():
         name = _clock_name(clock)
         fmax[name] = round(float(entry["achieved"]), 2)
-        constraint[name] = float(entry["constraint"])
+        # nextpnr stores the constraint as float32 (12 MHz reads back as 12.0000477).
+        constraint[name] = round(float(entry["constraint"]), 3)
     return util, used, fmax, constraint
 
 
