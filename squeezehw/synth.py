@@ -284,8 +284,11 @@ def _check_fit(needed: dict[str, int], board: Board, *, top: str, what: str) -> 
     parts = [f"{_RESOURCE_WORDS[k]}: needs {n} {cell[k]}, the part has {a} ({n - a} over, {100.0 * n / a:.0f} %)"
              if a else f"{_RESOURCE_WORDS[k]}: needs {n} {cell[k]}, the part has none"
              for k, n, a in over]
-    hint = ("use out-of-context mode (no pins) or narrow the top-level ports with a board top"
-            if [k for k, *_ in over] == ["io"] else
+    io_hint = ("measure the core out of context (the default for ECP5 without a bitstream), or narrow "
+               "the top-level ports with a board top (build_board)" if board.family == "ecp5" else
+               "narrow the top-level ports with a board top (build_board), or measure the core out of "
+               "context on an ECP5 target such as ecp5-85f")
+    hint = (io_hint if [k for k, *_ in over] == ["io"] else
             "fold the design further (smaller PE/SIMD), use fewer or narrower weights, or pick a bigger part")
     raise UserError(f"'{top}' does not fit {board.name} ({board.device}) {what}: " + "; ".join(parts)
                     + f"; {hint}")
