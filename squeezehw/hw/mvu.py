@@ -20,10 +20,11 @@ and ``o.valid`` depend on registered state only.
 
 Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
 its beat appearing on ``o``):
-  0 issue: counters, weight/buffer memory reads          4 acc * mult (requant product)
-  1 select input, PE*SIMD products                       5 >> (shift - 1)
-  2 adder tree (per PE)                                  6 +1 >> 1 (round half up), clamp
-  3 accumulate (bias loaded on the first step)           7 FIFO write, readable 2 cycles later
+  0 issue: counters, weight/buffer memory reads          5 acc * mult (requant product)
+  1 select input; register operands (BRAM out is slow)  6 >> (shift - 1)
+  2 PE*SIMD products                                     7 +1 >> 1 (round half up), clamp
+  3 adder tree (per PE)                                  8 FIFO write, readable 2 cycles later
+  4 accumulate (bias loaded on the first step)
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ __all__ = ["MVU", "divisors"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 7       # cycles from issue to the FIFO write (stages 0..7 above)
+_ISSUE_TO_FIFO_WRITE = 8       # cycles from issue to the FIFO write (stages 0..8 above)
 _FIFO_READ_LATENCY = 2         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2
 
 
@@ -253,7 +254,17 @@ class MVU(wiring.Component):
         else:
             x_word = s1_x
 
-        # ---- stage 1: products ---------------------------------------------------------------
+        # ---- stage 1: register the operands ---------------------------------------------------
+        # block RAM clock-to-out is slow (no output register in the inferred DP16KD), so the
+        # memory outputs get a register of their own before the multipliers.
+        op_valid, op_first, op_last = Signal(), Signal(), Signal()
+        op_nf = Signal(range(NF))
+        op_x = Signal(8 * SIMD)
+        op_w = Signal(self.weight_width)
+        m.d.sync += [op_valid.eq(s1_valid), op_first.eq(s1_first), op_last.eq(s1_last),
+                     op_nf.eq(s1_nf), op_x.eq(x_word), op_w.eq(wrd.data)]
+
+        # ---- stage 2: products ---------------------------------------------------------------
         prod_bits = bits_for_signed(min(self.in_lo * (1 << (self.w_bits - 1)),
                                         self.in_hi * -(1 << (self.w_bits - 1))),
                                     max(self.in_hi * ((1 << (self.w_bits - 1)) - 1),
@@ -262,17 +273,17 @@ class MVU(wiring.Component):
                    for p in range(PE)]
         for p in range(PE):
             for s in range(SIMD):
-                xw = x_word[8 * s:8 * s + 8]
+                xw = op_x[8 * s:8 * s + 8]
                 xv = xw.as_signed() if self.in_signed else xw
                 lsb = (p * SIMD + s) * self.w_bits
-                wv = wrd.data[lsb:lsb + self.w_bits].as_signed()
+                wv = op_w[lsb:lsb + self.w_bits].as_signed()
                 m.d.sync += s2_prod[p][s].eq(wv * xv)
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         s2_nf = Signal(range(NF))
-        m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
-                     s2_nf.eq(s1_nf)]
+        m.d.sync += [s2_valid.eq(op_valid), s2_first.eq(op_first), s2_last.eq(op_last),
+                     s2_nf.eq(op_nf)]
 
-        # ---- stage 2: adder tree; parameter ROM read ---------------------------------------
+        # ---- stage 3: adder tree; parameter ROM read ---------------------------------------
         tw = max(self.tree_bits, prod_bits)
         s3_sum = [Signal(signed(tw), name=f"dot_{p}") for p in range(PE)]
         for p in range(PE):
@@ -296,7 +307,7 @@ class MVU(wiring.Component):
             v = pword[lsb:lsb + width]
             return v.as_signed() if sgn else v
 
-        # ---- stage 3: accumulate -------------------------------------------------------------
+        # ---- stage 4: accumulate -------------------------------------------------------------
         acc = [Signal(signed(self.acc_bits), name=f"acc_{p}") for p in range(PE)]
         s4_valid = Signal()
         s4_mult = [Signal(MULT_BITS, name=f"mult_{p}") for p in range(PE)]
@@ -309,7 +320,7 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
 
-        # ---- stage 4: requant product --------------------------------------------------------
+        # ---- stage 5: requant product --------------------------------------------------------
         s5_valid = Signal()
         s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
         s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
@@ -317,7 +328,7 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += [s5_prod[p].eq(acc[p] * s4_mult[p]), s5_shm1[p].eq(s4_shm1[p])]
 
-        # ---- stage 5: shift by (shift - 1) ---------------------------------------------------
+        # ---- stage 6: shift by (shift - 1) ---------------------------------------------------
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
         # avoids a variable-position rounding constant.
         s6_valid = Signal()
@@ -326,7 +337,7 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += s6_q[p].eq(s5_prod[p] >> s5_shm1[p])
 
-        # ---- stage 6: round, clamp -----------------------------------------------------------
+        # ---- stage 7: round, clamp -----------------------------------------------------------
         s7_valid = Signal()
         s7_y = Signal(8 * PE)
         m.d.sync += s7_valid.eq(s6_valid)
@@ -336,7 +347,7 @@ class MVU(wiring.Component):
             y = Mux(r < self.out_lo, self.out_lo, Mux(r > self.out_hi, self.out_hi, r))
             m.d.sync += s7_y[8 * p:8 * p + 8].eq(y[:8])
 
-        # ---- stage 7: output FIFO ------------------------------------------------------------
+        # ---- stage 8: output FIFO ------------------------------------------------------------
         m.d.comb += [
             fifo.w_en.eq(s7_valid), fifo.w_data.eq(s7_y),
             self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready),
