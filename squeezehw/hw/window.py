@@ -114,9 +114,11 @@ class SlidingWindow(wiring.Component):
         rp = mem.read_port(domain="sync")  # not transparent: a read never sees a same-cycle write
 
         # Frames the writer has completed beyond the reader's frame.  The writer can be at most
-        # (H + R - 2) // H frames ahead by the row rule, plus the frame it is finishing.
+        # (H + R - 2) // H frames ahead by the row rule, plus the frame it is finishing.  It is -1
+        # when the reader has finished a frame whose trailing rows/columns no window uses while the
+        # writer is still writing them (e.g. 3x3/2 on an even size, or kernel < stride).
         max_lead = (H + R - 2) // H + 1
-        lead = Signal(range(max_lead + 1))
+        lead = Signal(range(-1, max_lead + 1))
         lead_inc = Signal()
         lead_dec = Signal()
 
@@ -147,6 +149,7 @@ class SlidingWindow(wiring.Component):
         m.d.comb += lo.eq(Mux(iy0 < 0, 0, iy0))
 
         # writer may overwrite the slot of global row (wy + lead*H) - R only when it is below lo
+        # (in global rows; also right for lead = -1)
         can_write = Signal()
         m.d.comb += [
             can_write.eq(wy + lead * H < lo + R),
@@ -179,7 +182,7 @@ class SlidingWindow(wiring.Component):
             rx.eq(Mux(ix0 + (K - 1) > W - 1, W - 1, ix0 + (K - 1))),
         ]
         available = Signal()
-        m.d.comb += available.eq((lead != 0) | (wpix > ry * W + rx))
+        m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > ry * W + rx)))
 
         ovalid = Signal()       # output register holds a beat
         ozero = Signal()        # ... and it is padding

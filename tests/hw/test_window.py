@@ -80,7 +80,10 @@ SLOW_OUT = Traffic(gap=0.0, stall=0.8, burst=8, seed=6)    # writer keeps runnin
 
 
 @pytest.mark.parametrize("traffic", [SLOW_IN, SLOW_OUT], ids=["slow_in", "slow_out"])
-@pytest.mark.parametrize("case", [(2, 6, 5, 3, 1, 1, 1, None), (1, 9, 8, 3, 2, 0, 1, (4, 4)), (2, 4, 6, 2, 2, 0, 2, None)])
+@pytest.mark.parametrize("case", [
+    (2, 6, 5, 3, 1, 1, 1, None), (1, 9, 8, 3, 2, 0, 1, (4, 4)), (2, 4, 6, 2, 2, 0, 2, None),
+    # trailing rows no window uses: the reader finishes a frame before the writer does
+    (2, 8, 8, 3, 2, 0, 1, None), (2, 8, 1, 1, 2, 0, 1, (4, 1)), (1, 7, 5, 1, 3, 0, 1, None)])
 def test_window_one_sided_traffic(case, traffic):
     c, h, w, k, s, p, lanes, out_hw = case
     check(c, h, w, k, s, p, lanes, traffic, frames=3, out_hw=out_hw)
