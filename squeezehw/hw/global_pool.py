@@ -5,10 +5,10 @@ pixel, ``pixels`` pixels per frame.  Output, per frame: ``channels`` beats of on
 (class 0 first), then one beat with the argmax class index (the lowest index wins a tie).
 
 Accumulation: the running sums live in a memory (width ``lanes*logit_bits``, depth
-``channels/lanes``), updated read-modify-write in two stages: the read is issued when a beat is
-accepted, the sum is written one cycle later.  A read that misses the write of the same cycle
-(consecutive beats to one address: ``channels/lanes == 1``) takes the value from a forwarding
-register, so one beat per cycle is accepted for every shape.
+``channels/lanes``), updated read-modify-write: the read is issued when a beat is accepted, its
+data registered, and the sum written two cycles after the read.  The two writes a read cannot
+see (same address when ``channels/lanes`` is 1 or 2) are forwarded from registers, so one beat
+per cycle is accepted for every shape.
 
 Back-to-back frames: the last pixel's final sums are written into a drain FIFO (depth
 ``channels/lanes`` words) instead of being read back, so the sum memory is free at once and the
@@ -98,19 +98,30 @@ class GlobalSumArgmax(wiring.Component):
         m.d.sync += [a_valid.eq(accept), a_first.eq(pix == 0), a_last.eq(last_pix),
                      a_addr.eq(beat), a_x.eq(self.i.payload)]
 
-        # ---- add and write back, one cycle after the read --------------------------------------
-        fw_valid = Signal()
-        fw_addr = Signal(range(B))
-        fw_data = Signal(W)
-        old = Mux(fw_valid & (fw_addr == a_addr), fw_data, rd.data)
+        # ---- register the read data (block RAM clock-to-out is slow) --------------------------
+        b_valid, b_first, b_last = Signal(), Signal(), Signal()
+        b_addr = Signal(range(B))
+        b_x = Signal(8 * L)
+        b_old = Signal(W)
+        m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last),
+                     b_addr.eq(a_addr), b_x.eq(a_x), b_old.eq(rd.data)]
+
+        # ---- add and write back, two cycles after the read -------------------------------------
+        # The read (issued at accept, cycle t) missed the writes of cycles t and t+1; they are
+        # held in fw1 (t+1, newest) and fw2 (t), and override the read value on an address match.
+        fw1_valid, fw2_valid = Signal(), Signal()
+        fw1_addr, fw2_addr = Signal(range(B)), Signal(range(B))
+        fw1_data, fw2_data = Signal(W), Signal(W)
+        old = Mux(fw1_valid & (fw1_addr == b_addr), fw1_data,
+                  Mux(fw2_valid & (fw2_addr == b_addr), fw2_data, b_old))
         new = Signal(W)
         for k in range(L):
-            base = Mux(a_first, 0, old[k * LB:(k + 1) * LB])
-            m.d.comb += new[k * LB:(k + 1) * LB].eq(base + a_x[8 * k:8 * k + 8])
-        m.d.comb += [wr.addr.eq(a_addr), wr.data.eq(new), wr.en.eq(a_valid)]
-        # the read issued in the cycle of this write did not see it: remember it for one cycle
-        m.d.sync += [fw_valid.eq(a_valid), fw_addr.eq(a_addr), fw_data.eq(new)]
-        m.d.comb += [drain.w_en.eq(a_valid & a_last), drain.w_data.eq(new)]
+            base = Mux(b_first, 0, old[k * LB:(k + 1) * LB])
+            m.d.comb += new[k * LB:(k + 1) * LB].eq(base + b_x[8 * k:8 * k + 8])
+        m.d.comb += [wr.addr.eq(b_addr), wr.data.eq(new), wr.en.eq(b_valid)]
+        m.d.sync += [fw1_valid.eq(b_valid), fw1_addr.eq(b_addr), fw1_data.eq(new),
+                     fw2_valid.eq(fw1_valid), fw2_addr.eq(fw1_addr), fw2_data.eq(fw1_data)]
+        m.d.comb += [drain.w_en.eq(b_valid & b_last), drain.w_data.eq(new)]
 
         # ---- drain: logits one per beat, then the class ---------------------------------------
         word = Signal(W)
