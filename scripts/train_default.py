@@ -60,9 +60,10 @@ def accuracy(net, x: np.ndarray, y: np.ndarray) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", type=Path, default=DATA_DIR, help="where to write default_model.{json,npz}")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--dropout", type=float, default=0.0, help="classifier dropout while training")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     train_x, train_y, test_x, test_y = mnist_split()
     xt = torch.from_numpy(train_x).float() / 255.0     # mean 0, std 1: the float input is pixel/255
     yt = torch.from_numpy(train_y)
-    model = to_torch(CONFIG, dropout=0.0)
+    model = to_torch(CONFIG, dropout=args.dropout)
     # torchvision's head init (normal(0, 0.01), zero bias) leaves most logits at ReLU's 0, where a
     # class gets no gradient and may never recover on so small a net; start every class alive.
     head = model.classifier[1]
