@@ -20,11 +20,11 @@ and ``o.valid`` depend on registered state only.
 
 Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
 its beat appearing on ``o``):
-  0 issue: counters, weight/buffer memory reads          5 acc * mult (requant product)
-  1 select input; register operands (BRAM out is slow)  6 >> (shift - 1)
-  2 PE*SIMD products                                     7 +1 >> 1 (round half up), clamp
-  3 adder tree (per PE)                                  8 FIFO write, readable 2 cycles later
-  4 accumulate (bias loaded on the first step)
+  0 issue: counters, weight/buffer memory reads          5 acc * mult, as two DSP-sized halves
+  1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
+  2 PE*SIMD products                                     7 >> (shift - 1)
+  3 adder tree (per PE)                                  8 +1 >> 1 (round half up), clamp
+  4 accumulate (bias loaded on the first step)           9 FIFO write, readable 2 cycles later
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ __all__ = ["MVU", "divisors"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 8       # cycles from issue to the FIFO write (stages 0..8 above)
+_ISSUE_TO_FIFO_WRITE = 9       # cycles from issue to the FIFO write (stages 0..9 above)
 _FIFO_READ_LATENCY = 2         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2
 
 
@@ -320,15 +320,34 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
 
-        # ---- stage 5: requant product --------------------------------------------------------
+        # ---- stage 5: requant partial products ------------------------------------------------
+        # An 18x18 DSP takes a signed 18-bit operand: a wider accumulator is split at bit 17 into
+        # an unsigned low part and a signed high part, and the two products are added in the next
+        # stage (the DSP cascade adder was the critical path when Yosys built it in one cycle).
+        split = self.acc_bits > 18
+        pp_valid = Signal()
+        pp_lo = [Signal(signed(self.prod_bits), name=f"pplo_{p}") for p in range(PE)]
+        pp_hi = [Signal(signed(max(1, self.prod_bits - 17)), name=f"pphi_{p}") for p in range(PE)]
+        pp_shm1 = [Signal(self.shift_bits, name=f"shm1a_{p}") for p in range(PE)]
+        m.d.sync += pp_valid.eq(s4_valid)
+        for p in range(PE):
+            m.d.sync += pp_shm1[p].eq(s4_shm1[p])
+            if split:
+                m.d.sync += [pp_lo[p].eq(acc[p][:17] * s4_mult[p]),
+                             pp_hi[p].eq(acc[p][17:].as_signed() * s4_mult[p])]
+            else:
+                m.d.sync += pp_lo[p].eq(acc[p] * s4_mult[p])
+
+        # ---- stage 6: requant product ----------------------------------------------------------
         s5_valid = Signal()
         s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
         s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
-        m.d.sync += s5_valid.eq(s4_valid)
+        m.d.sync += s5_valid.eq(pp_valid)
         for p in range(PE):
-            m.d.sync += [s5_prod[p].eq(acc[p] * s4_mult[p]), s5_shm1[p].eq(s4_shm1[p])]
+            total = (pp_hi[p] << 17) + pp_lo[p] if split else pp_lo[p]
+            m.d.sync += [s5_prod[p].eq(total), s5_shm1[p].eq(pp_shm1[p])]
 
-        # ---- stage 6: shift by (shift - 1) ---------------------------------------------------
+        # ---- stage 7: shift by (shift - 1) ---------------------------------------------------
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
         # avoids a variable-position rounding constant.
         s6_valid = Signal()
@@ -337,7 +356,7 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += s6_q[p].eq(s5_prod[p] >> s5_shm1[p])
 
-        # ---- stage 7: round, clamp -----------------------------------------------------------
+        # ---- stage 8: round, clamp -----------------------------------------------------------
         s7_valid = Signal()
         s7_y = Signal(8 * PE)
         m.d.sync += s7_valid.eq(s6_valid)
@@ -347,7 +366,7 @@ class MVU(wiring.Component):
             y = Mux(r < self.out_lo, self.out_lo, Mux(r > self.out_hi, self.out_hi, r))
             m.d.sync += s7_y[8 * p:8 * p + 8].eq(y[:8])
 
-        # ---- stage 8: output FIFO ------------------------------------------------------------
+        # ---- stage 9: output FIFO ------------------------------------------------------------
         m.d.comb += [
             fifo.w_en.eq(s7_valid), fifo.w_data.eq(s7_y),
             self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready),
