@@ -32,6 +32,15 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def fire_out_lanes(e1: int, e3: int, pe1: int, pe3: int) -> int:
+    """Lanes of a Fire module's concat/add output: the smallest common divisor of both expand
+    widths that is at least the wider expand PE (so the concat never limits throughput), or
+    the largest common divisor when none is that wide."""
+    common = [d for d in divisors(e1) if e3 % d == 0]
+    wide = [d for d in common if d >= max(pe1, pe3)]
+    return min(wide) if wide else max(common)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One compute stage of the pipeline as the cost model sees it."""
@@ -72,10 +81,12 @@ class Stage:
 
     def cycles(self, simd: int, pe: int = 1) -> int:
         """Cycles per frame at one beat per cycle (the blocks' steady-state throughput)."""
+        in_beats = self.in_hw[0] * self.in_hw[1] * (self.in_ch // simd)
         if self.kind == "conv":
-            return self.out_pixels * (self.vector // simd) * (self.out_ch // pe)
-        # max-pool via a sliding window: every output pixel reads K*K*C/lanes beats
-        return self.out_pixels * self.kernel * self.kernel * (self.in_ch // simd)
+            mvu = self.out_pixels * (self.vector // simd) * (self.out_ch // pe)
+            # a sliding window must also take in every input beat (matters for stride 2)
+            return max(mvu, in_beats) if self.windowed else mvu
+        return in_beats      # the max-pool takes one input beat per cycle
 
     def multipliers(self, simd: int, pe: int = 1) -> int:
         return simd * pe if self.kind == "conv" else 0

@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 SIM_DIR = REPO / "sim"
 BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--x-assign", "fast",
               "--x-initial", "fast", "--noassert")
+# the PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+# builds whose model is split into several C++ files
+MAKE_ARGS = ("CFG_CXXFLAGS_PCH_I=-include",)
 
 
 class SimulationError(UserError):
@@ -87,19 +90,7 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
             print(f"[squeezehw] Verilator: compiling {name} ({len(text) / 1e6:.1f} MB of Verilog) ...",
                   file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        old = dict(os.environ)
-        os.environ.update(env)
-        try:
-            from cocotb_tools.runner import get_runner
-            runner = get_runner("verilator")
-            runner.build(sources=[tmp / f"{name}.v"], hdl_toplevel=name, build_dir=tmp,
-                         build_args=opts, always=True, waves=waves, log_file=tmp / "build.log")
-        except (subprocess.CalledProcessError, SystemExit, RuntimeError) as e:
-            log = (tmp / "build.log").read_text()[-3000:] if (tmp / "build.log").exists() else ""
-            raise SimulationError(f"Verilator build of {name} failed ({e}); log tail:\n{log}") from None
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
+        _compile(tmp, name, opts, waves, env, progress)
         seconds = time.monotonic() - t0
         meta["build_seconds"] = round(seconds, 2)
         (tmp / "ok.json").write_text(json.dumps(meta))
@@ -113,6 +104,38 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _compile(mdir: Path, top: str, opts: list, waves: bool, env: dict, progress: bool) -> None:
+    """verilator + make, as cocotb's runner does, but without --public-flat-rw (which would keep
+    every internal signal and slow the model down; the testbench touches only top-level ports),
+    with a progress bar over the C++ files."""
+    import cocotb_tools.config as cfg
+    from tqdm import tqdm
+    log = open(mdir / "build.log", "w")
+    cmd = [str(Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"), "-cc", "--exe", "-Mdir", str(mdir),
+           "--top-module", top, "--vpi", "--public-depth", "1", "--prefix", "Vtop", "-o", top, "-LDFLAGS",
+           f"-Wl,-rpath,{cfg.libs_dir} -L{cfg.libs_dir} -lcocotbvpi_verilator",
+           *opts, str(cfg.share_dir / "lib" / "verilator" / "verilator.cpp"), str(mdir / f"{top}.v")]
+    try:
+        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        units = len(list(mdir.glob("Vtop*.cpp"))) + 6     # the model's files + verilated runtime
+        jobs = str(min(8, os.cpu_count() or 1))
+        make = subprocess.Popen(["make", "-j", jobs, "-C", str(mdir), "-f", "Vtop.mk",
+                                 f"VM_TRACE={int(waves)}", *MAKE_ARGS],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with tqdm(total=units, desc="Verilator C++", unit="file", disable=not progress, leave=False) as bar:
+            for line in make.stdout:
+                log.write(line)
+                if " -c " in line or line.rstrip().endswith(".cpp"):
+                    bar.update(1)
+        if make.wait() != 0:
+            raise subprocess.CalledProcessError(make.returncode, "make")
+    except (subprocess.CalledProcessError, OSError) as e:
+        log.close()
+        tail = (mdir / "build.log").read_text()[-3000:]
+        raise SimulationError(f"Verilator build of {top} failed ({e}); log tail:\n{tail}") from None
+    log.close()
 
 
 @dataclass(frozen=True)

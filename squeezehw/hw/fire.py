@@ -15,6 +15,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fifo_sizing import FireFifos, check_depth, fire_fifos
+from ..folding import fire_out_lanes
 from ..intmodel import QFire
 from .bypass_add import BypassAdd
 from .concat import Concat
@@ -24,12 +25,7 @@ from .mvu import MVU
 from .resize import Resize
 from .window import SlidingWindow
 
-__all__ = ["FireEngine", "Chain", "gcd_lanes"]
-
-
-def gcd_lanes(a: int, b: int) -> int:
-    from math import gcd
-    return gcd(a, b)
+__all__ = ["FireEngine", "Chain"]
 
 
 class Chain:
@@ -61,7 +57,7 @@ class FireEngine(wiring.Component):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
-        self.out_lanes = gcd_lanes(self.f_e1.pe, self.f_e3.pe)
+        self.out_lanes = fire_out_lanes(f.expand1x1.out_ch, f.expand3x3.out_ch, self.f_e1.pe, self.f_e3.pe)
         self.mode = None if f.bypass is None else ("simple" if f.bypass.conv is None else "complex")
         self.f_by = folds[f.bypass.conv.name] if self.mode == "complex" else None
         s = f.squeeze.out_ch
