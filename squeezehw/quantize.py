@@ -47,7 +47,10 @@ class _TopK:
         self.vals = np.empty(0, np.float64)
 
     def add(self, a: np.ndarray):
-        a = np.abs(a.ravel()).astype(np.float64)
+        a = np.abs(a.ravel())
+        if self.vals.size == self.k:            # full: only values above the current K-th count
+            a = a[a > self.vals.min()]
+        a = a.astype(np.float64)
         if a.size > self.k:
             a = np.partition(a, a.size - self.k)[a.size - self.k:]
         v = np.concatenate([self.vals, a])
@@ -200,14 +203,21 @@ def _validate(net, calib, w_bits, calibration, percentile):
 
 def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: str = "percentile",
              percentile: float = 99.99, batch_size: int = 16, progress: bool = True,
-             source: str | None = None) -> IntModel:
-    """Quantise ``net`` (float weights) using uint8 calibration images (N, C, H, W)."""
+             source: str | None = None, ranges: dict | None = None) -> IntModel:
+    """Quantise ``net`` (float weights) using uint8 calibration images (N, C, H, W).
+
+    ``ranges`` may carry ``calibration_ranges(net, calib, ...)`` computed earlier with the same
+    images and rule (they do not depend on ``w_bits``), to skip the calibration pass."""
     calib = _validate(net, calib, w_bits, calibration, percentile)
-    ranges = calibration_ranges(net, calib, calibration=calibration, percentile=percentile,
-                                batch_size=batch_size, progress=progress)
+    if ranges is None:
+        ranges = calibration_ranges(net, calib, calibration=calibration, percentile=percentile,
+                                    batch_size=batch_size, progress=progress)
     dead = sorted(k for k, v in ranges.items() if not v > 0)
 
     def scale(name: str, signed: bool = False) -> float:
+        if name not in ranges:
+            raise QuantizeError(f"ranges has no calibration value for {name!r}; compute them with "
+                                "calibration_ranges(net, calib) for this network")
         r = ranges[name] if ranges[name] > 0 else 1.0   # never active on the calibration set
         return r / (127.0 if signed else 255.0)
 
