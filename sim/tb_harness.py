@@ -12,7 +12,9 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
+
+PERIOD_NS = 10
 
 
 async def _load(dut, beats):
@@ -38,9 +40,10 @@ async def _start(dut, traffic, n_in, n_out):
     dut.start.value = 0
 
 
-async def _wait(dut, step=256):
+async def _wait(dut, step=4096):
+    # a Timer, not ClockCycles: one Python callback per `step` cycles instead of one per cycle
     while True:
-        await ClockCycles(dut.clk, step)
+        await Timer(PERIOD_NS * step, unit="ns")
         await ReadOnly()
         if int(dut.done.value) or int(dut.stuck.value):
             return
@@ -51,7 +54,7 @@ async def _wait(dut, step=256):
 async def run_job(dut):
     job = json.loads(open(os.environ["SQUEEZEHW_SIM_JOB"]).read())
     beats, n_out, traffic = job["in_beats"], job["n_out"], job["traffic"]
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     for sig in ("load_en", "start", "dut_reset", "rd_addr", "rd_stamp_addr"):
         getattr(dut, sig).value = 0
     dut.rst.value = 1

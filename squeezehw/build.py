@@ -127,6 +127,8 @@ def _mvus(accel):
         elif p["kind"] == "fire":
             from .hw.mvu import MVU
             for name, (q, f) in b.mvus().items():
-                yield name, MVU.from_qconv(q, simd=f.simd, pe=f.pe)
+                mvu = MVU.from_qconv(q, simd=f.simd, pe=f.pe)
+                mvu._MustUse__silence = True      # built only for its memory image
+                yield name, mvu
         elif p["kind"] == "head" and hasattr(b, "mvu"):
             yield p["name"], b.mvu
