@@ -8,15 +8,36 @@ each lane ``requantize(acc)`` per docs/numerics.md, clamped to ``[0, 255]`` (ReL
 
 Schedule: a vector takes ``O/PE`` *folds* of ``N/SIMD`` *steps*; one step is one cycle and
 multiplies ``PE x SIMD`` weights (one word of the weight memory, address ``fold*(N/SIMD) + sf``)
-with ``SIMD`` inputs.  Fold 0 consumes the input stream and writes each beat into an input buffer;
-later folds replay the buffer (FINN's scheme), so one vector costs exactly ``(O/PE)*(N/SIMD)``
-cycles and consecutive folds and vectors follow each other with no bubble.
+with ``SIMD`` inputs, so one vector costs exactly ``(O/PE)*(N/SIMD)`` cycles and consecutive folds
+and vectors follow each other with no bubble.
+
+Input buffer (``NF > 1``): a ping-pong buffer of two halves of ``N/SIMD`` words.  The *writer*
+takes input beats into one half whenever a half is free, independently of the compute; the
+*reader* (the step issue) computes every fold of a vector from its half.  Fold 0 may run right
+behind the writer: step ``sf`` of fold 0 issues once word ``sf`` is written, or in the very cycle
+it is written (the beat is then taken from the input port instead of the memory).  ``lead``
+counts the complete vectors the reader has not finished (0, 1 or 2):
+
+- ``lead == 0``: writer and reader share a half; fold 0 follows the writer word by word;
+- ``lead == 1``: the reader computes a complete vector, the writer fills the other half;
+- ``lead == 2``: both halves hold complete vectors: ``i.ready`` is low until the reader issues
+  the last step of its vector (the half is free from the next cycle on).
+
+So the input is accepted at any time a half is free, and a producer never has to wait for the
+later folds: in steady state the unit takes a vector per ``(O/PE)*(N/SIMD)`` cycles at whatever
+pace the producer delivers it (FINN's scheme took input only during fold 0, which turned every
+MVU with ``NF > 1`` into a bursty consumer that blocked its producer for ``(NF-1)*SF`` cycles
+per vector).  With ``NF == 1`` every step consumes an input beat and there is no buffer.
 
 Stalls: the datapath pipeline never stops (no clock enable on the multipliers, good for DSP
 mapping and for fan-out).  Back-pressure is handled by credits: a step that completes an output
 beat is only issued while fewer than ``fifo_depth`` output beats are in flight or waiting in the
 output FIFO, and the FIFO is deep enough that the credit never runs out in steady state.  ``i.ready``
 and ``o.valid`` depend on registered state only.
+
+Memory: weights ``weight_bits`` (block RAM), parameters ``NF`` words, input buffer
+``buffer_bits = 2 * (N/SIMD) * 8*SIMD`` for ``NF > 1`` (0 otherwise), output FIFO
+``fifo_depth`` words of ``8*PE`` bits.
 
 Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
 its beat appearing on ``o``):
@@ -152,6 +173,12 @@ class MVU(wiring.Component):
         self.weight_width = self.pe * self.simd * self.w_bits
         self.weight_bits = self.weight_depth * self.weight_width
         self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
+        # ping-pong input buffer: two vectors (NF == 1 streams straight through)
+        self.buffer_depth = 2 * self.SF if self.NF > 1 else 0
+        self.buffer_bits = self.buffer_depth * 8 * self.simd
+        # input beats the unit can take ahead of the compute (it accepts a whole vector beyond
+        # the one it works on); 0 for NF == 1
+        self.input_slack_beats = self.SF if self.NF > 1 else 0
         # enough credits that a beat issued every cycle never waits (see the module docstring)
         self.fifo_depth = self.latency + 1
         # SyncFIFOBuffered only honours its full depth from depth 3 up (see global_pool.py)
@@ -208,16 +235,56 @@ class MVU(wiring.Component):
         nf = Signal(range(NF), name="nf")
         waddr = Signal(range(NF * SF), name="waddr")
         first_step, last_step = sf == 0, sf == SF - 1
-        fold0 = nf == 0
 
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
         credits_used = Signal(range(self.fifo_depth + 1))
         can_issue = ~last_step | (credits_used < self.fifo_depth)
         fire = Signal()
-        m.d.comb += [
-            self.i.ready.eq(fold0 & can_issue),
-            fire.eq(can_issue & (~fold0 | self.i.valid)),
-        ]
+        s1_x = Signal(8 * SIMD)
+        m.d.sync += s1_x.eq(self.i.payload)
+
+        if NF > 1:
+            # ---- ping-pong input buffer (see the module docstring) ----------------------------
+            buf = m.submodules.inbuf = Memory(shape=unsigned(8 * SIMD), depth=2 * SF, init=[])
+            bw = buf.write_port()
+            br = buf.read_port()    # not transparent: a same-cycle write is not seen (bypass below)
+            lead = Signal(range(3), name="lead")
+            wsf = Signal(range(SF), name="wsf")                  # words written into the half
+            wptr = Signal(range(2 * SF), name="wptr")            # = whalf*SF + wsf
+            rbase = Signal(range(2 * SF), name="rbase")          # = rhalf*SF
+            write = Signal()
+            bypass = Signal()
+            m.d.comb += [
+                self.i.ready.eq(lead != 2),
+                write.eq(self.i.valid & (lead != 2)),
+                bw.addr.eq(wptr), bw.data.eq(self.i.payload), bw.en.eq(write),
+                # lead == 0: fold 0 runs behind the writer (sf <= wsf); at sf == wsf the word
+                # is the one on the input port this cycle
+                bypass.eq((lead == 0) & (sf == wsf)),
+                fire.eq(can_issue & (~bypass | write)),
+                br.addr.eq(rbase + sf),
+            ]
+            with m.If(write):
+                m.d.sync += [wsf.eq(Mux(wsf == SF - 1, 0, wsf + 1)),
+                             wptr.eq(Mux(wptr == 2 * SF - 1, 0, wptr + 1))]
+            vec_in = write & (wsf == SF - 1)                    # writer completes a vector
+            vec_out = fire & last_step & (nf == NF - 1)        # reader issues a vector's last step
+            with m.If(vec_out):
+                m.d.sync += rbase.eq(Mux(rbase == 0, SF, 0))
+            with m.If(vec_in & ~vec_out):
+                m.d.sync += lead.eq(lead + 1)
+            with m.Elif(vec_out & ~vec_in):
+                m.d.sync += lead.eq(lead - 1)
+            s1_bypass = Signal()
+            m.d.sync += s1_bypass.eq(bypass)
+            x_word = Mux(s1_bypass, s1_x, br.data)
+        else:
+            m.d.comb += [
+                self.i.ready.eq(can_issue),
+                fire.eq(can_issue & self.i.valid),
+            ]
+            x_word = s1_x
+
         taken = self.o.valid & self.o.ready
         issued_out = fire & last_step
         with m.If(issued_out & ~taken):
@@ -236,23 +303,10 @@ class MVU(wiring.Component):
         wrd = wmem.read_port()
         m.d.comb += wrd.addr.eq(waddr)
 
-        s1_valid, s1_first, s1_last, s1_fold0 = Signal(), Signal(), Signal(), Signal()
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_nf = Signal(range(NF))
-        s1_x = Signal(8 * SIMD)
         m.d.sync += [s1_valid.eq(fire), s1_first.eq(first_step), s1_last.eq(last_step),
-                     s1_fold0.eq(fold0), s1_nf.eq(nf), s1_x.eq(self.i.payload)]
-
-        if NF > 1:
-            # the input vector is kept for folds 1..NF-1; fold 0 writes it as it streams by.
-            # A write at (v, sf) always follows the last fold's read of sf, so no hazard.
-            buf = m.submodules.inbuf = Memory(shape=unsigned(8 * SIMD), depth=SF, init=[])
-            bw = buf.write_port()
-            br = buf.read_port()
-            m.d.comb += [bw.addr.eq(sf), bw.data.eq(self.i.payload), bw.en.eq(fire & fold0),
-                         br.addr.eq(sf)]
-            x_word = Mux(s1_fold0, s1_x, br.data)
-        else:
-            x_word = s1_x
+                     s1_nf.eq(nf)]
 
         # ---- stage 1: register the operands ---------------------------------------------------
         # block RAM clock-to-out is slow (no output register in the inferred DP16KD), so the

@@ -159,8 +159,10 @@ def test_wider_than_int8_weights_and_large_shift():
 
 # ---- throughput and latency ----------------------------------------------------------------
 
-def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True):
-    """Smooth input; returns (cycles of accepted input beats, cycles of output beats, outputs)."""
+def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True, period=1, blocked=None):
+    """Input beat j offered from cycle j*period on (smooth for period 1) and held until taken;
+    returns (cycles of accepted input beats, cycles of output beats, outputs).  ``blocked``, a
+    list, receives the cycles in which an offered beat was refused (valid & ~ready)."""
     beats = [pack_lanes(v[j * dut.simd:(j + 1) * dut.simd]) for v in vectors
              for j in range(dut.N // dut.simd)]
     n_out = len(vectors) * dut.O // dut.pe
@@ -168,7 +170,11 @@ def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True):
 
     async def producer(ctx):
         cycle = 0
-        for beat in beats:
+        for j, beat in enumerate(beats):
+            while cycle < j * period:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+                cycle += 1
             ctx.set(dut.i.payload, beat)
             ctx.set(dut.i.valid, 1)
             while True:
@@ -177,6 +183,8 @@ def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True):
                 if ready:
                     in_cycles.append(cycle - 1)
                     break
+                if blocked is not None:
+                    blocked.append(cycle - 1)
         ctx.set(dut.i.valid, 0)
 
     async def consumer(ctx):
@@ -218,11 +226,52 @@ def test_throughput_exact(N, O, simd, pe):
     # within a vector, one output beat every SF cycles: the whole array is busy every cycle
     assert all(b - a == SF for v in range(len(x)) for a, b in zip(out_c[v * per:(v + 1) * per],
                                                                out_c[v * per + 1:(v + 1) * per]))
-    # input: the first fold takes a beat every cycle, then waits (NF-1)*SF cycles
+    # input: the ping-pong buffer takes vectors 0 and 1 back to back (one beat per cycle); vector
+    # v >= 2 enters the cycle after vector v-2's last step was issued, so one vector per SF*NF
     starts = in_c[::SF]
-    assert list(np.diff(starts)) == [SF * NF] * (len(x) - 1)
+    assert all(b - a == 1 for a, b in zip(in_c[:2 * SF], in_c[1:2 * SF]))
+    want = [v * SF if NF == 1 or v < 2 else (v - 1) * SF * NF for v in range(len(x))]
+    assert [s - starts[0] for s in starts] == want
     # latency: last step of fold 0 issued (= last input beat of vector 0) -> first output beat
     assert out_c[0] - in_c[SF - 1] == dut.latency
+
+
+@pytest.mark.parametrize("N,O,simd,pe", [(8, 6, 1, 1), (12, 8, 2, 2), (9, 4, 3, 1), (4, 6, 4, 3)])
+@pytest.mark.parametrize("slack", [0, 1])
+def test_input_taken_during_later_folds(N, O, simd, pe, slack):
+    """A producer that delivers one beat every NF (+ slack) cycles, i.e. exactly (or a little
+    below) the compute rate, is never refused: the unit takes the next vector into the free half
+    while it computes folds 1..NF-1 of the current one (the old fold-0-only input would block such
+    a producer for (NF-1)*SF cycles per vector)."""
+    rng = np.random.default_rng(N * 7 + O + simd + pe + slack)
+    q = make_qconv(rng, N, O)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    SF, NF = N // simd, O // pe
+    assert dut.buffer_depth == 2 * SF and dut.buffer_bits == 2 * SF * 8 * simd
+    x = rand_inputs(rng, 8, N)
+    blocked = []
+    in_c, out_c, got = timed_run(dut, x, period=NF + slack, blocked=blocked)
+    check(got, golden_1x1(q, x), "rate-matched producer")
+    assert blocked == [], f"input refused in cycles {blocked[:10]} although a half was free"
+    assert in_c == [j * (NF + slack) for j in range(len(x) * SF)]
+    if slack == 0:   # the compute keeps pace with the producer: a vector per SF*NF cycles
+        firsts = out_c[::NF]
+        assert list(np.diff(firsts)) == [SF * NF] * (len(x) - 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pingpong_rough_traffic(seed):
+    """Long random input gaps and output stalls around the ping-pong buffer: exact, in order,
+    no beat lost or duplicated (run_mvu checks for extra output beats)."""
+    rng = np.random.default_rng(100 + seed)
+    N, O, simd, pe = [(12, 8, 2, 2), (6, 6, 1, 2), (8, 4, 8, 1), (3, 9, 1, 3)][seed]
+    q = make_qconv(rng, N, O)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    x = rand_inputs(rng, 12, N)
+    for traffic in (Traffic(gap=0.5, stall=0.1, burst=20, seed=seed),
+                    Traffic(gap=0.05, stall=0.6, burst=9, seed=seed + 10),
+                    Traffic.rough(seed)):
+        check(run_mvu(dut, x, traffic), golden_1x1(q, x), f"{traffic}")
 
 
 @pytest.mark.parametrize("period", [2, 3, 7])
