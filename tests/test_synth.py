@@ -219,3 +219,23 @@ def test_build_board_icebreaker(tmp_path):
     assert (tmp_path / "top.bin").exists() and (tmp_path / "report.json").exists()
     assert r.lut > 0 and r.ff >= 24
     assert r.fmax_mhz > 12 and r.target_mhz == 12 and r.timing_met
+
+
+def test_cli_synth_on_a_build_folder(tmp_path, capsys):
+    _require("yosys", "nextpnr-ice40")
+    from amaranth.back import verilog
+
+    from squeezehw.cli import main
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "macrom.v").write_text(verilog.convert(MacRom(), name="macrom", emit_src=False))
+    (build / "design.json").write_text(json.dumps({"top": "macrom", "verilog": "macrom.v"}))
+    assert main(["synth", str(build), "--board", "up5k", "--json", "--no-progress"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["top"] == "macrom" and data["board"] == "up5k" and data["dsp"] >= 1
+    assert (build / "synth-up5k" / "report.json").exists()
+    # A Verilog file without --top is a user error (status 2), not a traceback.
+    assert main(["synth", str(build / "macrom.v"), "--board", "up5k"]) == 2
+    assert "--top" in capsys.readouterr().err
+    assert main(["synth", "--list-boards"]) == 0
+    assert "xczu9eg" in capsys.readouterr().out
