@@ -20,7 +20,7 @@ import random
 import sys
 from pathlib import Path
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
