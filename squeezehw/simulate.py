@@ -62,20 +62,21 @@ def _harness_capacity(frames: int) -> int:
     return cap
 
 
-def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True):
+def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
+              stop_after: str | None = None):
     from . import verilator
     from .build import module_name
     from .hw.accelerator import Accelerator
     from .hw.harness import SimHarness
-    accel = Accelerator(model=model, folding=folding)
+    accel = Accelerator(model=model, folding=folding, stop_after=stop_after)
     cap = _harness_capacity(frames)
     in_bpf = model.height * model.width * model.in_ch // accel.in_lanes
-    out_bpf = model.classes + 1
+    out_bpf = accel.out_beats_per_frame
     harness = SimHarness(accel, in_depth=cap * in_bpf, out_depth=cap * out_bpf, frames_max=cap,
                          in_beats_per_frame=in_bpf, out_beats_per_frame=out_bpf,
                          watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]))
     b = verilator.build(harness, name=f"tb_{module_name(model)}", waves=waves, progress=progress,
-                        extra_meta={"in_lanes": accel.in_lanes})
+                        extra_meta={"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes})
     return b
 
 
@@ -87,7 +88,10 @@ def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, n
 
 def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
-                    waves: bool = False, progress: bool = True) -> SimReport:
+                    waves: bool = False, progress: bool = True, diagnose: bool = False,
+                    golden_model: IntModel | None = None) -> SimReport:
+    """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
+    ``golden_model``: compare against another model than the one built (fault-injection tests)."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
@@ -95,7 +99,7 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
                         reset_after=reset_after, waves=waves)
-    want = golden.run(model, images)
+    want = golden.run(golden_model or model, images)
     got_logits, got_cls = decode(res["outputs"], model.classes, n) if not res["stuck"] else (None, None)
     mismatches = []
     if res["stuck"]:
@@ -110,6 +114,11 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                                   f"{int(want.logits[f, k])} ({diff.size} logits differ)")
             if got_cls[f] != want.classes[f]:
                 mismatches.append(f"frame {f}: class {int(got_cls[f])}, golden {int(want.classes[f])}")
+    if mismatches and diagnose:
+        bad = int(mismatches[0].split()[1].rstrip(":")) if mismatches[0].startswith("frame") else 0
+        where = locate_mismatch(model, folding, images[bad:bad + 1], progress=progress,
+                                golden_model=golden_model)
+        mismatches.insert(0, f"first differing layer (frame {bad} alone): {where}")
     st = stages(model)
     fsum = folding.summary(model)
     macs = sum(s.macs for s in st)
@@ -128,3 +137,63 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
         classes=[] if got_cls is None else [int(c) for c in got_cls],
         golden_classes=[int(c) for c in want.classes])
 
+
+
+def locate_mismatch(model: IntModel, folding: Folding, images: np.ndarray, *,
+                    traffic: SimTraffic = SimTraffic(), progress: bool = True,
+                    golden_model: IntModel | None = None) -> str | None:
+    """Find the first top-level layer whose hardware output differs from the golden model.
+
+    Builds the design truncated after a layer (its feature map becomes the output stream) and
+    bisects over the layers: about log2(layers) Verilator builds.  Returns a message naming the
+    layer, frame, pixel and channel of the first difference, or None if every layer agrees.
+    """
+    from . import verilator
+    images = np.asarray(images, dtype=np.uint8)
+    n = images.shape[0]
+    ref = golden_model or model     # (tests inject faults by building hardware from another model)
+    trace = golden.run(ref, images, trace=True).layers
+    names = [layer.name for layer in model.layers]
+
+    def check(k: int) -> str | None:
+        name = names[k]
+        b = build_for(model, folding, n, stop_after=name, progress=progress)
+        res = verilator.run(b, image_beats(images, b.meta["in_lanes"]),
+                            n_out=n * b.meta["out_beats_per_frame"], traffic=traffic)
+        if k == len(names) - 1:           # the head: logits then class
+            lg, cl = decode(res["outputs"], model.classes, n) if not res["stuck"] else (None, None)
+            want = golden.run(ref, images)
+            if lg is None:
+                return f"{name}: the design hung"
+            for f in range(n):
+                bad = np.nonzero(lg[f] != want.logits[f])[0]
+                if bad.size:
+                    return f"{name}: frame {f}, logit of class {bad[0]}: {lg[f, bad[0]]} != golden {want.logits[f, bad[0]]}"
+            return None
+        if res["stuck"]:
+            return f"{name}: the design hung after {len(res['outputs'])} output beats"
+        want = trace[name]
+        _, c, h, w = want.shape
+        lanes = b.meta["out_lanes"]
+        got = np.array([[(v >> (8 * i)) & 0xFF for i in range(lanes)] for v in res["outputs"]],
+                       dtype=np.int64).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        bad = np.argwhere(got != want.astype(np.int64))
+        if bad.size:
+            f, ch, y, x = bad[0]
+            return (f"{name}: frame {f}, pixel (y={y}, x={x}), channel {ch}: hardware {got[f, ch, y, x]}, "
+                    f"golden {want[f, ch, y, x]} ({len(bad)} values differ)")
+        return None
+
+    lo, hi, found = 0, len(names) - 1, None
+    last = check(hi)
+    if last is None:
+        return None
+    found = last
+    while lo < hi:                      # invariant: layer hi differs
+        mid = (lo + hi) // 2
+        msg = check(mid)
+        if msg is None:
+            lo = mid + 1
+        else:
+            hi, found = mid, msg
+    return found

@@ -31,6 +31,9 @@ def add_arguments(p):
                         "random input gaps and output stalls (results must not change)")
     p.add_argument("--seed", type=int, default=1, help="traffic seed")
     p.add_argument("--waves", metavar="FILE", help="also dump an FST waveform to FILE")
+    p.add_argument("--diagnose", action="store_true",
+                   help="on a mismatch, bisect over the layers to name the first differing layer, "
+                        "pixel and channel (a few more Verilator builds)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -44,7 +47,7 @@ def run(args):
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
     traffic = SimTraffic.rough(args.seed) if args.traffic == "rough" else SimTraffic(seed=args.seed)
-    rep = simulate_frames(model, fold, x, traffic=traffic, waves=bool(args.waves))
+    rep = simulate_frames(model, fold, x, traffic=traffic, waves=bool(args.waves), diagnose=args.diagnose)
     d = rep.as_dict()
     d["images"] = where
     d["clock_mhz"] = args.clock

@@ -21,15 +21,38 @@ __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    def __init__(self, *, model: IntModel, folding: Folding):
+    """``stop_after``: build only the layers up to and including that one, whose feature map is then
+    the output stream (raster order, its lanes per beat) -- used to find the first layer where the
+    hardware and the golden model disagree."""
+
+    def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None):
         folding.validate(model)
         self.model, self.folding = model, folding
         self.stages = {s.name: s for s in stages(model)}
         self.plan = self._plan()
+        names = [p["name"] for p in self.plan]
+        if stop_after is not None:
+            if stop_after not in names:
+                raise ValueError(f"stop_after={stop_after!r} is not a layer of {model.name}: {names}")
+            k = names.index(stop_after)
+            for p in self.plan[k + 1:]:
+                p["block"]._MustUse__silence = True
+                if p.get("window") is not None:
+                    p["window"]._MustUse__silence = True
+            self.plan = self.plan[:k + 1]
+        self.stop_after = stop_after
         first = self.plan[0]
         self.in_lanes = first["in_lanes"]
-        self.head_block = self.plan[-1]["block"]
-        self.out_width = len(self.head_block.o.payload)
+        last = self.plan[-1]
+        if last["kind"] == "head":
+            self.out_lanes = None
+            self.out_beats_per_frame = model.classes + 1
+            self.out_width = len(last["block"].o.payload)
+        else:
+            c, h, w = model.shapes()[[l.name for l in model.layers].index(last["name"])]
+            self.out_lanes = last["out_lanes"]
+            self.out_beats_per_frame = c * h * w // self.out_lanes
+            self.out_width = 8 * self.out_lanes
         super().__init__({
             "i": In(stream.Signature(8 * self.in_lanes)),
             "o": Out(stream.Signature(self.out_width)),
