@@ -1,0 +1,110 @@
+"""Full-size benchmark: ImageNet SqueezeNet v1.1 at 224x224 in cycle-accurate simulation.
+
+Quantizes the real v1.1 weights from ../shared/data/imagenet to int8 (calibrated on every 10th
+sample photo), folds the design automatically for a multiplier budget, builds it, simulates real
+photos back to back in Verilator (not used for calibration), and checks every logit against the
+golden model.  Prints one JSON object with --json.
+
+    python benchmarks/fullsize.py --multipliers 2000 --frames 2 --json
+    python benchmarks/fullsize.py --multipliers 150 --frames 2 --json     # ECP5-85F-sized array
+
+Not a CI test: the Verilator build and the simulation take minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data" / "imagenet"
+
+
+def quantized_v11(progress: bool):
+    from squeezehw.images import list_image_folder, load_images
+    from squeezehw.importer import load_network
+    from squeezehw.intmodel import IntModel
+    from squeezehw.quantize import quantize
+    cache = REPO / "build" / "bench-sq11-w8.npz"
+    if cache.is_file():
+        return IntModel.load(cache)
+    net = load_network("squeezenet1_1", DATA / "squeezenet1_1.npz")
+    files, _, _ = list_image_folder(DATA / "sample")
+    calib, _, _ = load_images(files[::10], height=224, width=224, channels=3, resize=256, progress=progress)
+    model = quantize(net, calib, w_bits=8, progress=progress, source="squeezenet1_1.npz")
+    model.save(cache)
+    return model
+
+
+def ramb36(model, folding) -> int:
+    from squeezehw.resources import estimate
+    return estimate(model, folding, "xilinx36")["block_ram"]
+
+
+def weight_ramb36(model, folding) -> int:
+    """RAMB36 blocks for the weight memories alone (width pe*simd*8, depth NF*SF each)."""
+    from squeezehw.folding import stages
+    from squeezehw.resources import blocks_for
+    total = 0
+    for s in stages(model):
+        if s.kind != "conv":
+            continue
+        f = folding[s.name]
+        total += blocks_for(f.pe * f.simd * s.w_bits, (s.out_ch // f.pe) * (s.vector // f.simd), "xilinx36")
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--multipliers", type=int, default=2000, help="multiplier budget for auto folding")
+    ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
+    ap.add_argument("--clock", type=float, default=200.0, help="clock (MHz) for the frames/s figure")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not (DATA / "squeezenet1_1.npz").is_file():
+        print(f"benchmark needs {DATA} (real ImageNet weights and photos); not found", file=sys.stderr)
+        return 2
+    from squeezehw.folding import auto_fold
+    from squeezehw.images import list_image_folder, load_images
+    from squeezehw.simulate import simulate_frames
+    progress = not args.json
+    t0 = time.monotonic()
+    model = quantized_v11(progress)
+    fold = auto_fold(model, max_multipliers=args.multipliers)
+    files, labels, _ = list_image_folder(DATA / "sample")
+    pick = [i for i in range(len(files)) if i % 10 == 5][:args.frames]     # not calibration photos
+    x, _, _ = load_images([files[i] for i in pick], height=224, width=224, channels=3, resize=256,
+                          progress=False)
+    prep = time.monotonic() - t0
+    rep = simulate_frames(model, fold, x, progress=True)
+    weight_bytes = sum(c.weight_bytes for c in model.convs())
+    out = {
+        "model": "squeezenet1_1 int8, 224x224, 1000 classes", "budget_multipliers": args.multipliers,
+        "frames": rep.frames, "bit_exact": rep.bit_exact, "mismatches": rep.mismatches[:5],
+        "cycles_per_frame": rep.cycles_per_frame, "expected_cycles_per_frame": rep.expected_cycles_per_frame,
+        "latency_cycles": rep.latency_cycles, "multipliers": rep.multipliers,
+        "macs_per_frame": rep.macs_per_frame, "mac_efficiency": rep.mac_efficiency,
+        "clock_mhz": args.clock,
+        "fps_at_clock": args.clock * 1e6 / rep.cycles_per_frame if rep.cycles_per_frame else None,
+        "weight_bytes": weight_bytes, "weight_ramb36": weight_ramb36(model, fold),
+        "all_memories_ramb36": ramb36(model, fold),
+        "verilator_build_seconds": rep.build_seconds, "build_cached": rep.build_cached,
+        "simulation_seconds": rep.sim_seconds, "sim_cycles_per_second": rep.sim_cycles_per_second,
+        "prepare_seconds": round(prep, 1), "classes": rep.classes,
+        "labels": [int(labels[i]) for i in pick],
+        "folding": {k: [v.simd, v.pe] for k, v in fold.layers.items()},
+    }
+    print(json.dumps(out, indent=1) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in out.items() if k != "folding"))
+    return 0 if rep.bit_exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
