@@ -74,11 +74,12 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
     opts = list(BUILD_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])
     key = hashlib.sha256((text + repr(opts) + sys.version).encode()).hexdigest()[:20]
     final = cache_root() / f"{name}-{key}"
+    # the harness's geometry; a design that is not a SimHarness (a board top run by its own
+    # testbench through run_cocotb) records None for what it lacks
+    geometry = ("in_width", "out_width", "in_depth", "out_depth", "frames_max", "in_beats_per_frame",
+                "out_beats_per_frame")
     meta = {"top": name, "verilog": f"{name}.v", "key": key, "waves": waves,
-            "in_width": harness.in_width, "out_width": harness.out_width,
-            "in_depth": harness.in_depth, "out_depth": harness.out_depth,
-            "frames_max": harness.frames_max, "in_beats_per_frame": harness.in_beats_per_frame,
-            "out_beats_per_frame": harness.out_beats_per_frame, **(extra_meta or {})}
+            **{k: getattr(harness, k, None) for k in geometry}, **(extra_meta or {})}
     if (final / "ok.json").is_file():
         return Build(final, name, final / f"{name}.v", json.loads((final / "ok.json").read_text()), 0.0, True)
     env = verilator_env()
@@ -162,14 +163,20 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
     if len(in_beats) > b.meta["in_depth"] or n_out > b.meta["out_depth"]:
         raise SimulationError(f"stimulus ({len(in_beats)} beats in, {n_out} out) exceeds the harness "
                               f"({b.meta['in_depth']}, {b.meta['out_depth']}); rebuild with more frames")
+    job = {"in_beats": [int(x) for x in in_beats], "n_out": n_out, "traffic": traffic.__dict__,
+           "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"]}
+    return run_cocotb(b, job, test_module="tb_harness", waves=waves)
+
+
+def run_cocotb(b: Build, job: dict, *, test_module: str, waves: bool = False) -> dict:
+    """Run the cocotb testbench ``sim/<test_module>.py`` on build ``b``.  The testbench reads
+    ``job`` (plus ``"result"``: the path where it must write its JSON result) from the file named by
+    ``$SQUEEZEHW_SIM_JOB``; returns that result with ``wall_seconds`` (and ``waves``) added."""
     env = verilator_env()
     with tempfile.TemporaryDirectory(prefix="squeezehw-sim-") as td:
-        job = Path(td) / "job.json"
+        job_path = Path(td) / "job.json"
         result = Path(td) / "result.json"
-        job.write_text(json.dumps({
-            "in_beats": [int(x) for x in in_beats], "n_out": n_out, "traffic": traffic.__dict__,
-            "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"],
-            "result": str(result)}))
+        job_path.write_text(json.dumps({**job, "result": str(result)}))
         old, old_path = dict(os.environ), list(sys.path)
         os.environ.update(env)
         sys.path[:0] = [str(SIM_DIR), str(REPO)]   # cocotb's runner passes sys.path on as PYTHONPATH
@@ -177,9 +184,9 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
         try:
             from cocotb_tools.runner import get_runner
             runner = get_runner("verilator")
-            runner.test(test_module="tb_harness", hdl_toplevel=b.top, hdl_toplevel_lang="verilog", build_dir=b.directory,
-                        test_dir=td, waves=waves, extra_env={"SQUEEZEHW_SIM_JOB": str(job)},
-                        log_file=Path(td) / "sim.log")
+            runner.test(test_module=test_module, hdl_toplevel=b.top, hdl_toplevel_lang="verilog",
+                        build_dir=b.directory, test_dir=td, waves=waves,
+                        extra_env={"SQUEEZEHW_SIM_JOB": str(job_path)}, log_file=Path(td) / "sim.log")
         except (subprocess.CalledProcessError, SystemExit) as e:
             log = (Path(td) / "sim.log").read_text()[-3000:] if (Path(td) / "sim.log").exists() else ""
             raise SimulationError(f"Verilator simulation failed ({e}); log tail:\n{log}") from None

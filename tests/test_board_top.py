@@ -1,0 +1,124 @@
+"""The whole board top (UART RX -> parser -> accelerator -> reply -> UART TX) in Verilator via cocotb,
+on real held-out MNIST digits of the default model, bit-exact against the golden model; plus the
+board wrappers' elaboration for their amaranth-boards platforms and the PLL settings."""
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from boards import protocol  # noqa: E402
+from boards.top import BoardTop, ICEBreakerTop, ULX3STop, ecp5_pll, ice40_pll  # noqa: E402
+
+CLK_HZ, BAUD = 8_000_000, 1_000_000        # 8 clock cycles per bit keeps the simulation short
+
+
+@pytest.fixture(scope="module")
+def default_design():
+    from squeezehw.folding import default_folding
+    from squeezehw.pipeline import default_int_model
+    model = default_int_model(progress=False)
+    return model, default_folding(model)
+
+
+def _accel(model, fold):
+    from squeezehw.hw.accelerator import Accelerator
+    return Accelerator(model=model, folding=fold)
+
+
+def _decode_replies(data: bytes):
+    replies = []
+    while data:
+        head = protocol.parse_reply_header(data[:protocol.HEADER_BYTES])
+        n = head.beats * head.beat_bytes
+        body = data[protocol.HEADER_BYTES:protocol.HEADER_BYTES + n]
+        assert len(body) == n, f"reply cut short: {data!r}"
+        values = [int.from_bytes(body[k:k + head.beat_bytes], "little") for k in range(0, n, head.beat_bytes)]
+        replies.append((head, values))
+        data = data[protocol.HEADER_BYTES + n:]
+    return replies
+
+
+@pytest.mark.slow
+def test_board_top_uart_bit_exact(default_design):
+    from squeezehw import golden, verilator
+    from squeezehw.build import module_name
+    from squeezehw.default_model import mnist_split
+    model, fold = default_design
+    top = BoardTop(_accel(model, fold), clk_hz=CLK_HZ, baud=BAUD)
+    b = verilator.build(top, name=f"board_{module_name(model)}", progress=False)
+    _, _, test_x, _ = mnist_split()
+    images = test_x[:2]
+    # a request with a wrong length first: the board must answer with an error reply and resync
+    send = protocol.REQUEST_MAGIC + (5).to_bytes(4, "little")
+    send += b"".join(protocol.encode_request(img) for img in images)
+    beat_bytes = protocol.beat_bytes_for(top.out_width)
+    frame_reply = protocol.HEADER_BYTES + (model.classes + 1) * beat_bytes
+    n_reply = protocol.HEADER_BYTES + len(images) * frame_reply
+    res = verilator.run_cocotb(b, {"send": list(send), "divisor": top.divisor, "n_reply": n_reply,
+                                   "max_cycles": 40 * len(send) * top.divisor + 200_000},
+                               test_module="tb_board")
+    assert res["tx_errors"] == []
+    assert res["sent_all"]
+    data = bytes(res["reply"])
+    assert len(data) == n_reply, f"expected {n_reply} reply bytes, got {len(data)} after {res['cycles']} cycles"
+    replies = _decode_replies(data)
+    err_head, err_values = replies[0]
+    assert err_head.status == protocol.STATUS_BAD_LENGTH and err_head.beats == 0 and err_values == []
+    ref = golden.run(model, images)
+    for k, (head, values) in enumerate(replies[1:]):
+        assert head.status == 0, head.status_text()
+        assert head.beat_bytes == beat_bytes and head.beats == model.classes + 1
+        assert values[:-1] == [int(v) for v in ref.logits[k]], f"digit {k}: logits differ"
+        assert values[-1] == int(ref.classes[k])
+    assert res["status"] == 0
+
+
+def test_board_top_validates(default_design):
+    model, fold = default_design
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="too fast"):
+            BoardTop(_accel(model, fold), clk_hz=1_000_000, baud=500_000)
+        with pytest.raises(ValueError, match="rx_fifo_depth"):
+            BoardTop(_accel(model, fold), clk_hz=CLK_HZ, baud=BAUD, rx_fifo_depth=1)
+        with pytest.raises(TypeError, match="Accelerator"):
+            BoardTop(object(), clk_hz=CLK_HZ, baud=BAUD)
+
+
+def test_pll_settings():
+    p = ecp5_pll(25e6, 50e6)
+    assert 25 * p["CLKFB_DIV"] / p["CLKI_DIV"] == 50 and 400 <= p["vco_mhz"] <= 800
+    p = ecp5_pll(25e6, 100e6)
+    assert 25 * p["CLKFB_DIV"] / p["CLKI_DIV"] == 100
+    p = ice40_pll(12e6, 24e6)
+    assert 12 * (p["DIVF"] + 1) / ((p["DIVR"] + 1) * 2 ** p["DIVQ"]) == 24 and 533 <= p["vco_mhz"] <= 1066
+    with pytest.raises(ValueError, match="cannot make exactly"):
+        ecp5_pll(25e6, 33.333e6)
+    with pytest.raises(ValueError, match="cannot make exactly"):
+        ice40_pll(12e6, 1e6)
+
+
+@pytest.mark.parametrize("board", ["ulx3s", "icebreaker"])
+def test_board_wrappers_elaborate(default_design, board):
+    """The wrappers request the platform's resources and elaborate (no synthesis tools run)."""
+    model, fold = default_design
+    if board == "ulx3s":
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform as Platform
+        top = ULX3STop(_accel(model, fold), baud=115200)
+    else:
+        from amaranth_boards.icebreaker import ICEBreakerPlatform as Platform
+        top = ICEBreakerTop(_accel(model, fold), baud=115200)
+    plan = Platform().prepare(top, "top", emit_src=False)
+    files = plan.files
+    text = files["top.il"] if "top.il" in files else next(v for k, v in files.items() if k.endswith(".il"))
+    text = text.decode() if isinstance(text, bytes) else text
+    assert ("EHXPLLL" if board == "ulx3s" else "SB_PLL40_PAD") in text
+    constraints = next(v for k, v in files.items() if k.endswith((".lpf", ".pcf")))
+    constraints = constraints.decode() if isinstance(constraints, bytes) else constraints
+    assert ("M1" in constraints and "L4" in constraints) if board == "ulx3s" else (" 6" in constraints and " 9" in constraints)
