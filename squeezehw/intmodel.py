@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,7 +298,7 @@ class IntModel:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["__meta__"]))
                 arrays = {k: z[k] for k in z.files if k != "__meta__"}
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError) as e:
             raise ModelFileError(f"{path}: not a readable squeezehw integer model ({e}); "
                                  "re-create it with `squeezehw quantize`") from e
         if meta.get("format") != FORMAT:
