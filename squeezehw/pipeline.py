@@ -61,8 +61,13 @@ def add_fold_arguments(p) -> None:
     g.add_argument("--fold", metavar="FILE|auto|default", default=None,
                    help="a folding file (from `squeezehw fold`), `auto` (balanced for a target below), "
                         "or `default` (balanced for a small array; the default)")
-    g.add_argument("--max-multipliers", type=int, metavar="N", help="auto folding: multiplier budget")
-    g.add_argument("--board", metavar="NAME", help="auto folding: use the board's DSP count as the budget")
+    g.add_argument("--max-multipliers", "--max-dsp", type=int, metavar="N", dest="max_multipliers",
+                   help="auto folding: budget of MAC multipliers (DSPs)")
+    g.add_argument("--max-bram", type=int, metavar="N",
+                   help="refuse a folding whose memories need more than N block RAMs (counted in the "
+                        "--board's native blocks; ECP5 DP16KD by default)")
+    g.add_argument("--board", metavar="NAME",
+                   help="auto folding: use the board's DSP count as the budget and check its block RAM")
     g.add_argument("--target-fps", type=float, metavar="F", help="auto folding: frames per second to reach")
     g.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
                    help="clock for --target-fps and for reported frame rates (default 100 MHz)")
@@ -82,7 +87,28 @@ def folding_from_args(args, model: IntModel) -> Folding:
         raise UserError("give either a resource budget (--max-multipliers/--board) or --target-fps, not both")
     if budget is not None and budget < 1:
         raise UserError(f"--max-multipliers must be positive, got {budget}")
-    return resolve_folding(args.fold, model, max_multipliers=budget, target_cycles=target)
+    fold = resolve_folding(args.fold, model, max_multipliers=budget, target_cycles=target)
+    check_bram(args, model, fold)
+    return fold
+
+
+def check_bram(args, model: IntModel, fold: Folding) -> None:
+    """Refuse a folding whose memories exceed --max-bram or the --board's block RAM."""
+    limit, family, where = getattr(args, "max_bram", None), "ecp5", "--max-bram"
+    if getattr(args, "board", None):
+        from .boards import get_board
+        board = get_board(args.board)
+        family = {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+        if limit is None:
+            limit, where = board.resources.bram, f"the {board.name}'s block RAM"
+    if limit is None:
+        return
+    from .resources import estimate
+    est = estimate(model, fold, family)
+    if est["block_ram"] > limit:
+        raise UserError(f"{model.name} with this folding needs {est['block_ram']} {est['block_ram_cell']} "
+                        f"blocks, {est['block_ram'] - limit} more than {where} ({limit}); use fewer weight "
+                        "bits, a smaller model or a bigger device")
 
 
 def sim_images(model: IntModel, *, images_dir=None, random_n=None, limit=None, seed=0, progress=True):
