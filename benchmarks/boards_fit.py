@@ -30,6 +30,7 @@ from squeezehw.folding import auto_fold, default_folding  # noqa: E402
 from squeezehw.hw.accelerator import Accelerator  # noqa: E402
 from squeezehw.pipeline import default_int_model  # noqa: E402
 from squeezehw.random_model import random_model  # noqa: E402
+from squeezehw.errors import UserError  # noqa: E402
 from squeezehw.synth import build_board  # noqa: E402
 
 OUT = REPO / "build" / "boards_fit"
@@ -57,14 +58,18 @@ def build(which: str, *, ulx3s_mhz: float, seed: int, baud: int, ice40_mult: int
         os.environ["AMARANTH_synth_opts"] = "-dsp"
     summ = fold.summary(model)
     t0 = time.monotonic()
+    head = {"board": board, "model": model.name, "multipliers": summ["multipliers"],
+            "expected_cycles_per_frame": summ["expected_cycles_per_frame"], "core_mhz": top.core_hz / 1e6,
+            "pll": top.pll, "baud": baud}
     try:
         rep = build_board(top, board=board, out_dir=OUT / which, seed=seed)
+    except UserError as e:          # does not fit: record why (nextpnr's counts) instead of stopping
+        print(f"{board}: {e}", flush=True)
+        return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}
     finally:
         os.environ.pop("AMARANTH_synth_opts", None)
     print(rep.summary(), flush=True)
-    return {"board": board, "model": model.name, "multipliers": summ["multipliers"],
-            "expected_cycles_per_frame": summ["expected_cycles_per_frame"], "core_mhz": top.core_hz / 1e6,
-            "pll": top.pll, "baud": baud, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bram": rep.bram,
+    return {**head, "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bram": rep.bram,
             "spram": rep.spram, "available": rep.available, "fmax_mhz": rep.fmax_mhz,
             "fmax_by_clock": rep.fmax_by_clock, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
             "bitstream": rep.bitstream, "tools": rep.tools, "seconds": round(time.monotonic() - t0, 1)}
