@@ -12,6 +12,16 @@ main path needs before it can emit p).
 The depth counts FIFO entries (beats of the branch's lane width).  The pass is conservative in one
 way only: it ignores the few beats that the pipeline registers of the 1x1 branch also hold.  The
 test suite measures in simulation how much slack that leaves (tests/hw/test_fire.py).
+
+Deadlock-free is not yet full speed.  The FIFO that bridges two parallel paths bounds how many
+pixels can be in flight on the other path (Little's law: in flight = rate x latency).  At the
+minimum depth the long path may hold only the ``skew`` pixels its window needs, so every pixel
+would also have to cross the long path's pipeline (the squeeze's and expand3x3's ping-pong input
+buffers and compute, one pixel period each, and the output FIFOs) with nothing else in flight, and
+the module would run at a fraction of its rate.  ``fire_fifos(..., throughput=True)`` (what the
+builder instantiates) therefore adds ``THROUGHPUT_PIXELS`` pixels to both FIFOs: two vectors in
+the squeeze's input buffer, one in expand3x3's, one being computed and drained.  The builder's
+check still only refuses depths below the deadlock minimum.
 """
 from __future__ import annotations
 
@@ -46,24 +56,28 @@ def window_skew_pixels(width: int, kernel: int = 3, padding: int = 1, window_ext
 
 
 MARGIN_BEATS = 2   # one beat in flight through the fork and one in the FIFO's output register
+THROUGHPUT_PIXELS = 4   # pixels in flight on the long path beyond the skew (module docstring)
 
 
 def fire_fifos(*, width: int, squeeze_ch: int, e1_simd: int, in_ch: int, bypass: str | None,
-               bypass_lanes: int = 0, bypass_ch: int = 0, window_extra: int = 0) -> FireFifos:
-    """Depths for one Fire module.
+               bypass_lanes: int = 0, bypass_ch: int = 0, window_extra: int = 0,
+               throughput: bool = False) -> FireFifos:
+    """Depths for one Fire module: the deadlock minimum, or with ``throughput`` the depths that
+    also sustain the full rate (``THROUGHPUT_PIXELS`` more pixels, see the module docstring).
 
     ``bypass``: None, "simple" (the FIFO holds Fire input beats of ``bypass_lanes`` lanes) or
     "complex" (it holds the bypass conv's output beats: ``bypass_ch`` channels in ``bypass_lanes``).
     """
     skew = window_skew_pixels(width, window_extra=window_extra)
-    e1_depth = skew * (squeeze_ch // e1_simd) + MARGIN_BEATS
+    extra = THROUGHPUT_PIXELS if throughput else 0
+    e1_depth = (skew + extra) * (squeeze_ch // e1_simd) + MARGIN_BEATS
     if bypass is None:
         b_depth, b_width = 0, 0
     else:
         ch = in_ch if bypass == "simple" else bypass_ch
         # the add needs pixel p of both paths; the main path needs input p + skew before it can
         # emit p, so the bypass path holds pixels p .. p + skew (skew + 1 pixels)
-        b_depth = (skew + 1) * (ch // bypass_lanes) + MARGIN_BEATS
+        b_depth = (skew + 1 + extra) * (ch // bypass_lanes) + MARGIN_BEATS
         b_width = 8 * bypass_lanes
     return FireFifos(e1_depth, 8 * e1_simd, b_depth, b_width, skew)
 

@@ -64,11 +64,20 @@ class FireEngine(wiring.Component):
         # the window's look-ahead beyond (y+1, x+1), from the block itself
         self.window = SlidingWindow(channels=s, height=height, width=width, kernel=3, stride=1, padding=1,
                                     lanes=self.f_e3.simd)
-        need = fire_fifos(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
-                          bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
-                          window_extra=self.window.input_skew_pixels)
+        sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
+                      bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
+                      window_extra=self.window.input_skew_pixels)
+        need = fire_fifos(**sizing)                        # deadlock minimum
         self.required_fifos = need
-        self.fifos = fifos or need
+        self.fifos = fifos or fire_fifos(**sizing, throughput=True)
+        # The concat takes a pixel's expand1x1 beats, then its expand3x3 beats: while it serves one
+        # side, the other side's MVU must be able to finish a whole pixel (its own beats) and keep
+        # going during the other side's burst (the other side's beats at the concat's lanes), or
+        # the bottleneck expand stalls once per pixel.  These are extra output-FIFO entries.
+        e1b, e3b = f.expand1x1.out_ch // self.f_e1.pe, f.expand3x3.out_ch // self.f_e3.pe
+        lo = self.out_lanes
+        self.e1_out_buffer = e1b + f.expand3x3.out_ch // lo
+        self.e3_out_buffer = e3b + f.expand1x1.out_ch // lo
         if check_fifos:
             check_depth(f"{f.name}.expand1x1 FIFO", self.fifos.expand1x1_depth, need.expand1x1_depth)
             if self.mode:
@@ -98,6 +107,7 @@ class FireEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f, c = self.fire, Chain(m, "")
+        self.chain_blocks = c.blocks     # (name, block) of the last elaboration, for profiling
         s, e1, e3 = f.squeeze.out_ch, f.expand1x1.out_ch, f.expand3x3.out_ch
         lo = self.out_lanes
 
@@ -114,12 +124,14 @@ class FireEngine(wiring.Component):
         # expand1x1 branch, with the skew FIFO in front of the MVU
         fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.fifos.expand1x1_depth))
         c.link(fk.o0, self.f_sq.pe, fifo1.i, self.f_e1.simd, s, "e1_in")
-        x1 = c.add("expand1x1", MVU.from_qconv(f.expand1x1, simd=self.f_e1.simd, pe=self.f_e1.pe))
+        x1 = c.add("expand1x1", MVU.from_qconv(f.expand1x1, simd=self.f_e1.simd, pe=self.f_e1.pe,
+                                                out_buffer=self.e1_out_buffer))
         wiring.connect(m, fifo1.o, x1.i)
         # expand3x3 branch
         win = c.add("window", self.window)
         c.link(fk.o1, self.f_sq.pe, win.i, self.f_e3.simd, s, "e3_in")
-        x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe))
+        x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe,
+                                                out_buffer=self.e3_out_buffer))
         wiring.connect(m, win.o, x3.i)
         cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
         c.link(x1.o, self.f_e1.pe, cat.a, lo, e1, "cat_a")

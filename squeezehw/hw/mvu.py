@@ -37,7 +37,7 @@ and ``o.valid`` depend on registered state only.
 
 Memory: weights ``weight_bits`` (block RAM), parameters ``NF`` words, input buffer
 ``buffer_bits = 2 * (N/SIMD) * 8*SIMD`` for ``NF > 1`` (0 otherwise), output FIFO
-``fifo_depth`` words of ``8*PE`` bits.
+``fifo_depth = latency + 1 + out_buffer`` words of ``8*PE`` bits (``fifo_bits``).
 
 Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
 its beat appearing on ``o``):
@@ -102,11 +102,17 @@ class MVU(wiring.Component):
 
     ``weights``: int array (O, N), column order = input stream order.  ``bias``, ``mult``,
     ``shift``: (O,) ints (docs/numerics.md).  ``simd`` divides N, ``pe`` divides O.
-    ``in_signed``: input lanes are int8 instead of uint8.
+    ``in_signed``: input lanes are int8 instead of uint8.  ``out_buffer``: extra output FIFO
+    entries (beats) beyond the ones the credit scheme needs, for a consumer that takes its input
+    in bursts (a Fire module's concat): the unit keeps computing while they fill.
     """
 
-    def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu"):
+    def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
+                 out_buffer=0):
         try:
+            if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
+                raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
+            self.out_buffer = int(out_buffer)
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
         except UserError:
             self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
@@ -179,18 +185,20 @@ class MVU(wiring.Component):
         # input beats the unit can take ahead of the compute (it accepts a whole vector beyond
         # the one it works on); 0 for NF == 1
         self.input_slack_beats = self.SF if self.NF > 1 else 0
-        # enough credits that a beat issued every cycle never waits (see the module docstring)
-        self.fifo_depth = self.latency + 1
+        # enough credits that a beat issued every cycle never waits (see the module docstring),
+        # plus the requested buffering for a bursty consumer
+        self.fifo_depth = self.latency + 1 + self.out_buffer
+        self.fifo_bits = self.fifo_depth * 8 * self.pe
         # SyncFIFOBuffered only honours its full depth from depth 3 up (see global_pool.py)
         assert self.fifo_depth >= 3
 
     @classmethod
-    def from_qconv(cls, q, *, simd, pe, name=None):
+    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
-                   relu=q.relu, in_signed=q.in_signed, name=name or q.name)
+                   relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer)
 
     # --- memory images -------------------------------------------------------------------------
     def weight_words(self) -> list[int]:

@@ -97,7 +97,8 @@ def test_fifo_depths_are_enough_and_tight(field):
           f.expand3x3.name: LayerFold(4, 4)}
     h, w = 3, 12
     x = rng.integers(0, 256, size=(1, f.squeeze.in_ch, h, w), dtype=np.uint8)
-    need = FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl).fifos
+    # the deadlock minimum (the builder instantiates more for throughput: test_fifos_for_throughput)
+    need = FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl).required_fifos
     assert not _deadlocks(f, fl, h, w, need, x)
     smallest = _smallest_working(f, fl, h, w, need, field, x)
     slack = getattr(need, field) - smallest
@@ -108,3 +109,18 @@ def test_fifo_depths_are_enough_and_tight(field):
     with pytest.raises(FifoDepthError, match="deadlock"):
         FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl,
                    fifos=dataclasses.replace(need, **{field: getattr(need, field) - 1}))
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_fifos_for_throughput():
+    """The builder instantiates the deadlock minimum plus THROUGHPUT_PIXELS pixels per FIFO, and
+    the builder's check accepts exactly the deadlock minimum."""
+    from squeezehw.fifo_sizing import THROUGHPUT_PIXELS
+    f, rng = make("simple", s=4, e1=4, e3=4)
+    fl = {f.squeeze.name: LayerFold(1, 1), f.expand1x1.name: LayerFold(1, 1),
+          f.expand3x3.name: LayerFold(4, 4)}
+    dut = FireEngine(fire=f, height=3, width=12, in_lanes=1, folds=fl)
+    need, built = dut.required_fifos, dut.fifos
+    assert built.expand1x1_depth == need.expand1x1_depth + THROUGHPUT_PIXELS * 4
+    assert built.bypass_depth == need.bypass_depth + THROUGHPUT_PIXELS * f.squeeze.in_ch
+    FireEngine(fire=f, height=3, width=12, in_lanes=1, folds=fl, fifos=need)     # accepted
