@@ -52,6 +52,8 @@ def _port_pairs(acc, detail: bool) -> list[tuple[str, object]]:
         if detail and p["kind"] == "head":
             out.append((f"{name}/mvu.o", p["block"].mvu.o))
         out.append((f"{name}.out", p["block"].o))
+        if p.get("out_fifo") is not None:
+            out.append((f"{name}.fifo.o", p["out_fifo"].o))
     return out
 
 

@@ -4,6 +4,13 @@
 (conv1's SIMD).  ``o`` gives, per frame, ``classes`` beats of one logit each (class 0 first), then
 one beat with the class index (docs/numerics.md, "Stream order").  Stages are chained in model
 order; a Resize is inserted wherever a producer's lanes differ from the consumer's.
+
+Rate smoothing: every max-pool is followed by a StreamFIFO of ``pool.burst_beats + 2`` beats (the
+pool emits each output row in a burst while the last input row of its windows arrives; a consumer
+at the pipeline's rate takes only ``1/stride`` of it meanwhile, see squeezehw/hw/maxpool.py).
+Without it the pool stalls its producer once per output row.  MVUs take input through a ping-pong
+buffer and the Fire modules size their internal FIFOs for throughput, so no other top-level
+stage needs a FIFO (``python -m squeezehw.profile`` shows blocked/starved cycles per stream).
 """
 from amaranth import Module
 from amaranth.lib import stream, wiring
@@ -11,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..folding import Folding, stages
 from ..intmodel import IntModel, QConv, QFire, QHead, QMaxPool
+from .fifo import StreamFIFO
 from .fire import Chain, FireEngine
 from .head import Head
 from .maxpool import MaxPool
@@ -18,6 +26,8 @@ from .mvu import MVU
 from .window import SlidingWindow
 
 __all__ = ["Accelerator"]
+
+POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
 
 
 class Accelerator(wiring.Component):
@@ -78,7 +88,8 @@ class Accelerator(wiring.Component):
                 s, fold = self.stages[layer.name], f[layer.name]
                 pool = MaxPool(channels=c, height=h, width=w, lanes=fold.simd, kernel=layer.kernel,
                                stride=layer.stride)
-                plan.append({"name": layer.name, "kind": "pool", "block": pool,
+                fifo = StreamFIFO(width=8 * fold.simd, depth=pool.burst_beats + POOL_FIFO_MARGIN)
+                plan.append({"name": layer.name, "kind": "pool", "block": pool, "out_fifo": fifo,
                              "in_lanes": fold.simd, "out_lanes": fold.simd, "in_ch": c})
                 h, w = s.out_hw
             elif isinstance(layer, QFire):
@@ -98,6 +109,12 @@ class Accelerator(wiring.Component):
         """FIFO depths chosen by the sizing pass, per Fire module."""
         return {p["name"]: p["block"].fifos.as_dict() for p in self.plan if p["kind"] == "fire"}
 
+    def stage_fifos(self) -> dict:
+        """Rate-smoothing FIFOs between top-level stages: {stage: {"depth", "width", "memory_bits"}}."""
+        return {p["name"]: {"depth": p["out_fifo"].depth, "width": p["out_fifo"].width,
+                            "memory_bits": p["out_fifo"].memory_bits}
+                for p in self.plan if p.get("out_fifo") is not None}
+
     def elaborate(self, platform):
         m = Module()
         chain = Chain(m, "")
@@ -112,5 +129,9 @@ class Accelerator(wiring.Component):
                 entry = win.i
             chain.link(src, src_lanes, entry, p["in_lanes"], p["in_ch"], f"{name}_in")
             src, src_lanes = block.o, p["out_lanes"]
+            if p.get("out_fifo") is not None:
+                fifo = chain.add(f"{name}_fifo", p["out_fifo"])
+                wiring.connect(m, src, fifo.i)
+                src = fifo.o
         wiring.connect(m, src, wiring.flipped(self.o))
         return m

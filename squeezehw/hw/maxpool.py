@@ -19,7 +19,12 @@ Separable: max over a window = max over its rows of (max over its columns).
    logic and reads ahead, so the read-modify-write runs at one beat per cycle.
 
 Throughput: one input beat per cycle (``cycles_per_frame = H*W*C/lanes``), output beats only on
-the rows/columns that end a window.  Latency: 2 cycles from the input beat that completes an output
+the rows/columns that end a window.  The output is therefore bursty at row granularity: output row
+``oy`` (``Wo*C/lanes`` beats) leaves while input row ``min(H-1, oy*S+K-1)`` arrives, and nothing
+leaves during the other ``S-1`` input rows.  A consumer that runs at the pipeline's average rate
+takes only ``1/S`` of that row meanwhile, so ``burst_beats = ceil(Wo*C/lanes * (S-1)/S)`` beats
+must wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically);
+the accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 2 cycles from the input beat that completes an output
 beat to that beat being valid.  Buffers: horizontal ``2*C*8`` register bits, vertical
 ``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
 """
@@ -54,7 +59,8 @@ class MaxPool(wiring.Component):
 
     Attributes: ``out_height``, ``out_width``, ``in_beats_per_frame``, ``out_beats_per_frame``,
     ``cycles_per_frame`` (= in_beats_per_frame at full input rate), ``register_bits`` (horizontal
-    banks), ``fifo_bits`` (vertical banks, block RAM), ``memory_bits`` (their sum), ``latency``.
+    banks), ``fifo_bits`` (vertical banks, block RAM), ``memory_bits`` (their sum), ``latency``,
+    ``burst_beats`` (output buffering a consumer at the average rate needs, module docstring).
     """
 
     def __init__(self, *, channels: int, height: int, width: int, lanes: int, kernel: int = 3,
@@ -81,6 +87,8 @@ class MaxPool(wiring.Component):
         self.in_beats_per_frame = height * width * B
         self.out_beats_per_frame = self.out_height * self.out_width * B
         self.cycles_per_frame = self.in_beats_per_frame
+        # beats a consumer at the average rate leaves behind during an output row (module doc)
+        self.burst_beats = -(-self.out_width * B * (stride - 1) // stride)
         # +1: SyncFIFOBuffered must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
         self.register_bits = 2 * B * 8 * lanes
