@@ -21,10 +21,13 @@ Separable: max over a window = max over its rows of (max over its columns).
 Throughput: one input beat per cycle (``cycles_per_frame = H*W*C/lanes``), output beats only on
 the rows/columns that end a window.  The output is therefore bursty at row granularity: output row
 ``oy`` (``Wo*C/lanes`` beats) leaves while input row ``min(H-1, oy*S+K-1)`` arrives, and nothing
-leaves during the other ``S-1`` input rows.  A consumer that runs at the pipeline's average rate
-takes only ``1/S`` of that row meanwhile, so ``burst_beats = ceil(Wo*C/lanes * (S-1)/S)`` beats
-must wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically);
-the accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 2 cycles from the input beat that completes an output
+leaves during the other input rows (about ``S-1`` of them; with ``ceil_mode`` the last two output
+rows can end on consecutive input rows, and the first output row needs ``K`` input rows).  A
+consumer that runs at the pipeline's average rate (``Ho*Wo*C/lanes`` beats per ``H`` input rows,
+taken evenly) falls behind during those rows; ``burst_beats`` is the largest backlog it builds up
+(computed row by row over back-to-back frames), about ``Wo*C/lanes * (S-1)/S``.  Those beats must
+wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically): the
+accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 2 cycles from the input beat that completes an output
 beat to that beat being valid.  Buffers: horizontal ``2*C*8`` register bits, vertical
 ``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
 """
@@ -88,7 +91,7 @@ class MaxPool(wiring.Component):
         self.out_beats_per_frame = self.out_height * self.out_width * B
         self.cycles_per_frame = self.in_beats_per_frame
         # beats a consumer at the average rate leaves behind during an output row (module doc)
-        self.burst_beats = -(-self.out_width * B * (stride - 1) // stride)
+        self.burst_beats = self._burst_beats()
         # +1: SyncFIFOBuffered must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
         self.register_bits = 2 * B * 8 * lanes
@@ -97,6 +100,20 @@ class MaxPool(wiring.Component):
         self.latency = 2
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
+
+    def _burst_beats(self) -> int:
+        """Largest backlog of a consumer at the average rate (module docstring), in beats."""
+        from fractions import Fraction
+        H, Ho, row = self.height, self.out_height, self.out_width * self.beats_per_pixel
+        emitted = [0] * H
+        for oy in range(Ho):
+            emitted[min(H - 1, oy * self.stride + self.kernel - 1)] += row
+        rate = Fraction(Ho * row, H)          # beats the consumer takes per input row
+        backlog = worst = Fraction(0)
+        for r in list(range(H)) * 3:          # three frames: the backlog pattern is periodic
+            backlog = max(Fraction(0), backlog + emitted[r] - rate)
+            worst = max(worst, backlog)
+        return -(-worst.numerator // worst.denominator)
 
     def elaborate(self, platform):
         m = Module()

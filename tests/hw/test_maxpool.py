@@ -80,3 +80,17 @@ def test_maxpool_verilog_deterministic():
     texts = [verilog.convert(MaxPool(channels=4, height=7, width=8, lanes=2), name="maxpool", emit_src=False)
              for _ in range(2)]
     assert texts[0] == texts[1] and "module maxpool" in texts[0]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("shape,burst", [
+    ((16, 26, 26, 1), 208),   # ceil mode: the last two output rows end on consecutive input rows
+    ((32, 13, 13, 1), 178),
+    ((8, 10, 10, 1), 40),
+])
+def test_burst_beats(shape, burst):
+    """Backlog of a consumer at the average rate (the FIFO the builder puts after the pool)."""
+    c, h, w, lanes = shape
+    pool = MaxPool(channels=c, height=h, width=w, lanes=lanes)
+    assert pool.burst_beats == burst
+    assert pool.burst_beats <= pool.out_width * pool.beats_per_pixel
