@@ -1,0 +1,58 @@
+"""The cost model against the hardware: measured Verilator cycles per frame (smooth traffic, frames
+back to back) within 5 % of ``Folding.summary``'s ``expected_cycles_per_frame``.
+
+Three designs, chosen to share Verilator builds with tests/test_network_verilator.py (builds are
+cached by content; the harness size is rounded up to 8 frames): the default model with its default
+folding (8 frames share the 4-frame reset test's build), the random model with both bypasses used
+there, and a random model with a strided conv1, two pools (one ceil-mode), a simple bypass and a
+multiplier-budget folding (conv1 PE 16, pool lanes 2, expand3x3 SIMD 4/8 and PE 2).  Each distinct
+design costs one Verilator build (about 20 s for the small models, 1-2 min for the default one).
+"""
+import numpy as np
+
+from squeezehw.folding import auto_fold, default_folding
+from squeezehw.random_model import random_model
+from squeezehw.simulate import simulate_frames
+from squeezehw.verilator import SimTraffic
+
+TOLERANCE = 0.05
+FRAMES = 6          # <= 8: the same harness build as the 3- and 4-frame network tests
+
+
+def check(model, fold, images):
+    rep = simulate_frames(model, fold, images, traffic=SimTraffic(), progress=False)
+    assert rep.bit_exact, rep.mismatches
+    want = fold.summary(model)["expected_cycles_per_frame"]
+    ratio = rep.cycles_per_frame / want
+    print(f"{model.name}: measured {rep.cycles_per_frame} cycles/frame, cost model {want} "
+          f"({ratio:.3f}), MAC efficiency {rep.mac_efficiency:.3f}")
+    assert abs(ratio - 1) <= TOLERANCE, (
+        f"{model.name}: measured {rep.cycles_per_frame} cycles/frame, cost model {want} "
+        f"({100 * (ratio - 1):+.1f} %)")
+    return rep
+
+
+def test_default_model():
+    from squeezehw.default_model import mnist_split
+    from squeezehw.pipeline import default_int_model
+    model = default_int_model(progress=False)
+    _, _, tx, _ = mnist_split()
+    rep = check(model, default_folding(model), tx[40:40 + FRAMES])
+    assert rep.mac_efficiency >= 0.90
+
+
+def test_random_model_both_bypasses():
+    rng = np.random.default_rng(11)
+    model = random_model(rng, size=10, classes=6)          # as in test_network_verilator.py
+    x = rng.integers(0, 256, size=(FRAMES, 1, 10, 10), dtype=np.uint8)
+    check(model, default_folding(model), x)
+
+
+def test_random_model_strided_two_pools_budget_folding():
+    rng = np.random.default_rng(5)
+    model = random_model(rng, in_ch=3, size=19, conv1=(16, 3, 2, 0),
+                         fires=((4, 8, 8, "simple"), (8, 8, 16, "none")), pool_after=(0, 1),
+                         classes=4, name="random_strided")
+    fold = auto_fold(model, max_multipliers=96)
+    x = rng.integers(0, 256, size=(FRAMES, 3, 19, 19), dtype=np.uint8)
+    check(model, fold, x)
