@@ -56,3 +56,21 @@ def test_random_model_strided_two_pools_budget_folding():
     fold = auto_fold(model, max_multipliers=96)
     x = rng.integers(0, 256, size=(FRAMES, 3, 19, 19), dtype=np.uint8)
     check(model, fold, x)
+
+
+def test_profiler_on_a_small_model():
+    """squeezehw.profile in Amaranth's simulator: every stream moves the expected number of beats
+    and the measured frame time is the cost model's (no Verilator build)."""
+    from squeezehw.profile import format_table, profile
+    rng = np.random.default_rng(11)
+    model = random_model(rng, size=10, classes=6)
+    fold = default_folding(model)
+    rep = profile(model, fold, frames=3, detail=True)
+    assert rep["finished"]
+    rows = {r["stream"]: r for r in rep["rows"]}
+    assert rows["features.0.in"]["xfers"] == 3 * 10 * 10 // fold["features.0"].simd
+    assert rows["classifier.1.out"]["xfers"] == 3 * (model.classes + 1)
+    assert any("/squeeze.o" in name for name in rows)           # detail: inside the Fire modules
+    assert "features.1.fifo.o" in rows                          # the pool's rate-smoothing FIFO
+    assert abs(rep["cycles_per_frame"] / rep["expected_cycles_per_frame"] - 1) <= TOLERANCE
+    assert "cycles/frame" in format_table(rep)
