@@ -53,9 +53,6 @@ def build(which: str, *, ulx3s_mhz: float, seed: int, baud: int, ice40_mult: int
         fold = auto_fold(model, max_multipliers=ice40_mult)
         top = ICEBreakerTop(Accelerator(model=model, folding=fold), baud=baud)
         board = "icebreaker"
-        # build_board runs the platform's plain `synth_ice40`, which maps no multiplier to SB_MAC16;
-        # the registry's `synth_ice40 -dsp` options go in through Amaranth's override variable
-        os.environ["AMARANTH_synth_opts"] = "-dsp"
     summ = fold.summary(model)
     t0 = time.monotonic()
     head = {"board": board, "model": model.name, "multipliers": summ["multipliers"],
@@ -66,8 +63,6 @@ def build(which: str, *, ulx3s_mhz: float, seed: int, baud: int, ice40_mult: int
     except UserError as e:          # does not fit: record why (nextpnr's counts) instead of stopping
         print(f"{board}: {e}", flush=True)
         return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}
-    finally:
-        os.environ.pop("AMARANTH_synth_opts", None)
     print(rep.summary(), flush=True)
     return {**head, "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bram": rep.bram,
             "spram": rep.spram, "available": rep.available, "fmax_mhz": rep.fmax_mhz,

@@ -38,7 +38,7 @@ from pathlib import Path
 from .boards import Board, get_board
 from .errors import ToolMissingError, UserError
 
-__all__ = ["SynthReport", "synthesize", "build_board", "find_tool", "REPORT_SCHEMA"]
+__all__ = ["SynthReport", "synthesize", "build_board", "board_synth_opts", "find_tool", "REPORT_SCHEMA"]
 
 REPORT_SCHEMA = "squeezehw.synth/1"
 
@@ -536,6 +536,16 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
 
 # --- board-level builds --------------------------------------------------------------------------
 
+def board_synth_opts(board) -> str:
+    """The options of the registry's ``synth_command`` (``synth_ice40 -dsp`` -> ``-dsp``), plus any in
+    ``AMARANTH_synth_opts`` (Amaranth's own override variable, which an explicit ``synth_opts``
+    would otherwise hide), for an amaranth-boards platform build."""
+    b = get_board(board) if isinstance(board, str) else board
+    opts = b.synth_command.split()[1:]
+    extra = os.environ.get("AMARANTH_synth_opts", "").split()
+    return " ".join(opts + [o for o in extra if o not in opts])
+
+
 def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_mhz: float | None = None,
                 seed: int = 1, progress: bool = True) -> SynthReport:
     """Build a board top (which owns pins and clocks) into a bitstream with the board's amaranth-boards
@@ -543,7 +553,8 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
 
     Uses ``platform.build(top, do_program=False, build_dir=out_dir, nextpnr_opts=...)``: the
     ``nextpnr_opts`` override adds ``--report``, ``--seed`` and ``--timing-allow-fail``; the
-    ``script_after_synth`` override adds Yosys's ``stat -json``.  Logs: ``<name>.rpt`` (Yosys) and
+    ``script_after_synth`` override adds Yosys's ``stat -json``; ``synth_opts`` carries the registry's
+    ``synth_command`` options (``synth_ice40 -dsp``, ``synth_ecp5 -abc9``; see :func:`board_synth_opts`).  Logs: ``<name>.rpt`` (Yosys) and
     ``<name>.tim`` (nextpnr).  ``target_mhz`` is given to nextpnr as ``--freq`` (default: the
     platform's clock constraints).
     """
@@ -577,6 +588,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         print(f"synth [1/1] {b.name}: yosys + {pnr_tool} + {pack_tool} via amaranth-boards ...",
               file=sys.stderr, flush=True)
     plan = platform.prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
+                            synth_opts=board_synth_opts(b),
                             script_after_synth="tee -q -o stat.json stat -json")
     t0 = time.monotonic()
     try:
