@@ -80,10 +80,22 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
                 "out_beats_per_frame")
     meta = {"top": name, "verilog": f"{name}.v", "key": key, "waves": waves,
             **{k: getattr(harness, k, None) for k in geometry}, **(extra_meta or {})}
-    if (final / "ok.json").is_file():
-        return Build(final, name, final / f"{name}.v", json.loads((final / "ok.json").read_text()), 0.0, True)
-    env = verilator_env()
     final.parent.mkdir(parents=True, exist_ok=True)
+    # one compile per design even when parallel test workers ask for it at once: the second waits
+    # for the first's lock and then finds the finished build
+    import fcntl
+    locks = final.parent.with_name("verilator-locks")      # outside the cache: never mistaken for a build
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "ok.json").is_file():
+            return Build(final, name, final / f"{name}.v", json.loads((final / "ok.json").read_text()), 0.0, True)
+        return _build_locked(final, name, key, text, opts, waves, meta, progress)
+
+
+def _build_locked(final: Path, name: str, key: str, text: str, opts: list, waves: bool, meta: dict,
+                  progress: bool) -> Build:
+    env = verilator_env()
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-{key}.", dir=final.parent))
     try:
         (tmp / f"{name}.v").write_text(text)
