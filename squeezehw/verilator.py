@@ -71,7 +71,8 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
     """Convert ``harness`` to Verilog and compile it (cached by content)."""
     from amaranth.back import verilog
     text = verilog.convert(harness, name=name, emit_src=False)
-    opts = list(BUILD_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])
+    # VCD, not FST: the wheel's FST writer needs lz4 headers that a pip-only machine lacks
+    opts = list(BUILD_ARGS) + (["--trace", "--trace-structs"] if waves else [])
     key = hashlib.sha256((text + repr(opts) + sys.version).encode()).hexdigest()[:20]
     final = cache_root() / f"{name}-{key}"
     # the harness's geometry; a design that is not a SimHarness (a board top run by its own
@@ -212,8 +213,8 @@ def run_cocotb(b: Build, job: dict, *, test_module: str, waves: bool = False) ->
             raise SimulationError(f"the cocotb testbench wrote no result; log tail:\n{log}")
         out = json.loads(result.read_text())
         if waves:   # the trace is written in the run's temporary folder: keep it beside the build
-            for f in list(Path(td).rglob("*.fst")) + list(Path(b.directory).glob("*.fst")):
-                keep = Path(b.directory) / "last_run.fst"
+            for f in list(Path(td).rglob("*.vcd")) + list(Path(b.directory).glob("dump*.vcd")):
+                keep = Path(b.directory) / "last_run.vcd"
                 shutil.copy(f, keep)
                 out["waves"] = str(keep)
                 break

@@ -64,3 +64,14 @@ def test_random_model_with_both_bypasses_and_first_difference_is_located():
     where = locate_mismatch(bad, fold, x[:1], progress=False, golden_model=model)
     assert where is not None and where.startswith(f"{fire.name}:"), where
     assert "pixel (y=" in where and "channel 9" in where, where
+
+
+def test_waveform_dump(tmp_path):
+    rng = np.random.default_rng(3)
+    model = random_model(rng, size=8, classes=3, fires=((2, 4, 4, "none"),))
+    x = rng.integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
+    rep = simulate_frames(model, default_folding(model), x, waves=True, progress=False)
+    assert rep.bit_exact
+    from pathlib import Path
+    vcd = [p for p in Path("build/verilator").glob("tb_squeezehw_random-*/last_run.vcd")]
+    assert vcd and "$enddefinitions" in vcd[0].read_text(errors="replace")[:200000]

@@ -30,7 +30,7 @@ def add_arguments(p):
                    help="smooth: input always valid, output always ready (timing figures); rough: "
                         "random input gaps and output stalls (results must not change)")
     p.add_argument("--seed", type=int, default=1, help="traffic seed")
-    p.add_argument("--waves", metavar="FILE", help="also dump an FST waveform to FILE")
+    p.add_argument("--waves", metavar="FILE", help="also dump a VCD waveform to FILE (a separate, traced build)")
     p.add_argument("--diagnose", action="store_true",
                    help="on a mismatch, bisect over the layers to name the first differing layer, "
                         "pixel and channel (a few more Verilator builds)")
