@@ -72,6 +72,6 @@ def test_waveform_dump(tmp_path):
     x = rng.integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
     rep = simulate_frames(model, default_folding(model), x, waves=True, progress=False)
     assert rep.bit_exact
-    from pathlib import Path
-    vcd = [p for p in Path("build/verilator").glob("tb_squeezehw_random-*/last_run.vcd")]
+    from squeezehw.verilator import cache_root
+    vcd = sorted(cache_root().glob("tb_squeezehw_random-*/last_run.vcd"), key=lambda p: p.stat().st_mtime)[-1:]
     assert vcd and "$enddefinitions" in vcd[0].read_text(errors="replace")[:200000]
