@@ -22,10 +22,21 @@ from .fifo import StreamFIFO
 from .fire import Chain, FireEngine
 from .head import Head
 from .maxpool import MaxPool
-from .mvu import MVU
+from .mvu import MVU, requant_mode
 from .window import SlidingWindow
 
 __all__ = ["Accelerator"]
+
+
+def _elaborate_with_requant(block, mode):
+    """Opt-in: a FireEngine builds its MVUs in ``elaborate``; run that inside ``requant_mode(mode)``
+    (an instance attribute shadows the method; the module hierarchy stays as it is)."""
+    plain = block.elaborate
+
+    def elaborate(platform):
+        with requant_mode(mode):
+            return plain(platform)
+    block.elaborate = elaborate
 
 POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
 
@@ -33,13 +44,20 @@ POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output regis
 class Accelerator(wiring.Component):
     """``stop_after``: build only the layers up to and including that one, whose feature map is then
     the output stream (raster order, its lanes per beat) -- used to find the first layer where the
-    hardware and the golden model disagree."""
+    hardware and the golden model disagree.
 
-    def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None):
+    ``requant``: ``"parallel"`` (default) or ``"serial"``, the MVUs' requantiser (opt-in area mode
+    for tiny devices: no multiplier per PE lane, a digit-serial one in LUTs; see
+    squeezehw/hw/mvu.py).  Same throughput, a few cycles more latency per MVU."""
+
+    def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None,
+                 requant: str = "parallel"):
         folding.validate(model)
         self.model, self.folding = model, folding
+        self.requant = requant
         self.stages = {s.name: s for s in stages(model)}
-        self.plan = self._plan()
+        with requant_mode(requant):
+            self.plan = self._plan()
         names = [p["name"] for p in self.plan]
         if stop_after is not None:
             if stop_after not in names:
@@ -95,6 +113,8 @@ class Accelerator(wiring.Component):
             elif isinstance(layer, QFire):
                 in_lanes = f[layer.squeeze.name].simd if not plan else plan[-1]["out_lanes"]
                 fire = FireEngine(fire=layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers)
+                if self.requant != "parallel":
+                    _elaborate_with_requant(fire, self.requant)
                 plan.append({"name": layer.name, "kind": "fire", "block": fire,
                              "in_lanes": in_lanes, "out_lanes": fire.out_lanes, "in_ch": c})
                 c = layer.out_ch
@@ -104,6 +124,11 @@ class Accelerator(wiring.Component):
                 plan.append({"name": layer.name, "kind": "head", "block": head,
                              "in_lanes": fold.simd, "out_lanes": None, "in_ch": c})
         return plan
+
+    def requant_multipliers(self) -> int:
+        """Requantisation multipliers (one per PE lane of every MVU; 0 with ``requant="serial"``)."""
+        return 0 if self.requant == "serial" else sum(
+            f.pe for name, f in self.folding.layers.items() if name in self.stages and self.stages[name].kind == "conv")
 
     def fifos(self) -> dict:
         """FIFO depths chosen by the sizing pass, per Fire module."""

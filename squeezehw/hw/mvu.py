@@ -49,8 +49,11 @@ its beat appearing on ``o``):
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -60,12 +63,30 @@ from ..errors import UserError
 from ..ir import bits_for_signed
 from .errors import FoldingError
 
-__all__ = ["MVU", "divisors"]
+__all__ = ["MVU", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
 _ISSUE_TO_FIFO_WRITE = 9       # cycles from issue to the FIFO write (stages 0..9 above)
 _FIFO_READ_LATENCY = 2         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2
+
+
+# requantiser mode of MVUs built without an explicit ``requant`` (see requant_mode)
+_REQUANT_DEFAULT = contextvars.ContextVar("squeezehw_mvu_requant", default="parallel")
+
+
+@contextlib.contextmanager
+def requant_mode(mode: str):
+    """MVUs constructed inside ``with requant_mode("serial"):`` without an explicit ``requant``
+    argument use ``mode`` (opt-in; outside such a block the default is ``"parallel"``).  Used by
+    ``Accelerator(requant=...)`` to reach the MVUs that Fire modules and the head build."""
+    if mode not in MVU.REQUANT_MODES:
+        raise UserError(f"requant mode {mode!r} must be one of {', '.join(MVU.REQUANT_MODES)}")
+    token = _REQUANT_DEFAULT.set(mode)
+    try:
+        yield
+    finally:
+        _REQUANT_DEFAULT.reset(token)
 
 
 def divisors(n: int) -> list[int]:
@@ -105,14 +126,29 @@ class MVU(wiring.Component):
     ``in_signed``: input lanes are int8 instead of uint8.  ``out_buffer``: extra output FIFO
     entries (beats) beyond the ones the credit scheme needs, for a consumer that takes its input
     in bursts (a Fire module's concat): the unit keeps computing while they fill.
+
+    ``requant``: ``"parallel"`` (default, also what ``None`` gives outside :func:`requant_mode`: one ``acc x mult`` multiplier per PE lane, DSP-sized
+    halves, a beat per cycle) or ``"serial"`` (opt-in area mode for tiny devices: a digit-serial
+    shift-add multiplier per lane in LUTs, no DSP, taking ``requant_cycles`` = ceil(16 /
+    ``requant_digit_bits``) cycles per beat).  A fold's beat leaves the accumulator at most every
+    ``N/SIMD`` cycles, so the serial unit keeps up when ``requant_cycles <= N/SIMD``; the digit
+    width is the smallest that meets this (1 bit, 16 cycles, for ``N/SIMD >= 16``), so throughput
+    (``cycles_per_vector``) is unchanged and only the latency grows by ``requant_cycles - 1``.
     """
 
+    REQUANT_MODES = ("parallel", "serial")
+
     def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
-                 out_buffer=0):
+                 out_buffer=0, requant=None):
         try:
             if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
                 raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
+            if requant is None:
+                requant = _REQUANT_DEFAULT.get()
+            if requant not in self.REQUANT_MODES:
+                raise UserError(f"{name}: requant={requant!r} must be one of {', '.join(self.REQUANT_MODES)}")
             self.out_buffer = int(out_buffer)
+            self.requant = requant
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
         except UserError:
             self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
@@ -179,6 +215,13 @@ class MVU(wiring.Component):
         self.weight_width = self.pe * self.simd * self.w_bits
         self.weight_bits = self.weight_depth * self.weight_width
         self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
+        if self.requant == "serial":
+            # digit-serial requantiser: the smallest digit whose pass count fits between two beats
+            self.requant_digit_bits = next(r for r in range(1, MULT_BITS + 1) if -(-MULT_BITS // r) <= self.SF)
+            self.requant_cycles = -(-MULT_BITS // self.requant_digit_bits)
+            assert self.requant_cycles <= self.SF, "a serial requantiser must finish within N/SIMD cycles"
+            self.requant_multipliers = 0
+            self.latency += self.requant_cycles - 1
         # ping-pong input buffer: two vectors (NF == 1 streams straight through)
         self.buffer_depth = 2 * self.SF if self.NF > 1 else 0
         self.buffer_bits = self.buffer_depth * 8 * self.simd
@@ -193,12 +236,13 @@ class MVU(wiring.Component):
         assert self.fifo_depth >= 3
 
     @classmethod
-    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0):
+    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant=None):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
-                   relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer)
+                   relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer,
+                   requant=requant)
 
     # --- memory images -------------------------------------------------------------------------
     def weight_words(self) -> list[int]:
@@ -382,6 +426,10 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
 
+        if self.requant == "serial":
+            s5_valid, s5_prod, s5_shm1 = self._serial_requant(m, s4_valid, acc, s4_mult, s4_shm1)
+            return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1)
+
         # ---- stage 5: requant partial products ------------------------------------------------
         # An 18x18 DSP takes a signed 18-bit operand: a wider accumulator is split at bit 17 into
         # an unsigned low part and a signed high part, and the two products are added in the next
@@ -408,7 +456,50 @@ class MVU(wiring.Component):
         for p in range(PE):
             total = (pp_hi[p] << 17) + pp_lo[p] if split else pp_lo[p]
             m.d.sync += [s5_prod[p].eq(total), s5_shm1[p].eq(pp_shm1[p])]
+        return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1)
 
+    def _serial_requant(self, m, s4_valid, acc, s4_mult, s4_shm1):
+        """Opt-in ``requant="serial"``: per PE lane, ``acc x mult`` as ``requant_cycles`` passes of a
+        ``requant_digit_bits``-bit digit of ``mult`` (LSB first) with shift-and-add in LUTs (no
+        ``$mul`` cell, so no DSP).  Latched when the accumulator completes (``s4_valid``); the
+        product is registered as ``s5_prod`` at the end of the last pass, after which the common
+        shift / round / clamp stages follow.  Beats come at least ``N/SIMD >= requant_cycles``
+        cycles apart, so a latch never meets a running unit (at most its last pass, whose result
+        goes to ``s5_prod`` while the latch reloads the registers)."""
+        PE, r, T = self.pe, self.requant_digit_bits, self.requant_cycles
+        hi_bits = self.acc_bits + r + 1            # |hi + a*d| <= |a| * 2**r
+        lo_bits = T * r
+        running = Signal(name="rq_running")
+        cnt = Signal(range(T), name="rq_cnt")
+        s5_valid = Signal(name="rq_valid")
+        s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
+        s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
+        last = running & (cnt == T - 1)
+        m.d.sync += s5_valid.eq(last)
+        with m.If(s4_valid):
+            m.d.sync += [running.eq(1), cnt.eq(0)]
+        with m.Elif(running):
+            m.d.sync += [cnt.eq(Mux(cnt == T - 1, 0, cnt + 1)), running.eq(cnt != T - 1)]
+        for p in range(PE):
+            a = Signal(signed(self.acc_bits), name=f"rqa_{p}")
+            hi = Signal(signed(hi_bits), name=f"rqhi_{p}")
+            lo = Signal(lo_bits, name=f"rqlo_{p}")
+            shm1 = Signal(self.shift_bits, name=f"rqshm1_{p}")
+            d = lo[:r]
+            terms = [Mux(d[j], a << j, 0) for j in range(r)]
+            s = Signal(signed(hi_bits), name=f"rqs_{p}")
+            m.d.comb += s.eq(_tree_sum([hi] + terms, hi_bits))
+            nhi = s >> r
+            nlo = Cat(lo[r:], s[:r]) if lo_bits > r else s[:r]
+            with m.If(s4_valid):
+                m.d.sync += [a.eq(acc[p]), hi.eq(0), lo.eq(s4_mult[p]), shm1.eq(s4_shm1[p])]
+            with m.Elif(running):
+                m.d.sync += [hi.eq(nhi), lo.eq(nlo)]
+            m.d.sync += [s5_prod[p].eq(Cat(nlo, nhi)[:self.prod_bits].as_signed()), s5_shm1[p].eq(shm1)]
+        return s5_valid, s5_prod, s5_shm1
+
+    def _finish(self, m, fifo, s5_valid, s5_prod, s5_shm1):
+        PE = self.pe
         # ---- stage 7: shift by (shift - 1) ---------------------------------------------------
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
         # avoids a variable-position rounding constant.

@@ -361,3 +361,72 @@ def test_random_shapes(data):
     x = rand_inputs(rng, 3, N, signed=in_signed)
     check(run_mvu(dut, x, Traffic.rough(seed)), golden_1x1(q, x),
           f"N={N} O={O} simd={simd} pe={pe} relu={relu} signed={in_signed}")
+
+
+# ---- opt-in requant="serial" (digit-serial requantiser in LUTs, for tiny devices) ------------
+
+@pytest.mark.parametrize("N,O,simd,pe,k", [(16, 4, 1, 2, 1), (17, 3, 1, 3, 1), (4, 6, 1, 2, 3),
+                                           (8, 4, 1, 1, 1), (8, 6, 2, 3, 1), (2, 4, 1, 2, 3),
+                                           (6, 4, 6, 2, 1), (3, 6, 1, 6, 1)])
+def test_serial_requant_exact_rough_traffic(N, O, simd, pe, k):
+    """Bit-exact against the golden model under random input gaps and output stalls, for digit
+    widths 1 (N/SIMD >= 16) up to 16 (N/SIMD == 1)."""
+    rng = np.random.default_rng(N * 1000 + O * 100 + simd * 10 + pe + k)
+    for relu in (True, False):
+        q = make_qconv(rng, N, O, k=k, padding=k // 2, relu=relu)
+        dut = MVU.from_qconv(q, simd=simd, pe=pe, requant="serial")
+        assert dut.requant_cycles <= dut.SF and dut.requant_multipliers == 0
+        if k == 1:
+            x = rand_inputs(rng, 10, N)
+            exp = golden_1x1(q, x)
+        else:
+            img = rng.integers(0, 256, (N, 3, 4))
+            x = im2col(img, k, k // 2)
+            exp = golden.conv(img[None].astype(np.uint8), q)[0].reshape(O, -1).T
+        for traffic in (Traffic.smooth(), Traffic.rough(seed=N + O),
+                        Traffic(gap=0.3, stall=0.5, burst=9, seed=simd + pe)):
+            check(run_mvu(dut, x, traffic), exp, f"serial relu={relu} {traffic}")
+
+
+def test_serial_requant_extremes():
+    rng = np.random.default_rng(11)
+    w = rng.integers(-2000, 2000, (2, 16))
+    b = rng.integers(-2**30, 2**30, 2)
+    for mult, shift in (([65535, 40000], [48, 20]), ([1, 65535], [1, 1]), ([0, 32768], [3, 47])):
+        dut = MVU(weights=w, bias=b, mult=mult, shift=shift, simd=1, pe=1, relu=False, requant="serial")
+        assert dut.requant_digit_bits == 1 and dut.requant_cycles == 16
+        x = np.vstack([rand_inputs(rng, 3, 16), np.full((1, 16), 255), np.zeros((1, 16), int)])
+        exp = golden.requantize(x @ w.T + b, mult, shift, -128, 127)
+        check(run_mvu(dut, x, Traffic.rough(3)), exp, f"serial wide mult={mult} shift={shift}")
+
+
+@pytest.mark.parametrize("N,O,simd,pe", [(16, 4, 1, 2), (8, 6, 2, 2), (8, 6, 1, 6), (4, 4, 4, 4),
+                                         (18, 2, 1, 1)])
+def test_serial_requant_throughput_exact(N, O, simd, pe):
+    """Same schedule as the parallel requantiser (a vector per SF*NF cycles, a beat every SF
+    cycles), latency longer by requant_cycles - 1."""
+    rng = np.random.default_rng(N + O + simd + pe)
+    q = make_qconv(rng, N, O)
+    ref = MVU.from_qconv(q, simd=simd, pe=pe)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe, requant="serial")
+    x = rand_inputs(rng, 6, N)
+    in_c, out_c, got = timed_run(dut, x)
+    check(got, golden_1x1(q, x), "serial throughput run")
+    r_in, r_out, _ = timed_run(ref, x)
+    SF, NF = N // simd, O // pe
+    assert dut.cycles_per_vector == ref.cycles_per_vector == SF * NF
+    assert in_c == r_in
+    assert dut.latency == ref.latency + dut.requant_cycles - 1
+    assert list(np.diff(out_c)) == list(np.diff(r_out))
+    assert [o - dut.latency for o in out_c] == [o - ref.latency for o in r_out]
+
+
+def test_serial_requant_default_off_and_verilog_unchanged():
+    rng = np.random.default_rng(12)
+    q = make_qconv(rng, 8, 4)
+    a = verilog.convert(MVU.from_qconv(q, simd=2, pe=2), name="m", emit_src=False)
+    b = verilog.convert(MVU.from_qconv(q, simd=2, pe=2, requant="parallel"), name="m", emit_src=False)
+    c = verilog.convert(MVU.from_qconv(q, simd=2, pe=2, requant="serial"), name="m", emit_src=False)
+    assert a == b and a != c and c.count(" * ") == 4 < a.count(" * ")     # only the 2x2 MAC products
+    with pytest.raises(UserError, match="requant"):
+        MVU.from_qconv(q, simd=2, pe=2, requant="bitserial")
