@@ -31,7 +31,8 @@ __all__ = ["design_summary", "write_design", "module_name"]
 
 
 def module_name(model: IntModel) -> str:
-    return "squeezehw_" + re.sub(r"[^A-Za-z0-9_]", "_", model.name)
+    name = re.sub(r"[^A-Za-z0-9_]", "_", model.name)
+    return name if name.startswith("squeezehw_") else "squeezehw_" + name
 
 
 def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
