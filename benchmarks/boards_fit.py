@@ -1,20 +1,28 @@
 """Board builds to bitstreams (a benchmark, not CI): the UART board tops of boards/top.py.
 
-* ULX3S-85F: the default MNIST model (squeezehw.pipeline.default_int_model, default_folding) in
-  ULX3STop (25 MHz -> EHXPLLL -> core clock, default 50 MHz), 115200 baud.
-* iCEBreaker (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a small random SqueezeNet-family integer model
-  (1x12x12 input, conv1 8 channels, two tiny Fire modules, 4 classes) folded with
-  auto_fold(max_multipliers=8) in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> 24 MHz).
+* ``ulx3s``: the default MNIST model (squeezehw.pipeline.default_int_model, default_folding) in
+  ULX3STop (25 MHz -> EHXPLLL -> core clock, ``--ulx3s-mhz``, default 100 MHz), 115200 baud.
+* ``ulx3s-large``: the largest SqueezeNet-family member found whose memories fit the ECP5-85F's
+  208 DP16KD by squeezehw.resources.estimate: SqueezeNet v1.1's layout (8 Fires, pools after conv1,
+  Fire 2 and Fire 4) at half width (base_e = incr_e = 64, conv1 32 channels), 3x64x64 input,
+  10 classes, random int8 weights (squeezehw.random_model, seed 1), auto_fold(max_multipliers=48),
+  in ULX3STop at ``--ulx3s-mhz``.  (base_e 72 and 80 were estimated at 236 and 256 DP16KD.)
+* ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
+  (``tiny_family_up5k``: 1x12x12 input, conv1 8 channels 3x3, max-pool, one Fire (s=2, e1=4, e3=4,
+  no bypass), 4 classes; random weights, seed 7), one multiplier per conv (auto_fold with 5), built
+  with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
+  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 24 MHz).
 
-Each build goes through squeezehw.synth.build_board (Yosys + nextpnr + ecppack/icepack, YoWASP);
-the reports are printed and written to build/boards_fit/<board>/report.json, and a summary to
-build/boards_fit/summary.json.
+Each build goes through squeezehw.synth.build_board (Yosys with the registry's synth options +
+nextpnr + ecppack/icepack, YoWASP); the reports are printed and written to
+build/boards_fit/<which>/report.json, a summary (with cycles per frame from squeezehw.folding's
+cost model and frames/s at the achieved Fmax) to build/boards_fit/summary_<which>.json.
 
-    .venv/bin/python benchmarks/boards_fit.py [--only ulx3s|icebreaker] [--ulx3s-mhz 50] [--seed 1]
+    .venv/bin/python benchmarks/boards_fit.py [--only ulx3s|ulx3s-large|icebreaker] [--ulx3s-mhz 100]
+                                              [--ice40-mhz 24] [--seed 1]
 """
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -36,27 +44,59 @@ from squeezehw.synth import build_board  # noqa: E402
 OUT = REPO / "build" / "boards_fit"
 
 
-def small_model():
-    return random_model(np.random.default_rng(7), in_ch=1, size=12, conv1=(8, 3, 1, 0),
-                        fires=((2, 4, 4, "none"), (4, 4, 4, "none")), pool_after=(0,), classes=4,
-                        name="tiny_up5k")
+def tiny_up5k_model():
+    """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below)."""
+    from squeezehw.family import FamilyConfig
+    cfg = FamilyConfig(name="tiny_family_up5k", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
+                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(0,),
+                       input_size=12, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
+    return cfg, _random_member(cfg, seed=7)
 
 
-def build(which: str, *, ulx3s_mhz: float, seed: int, baud: int, ice40_mult: int = 8) -> dict:
+def large_ulx3s_model():
+    from squeezehw.family import SQUEEZENET1_1
+    cfg = SQUEEZENET1_1.replace(name="sq11_half_64px", base_e=64, incr_e=64, conv1_channels=32, input_size=64,
+                                classes=10, resize=None)
+    return cfg, _random_member(cfg, seed=1)
+
+
+def _random_member(cfg, seed):
+    fires = tuple((f.squeeze, f.expand1x1, f.expand3x3, f.bypass) for f in cfg.fires())
+    return random_model(np.random.default_rng(seed), in_ch=cfg.in_channels, size=cfg.input_size,
+                        conv1=(cfg.conv1_channels, cfg.conv1_kernel, cfg.conv1_stride, cfg.conv1_padding),
+                        fires=fires, pool_after=cfg.pool_after, classes=cfg.classes, name=cfg.name)
+
+
+def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: int,
+          large_mult: int = 48) -> dict:
+    from squeezehw.resources import estimate
+    cfg = None
+    requant = "parallel"
     if which == "ulx3s":
         model = default_int_model(progress=False)
         fold = default_folding(model)
-        top = ULX3STop(Accelerator(model=model, folding=fold), baud=baud, core_hz=ulx3s_mhz * 1e6)
-        board = "ulx3s-85f"
+        board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
+    elif which == "ulx3s-large":
+        cfg, model = large_ulx3s_model()
+        fold = auto_fold(model, max_multipliers=large_mult)
+        board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
     else:
-        model = small_model()
-        fold = auto_fold(model, max_multipliers=ice40_mult)
-        top = ICEBreakerTop(Accelerator(model=model, folding=fold), baud=baud)
-        board = "icebreaker"
+        cfg, model = tiny_up5k_model()
+        fold = auto_fold(model, max_multipliers=len(model.convs()))
+        requant = "serial"
+        board, mhz, top_cls = "icebreaker", ice40_mhz, ICEBreakerTop
+    accel = Accelerator(model=model, folding=fold, requant=requant)
+    top = top_cls(accel, baud=baud, core_hz=mhz * 1e6)
     summ = fold.summary(model)
+    est = estimate(model, fold, "ecp5" if board.startswith("ulx3s") else "ice40", design=accel)
     t0 = time.monotonic()
-    head = {"board": board, "model": model.name, "multipliers": summ["multipliers"],
+    head = {"board": board, "model": model.name, "family_config": cfg.to_dict() if cfg else None,
+            "weights": int(sum(c.weight.size for c in model.convs())),
+            "weight_bits": int(sum(c.weight.size * c.w_bits for c in model.convs())),
+            "requant": requant, "multipliers": summ["multipliers"],
+            "requant_multipliers": accel.requant_multipliers(),
             "expected_cycles_per_frame": summ["expected_cycles_per_frame"], "core_mhz": top.core_hz / 1e6,
+            "estimate": {k: est[k] for k in ("block_ram", "dsp", "lut", "ff")},
             "pll": top.pll, "baud": baud}
     try:
         rep = build_board(top, board=board, out_dir=OUT / which, seed=seed)
@@ -64,28 +104,53 @@ def build(which: str, *, ulx3s_mhz: float, seed: int, baud: int, ice40_mult: int
         print(f"{board}: {e}", flush=True)
         return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}
     print(rep.summary(), flush=True)
+    cyc = summ["expected_cycles_per_frame"]
+    fps = {"at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 1) if rep.fmax_mhz else None,
+           "at_core_clock": round(top.core_hz / cyc, 1)}
     return {**head, "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bram": rep.bram,
             "spram": rep.spram, "available": rep.available, "fmax_mhz": rep.fmax_mhz,
             "fmax_by_clock": rep.fmax_by_clock, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
+            "frames_per_second": fps, "critical_path": critical_path(Path(rep.logs["nextpnr"])),
             "bitstream": rep.bitstream, "tools": rep.tools, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def critical_path(tim: Path, lines: int = 12) -> list[str]:
+    """The start, end and the biggest steps of nextpnr's first 'Critical path report' in its log."""
+    if not tim.exists():
+        return []
+    text = tim.read_text(errors="replace").splitlines()
+    try:
+        k = next(i for i, l in enumerate(text) if "Critical path report for clock" in l)
+    except StopIteration:
+        return []
+    block = []
+    for l in text[k:]:
+        if block and not l.startswith("Info:"):
+            break
+        block.append(l)
+        if "Max frequency" in l or (len(block) > 1 and l.strip() in ("Info:", "")):
+            break
+    return block[:2] + [l for l in block[2:] if "Source" in l or "Sink" in l or " ns logic" in l
+                        or "ns routing" in l][:lines]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("ulx3s", "icebreaker"))
-    ap.add_argument("--ulx3s-mhz", type=float, default=50.0)
+    ap.add_argument("--only", choices=("ulx3s", "ulx3s-large", "icebreaker"))
+    ap.add_argument("--ulx3s-mhz", type=float, default=100.0)
+    ap.add_argument("--ice40-mhz", type=float, default=24.0)
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--ice40-max-multipliers", type=int, default=8)
+    ap.add_argument("--large-max-multipliers", type=int, default=48)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")          # Amaranth's UnusedElaboratable noise from the plan stage
     OUT.mkdir(parents=True, exist_ok=True)
     results = {}
-    for which in ("icebreaker", "ulx3s"):
+    for which in ("icebreaker", "ulx3s", "ulx3s-large"):
         if args.only in (None, which):
-            results[which] = build(which, ulx3s_mhz=args.ulx3s_mhz, seed=args.seed, baud=args.baud,
-                                   ice40_mult=args.ice40_max_multipliers)
-            (OUT / f"summary_{which}.json").write_text(json.dumps(results, indent=2) + "\n")
+            results[which] = build(which, ulx3s_mhz=args.ulx3s_mhz, ice40_mhz=args.ice40_mhz, seed=args.seed,
+                                   baud=args.baud, large_mult=args.large_max_multipliers)
+            (OUT / f"summary_{which}.json").write_text(json.dumps(results[which], indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
