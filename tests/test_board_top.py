@@ -122,3 +122,39 @@ def test_board_wrappers_elaborate(default_design, board):
     constraints = next(v for k, v in files.items() if k.endswith((".lpf", ".pcf")))
     constraints = constraints.decode() if isinstance(constraints, bytes) else constraints
     assert ("M1" in constraints and "L4" in constraints) if board == "ulx3s" else (" 6" in constraints and " 9" in constraints)
+
+
+def _tiny_family(seed=7, bypass="none"):
+    from squeezehw.family import FamilyConfig
+    from squeezehw.random_model import random_model
+    cfg = FamilyConfig(name="tiny_family", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
+                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(0,),
+                       input_size=12, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
+    fires = tuple((f.squeeze, f.expand1x1, f.expand3x3, bypass) for f in cfg.fires())
+    return random_model(np.random.default_rng(seed), in_ch=1, size=12, conv1=(8, 3, 1, 0), fires=fires,
+                        pool_after=(0,), classes=4, name="tiny_family")
+
+
+@pytest.mark.parametrize("requant", ["serial", "parallel"])
+@pytest.mark.parametrize("bypass", ["none", "complex"])
+def test_accelerator_serial_requant_bit_exact(bypass, requant):
+    """(The watchdog is long: the tail of a frame computes for thousands of cycles with no transfer
+    on the accelerator's ports.)  The iCEBreaker design's opt-in requant="serial" accelerator (conv1, Fire and head MVUs all with
+    the LUT requantiser) against the golden model, under random input gaps and output stalls."""
+    from squeezehw import golden
+    from squeezehw.folding import auto_fold
+    from squeezehw.hw.accelerator import Accelerator
+    from squeezehw.hw.streamsim import Traffic, simulate
+    model = _tiny_family(bypass=bypass)
+    fold = auto_fold(model, max_multipliers=len(model.convs()))
+    acc = Accelerator(model=model, folding=fold, requant=requant)
+    assert (acc.requant_multipliers() == 0) == (requant == "serial")
+    images = np.random.default_rng(3).integers(0, 256, (2, 1, 12, 12)).astype(np.uint8)
+    beats = [int(v) for img in images for v in img.transpose(1, 2, 0).reshape(-1)]
+    assert acc.in_lanes == 1
+    r = simulate(acc, {"i": beats}, {"o": 2 * acc.out_beats_per_frame},
+                 traffic=Traffic(gap=0.3, stall=0.4, burst=4, seed=5, watchdog=20_000), extra_cycles=50)
+    ref = golden.run(model, images)
+    for k in range(2):
+        out = r["o"][k * acc.out_beats_per_frame:(k + 1) * acc.out_beats_per_frame]
+        assert out[:-1] == [int(v) for v in ref.logits[k]] and out[-1] == int(ref.classes[k])
