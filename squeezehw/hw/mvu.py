@@ -222,6 +222,10 @@ class MVU(wiring.Component):
             assert self.requant_cycles <= self.SF, "a serial requantiser must finish within N/SIMD cycles"
             self.requant_multipliers = 0
             self.latency += self.requant_cycles - 1
+            # the layer's smallest shift is applied as wiring, so the barrel shifter only spans the
+            # layer's spread of shifts (floor divisions compose: exact)
+            self.requant_base_shift = min(min(self.shift) - 1, self.prod_bits - 1)
+            self.requant_var_shift_bits = max(1, (max(self.shift) - 1 - self.requant_base_shift).bit_length())
         # ping-pong input buffer: two vectors (NF == 1 streams straight through)
         self.buffer_depth = 2 * self.SF if self.NF > 1 else 0
         self.buffer_bits = self.buffer_depth * 8 * self.simd
@@ -428,7 +432,7 @@ class MVU(wiring.Component):
 
         if self.requant == "serial":
             s5_valid, s5_prod, s5_shm1 = self._serial_requant(m, s4_valid, acc, s4_mult, s4_shm1)
-            return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1)
+            return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1, self.prod_bits - self.requant_base_shift)
 
         # ---- stage 5: requant partial products ------------------------------------------------
         # An 18x18 DSP takes a signed 18-bit operand: a wider accumulator is split at bit 17 into
@@ -456,7 +460,7 @@ class MVU(wiring.Component):
         for p in range(PE):
             total = (pp_hi[p] << 17) + pp_lo[p] if split else pp_lo[p]
             m.d.sync += [s5_prod[p].eq(total), s5_shm1[p].eq(pp_shm1[p])]
-        return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1)
+        return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1, self.prod_bits)
 
     def _serial_requant(self, m, s4_valid, acc, s4_mult, s4_shm1):
         """Opt-in ``requant="serial"``: per PE lane, ``acc x mult`` as ``requant_cycles`` passes of a
@@ -471,9 +475,11 @@ class MVU(wiring.Component):
         lo_bits = T * r
         running = Signal(name="rq_running")
         cnt = Signal(range(T), name="rq_cnt")
+        base = self.requant_base_shift
+        width = self.prod_bits - base
         s5_valid = Signal(name="rq_valid")
-        s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
-        s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
+        s5_prod = [Signal(signed(width), name=f"rq_{p}") for p in range(PE)]
+        s5_shm1 = [Signal(self.requant_var_shift_bits, name=f"shm1b_{p}") for p in range(PE)]
         last = running & (cnt == T - 1)
         m.d.sync += s5_valid.eq(last)
         with m.If(s4_valid):
@@ -484,7 +490,7 @@ class MVU(wiring.Component):
             a = Signal(signed(self.acc_bits), name=f"rqa_{p}")
             hi = Signal(signed(hi_bits), name=f"rqhi_{p}")
             lo = Signal(lo_bits, name=f"rqlo_{p}")
-            shm1 = Signal(self.shift_bits, name=f"rqshm1_{p}")
+            shm1 = Signal(self.requant_var_shift_bits, name=f"rqshm1_{p}")
             d = lo[:r]
             terms = [Mux(d[j], a << j, 0) for j in range(r)]
             s = Signal(signed(hi_bits), name=f"rqs_{p}")
@@ -492,19 +498,19 @@ class MVU(wiring.Component):
             nhi = s >> r
             nlo = Cat(lo[r:], s[:r]) if lo_bits > r else s[:r]
             with m.If(s4_valid):
-                m.d.sync += [a.eq(acc[p]), hi.eq(0), lo.eq(s4_mult[p]), shm1.eq(s4_shm1[p])]
+                m.d.sync += [a.eq(acc[p]), hi.eq(0), lo.eq(s4_mult[p]), shm1.eq(s4_shm1[p] - base)]
             with m.Elif(running):
                 m.d.sync += [hi.eq(nhi), lo.eq(nlo)]
-            m.d.sync += [s5_prod[p].eq(Cat(nlo, nhi)[:self.prod_bits].as_signed()), s5_shm1[p].eq(shm1)]
+            m.d.sync += [s5_prod[p].eq(Cat(nlo, nhi)[base:self.prod_bits].as_signed()), s5_shm1[p].eq(shm1)]
         return s5_valid, s5_prod, s5_shm1
 
-    def _finish(self, m, fifo, s5_valid, s5_prod, s5_shm1):
+    def _finish(self, m, fifo, s5_valid, s5_prod, s5_shm1, prod_bits):
         PE = self.pe
         # ---- stage 7: shift by (shift - 1) ---------------------------------------------------
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
         # avoids a variable-position rounding constant.
         s6_valid = Signal()
-        s6_q = [Signal(signed(self.prod_bits), name=f"q_{p}") for p in range(PE)]
+        s6_q = [Signal(signed(prod_bits), name=f"q_{p}") for p in range(PE)]
         m.d.sync += s6_valid.eq(s5_valid)
         for p in range(PE):
             m.d.sync += s6_q[p].eq(s5_prod[p] >> s5_shm1[p])
@@ -514,7 +520,7 @@ class MVU(wiring.Component):
         s7_y = Signal(8 * PE)
         m.d.sync += s7_valid.eq(s6_valid)
         for p in range(PE):
-            r = Signal(signed(self.prod_bits + 1), name=f"r_{p}")
+            r = Signal(signed(prod_bits + 1), name=f"r_{p}")
             m.d.comb += r.eq((s6_q[p] + 1) >> 1)
             y = Mux(r < self.out_lo, self.out_lo, Mux(r > self.out_hi, self.out_hi, r))
             m.d.sync += s7_y[8 * p:8 * p + 8].eq(y[:8])
