@@ -11,7 +11,7 @@
   (``tiny_family_up5k``: 1x12x12 input, conv1 8 channels 3x3, max-pool, one Fire (s=2, e1=4, e3=4,
   no bypass), 4 classes; random weights, seed 7), one multiplier per conv (auto_fold with 5), built
   with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
-  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 24 MHz).
+  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz: at 24 MHz nextpnr gave 23.99).
 
 Each build goes through squeezehw.synth.build_board (Yosys with the registry's synth options +
 nextpnr + ecppack/icepack, YoWASP); the reports are printed and written to
@@ -19,7 +19,7 @@ build/boards_fit/<which>/report.json, a summary (with cycles per frame from sque
 cost model and frames/s at the achieved Fmax) to build/boards_fit/summary_<which>.json.
 
     .venv/bin/python benchmarks/boards_fit.py [--only ulx3s|ulx3s-large|icebreaker] [--ulx3s-mhz 100]
-                                              [--ice40-mhz 24] [--seed 1]
+                                              [--ice40-mhz 18] [--seed 1]
 """
 import argparse
 import json
@@ -138,7 +138,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("ulx3s", "ulx3s-large", "icebreaker"))
     ap.add_argument("--ulx3s-mhz", type=float, default=100.0)
-    ap.add_argument("--ice40-mhz", type=float, default=24.0)
+    ap.add_argument("--ice40-mhz", type=float, default=18.0)
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--large-max-multipliers", type=int, default=48)
