@@ -3,7 +3,8 @@
 ``simulate_frames`` builds (cached) the accelerator inside the simulation harness, plays images
 through it back to back, decodes the output stream (per frame: every logit, then the class) and
 compares it with ``golden.run``: every logit must be equal and the class equal.  It reports cycles
-per frame in steady state (spacing of consecutive frames' last output beats), latency (first input
+per frame in steady state (mean spacing of consecutive frames' last output beats, leaving out the
+first spacing when there are three frames or more), latency (first input
 beat of frame 0 to its last output beat), MAC efficiency = MACs per frame / (multipliers x cycles
 per frame) and simulation speed.
 """
@@ -47,6 +48,7 @@ class SimReport:
     sim_seconds: float
     traffic: dict
     mismatches: list = field(default_factory=list)
+    frame_intervals: list = field(default_factory=list)   # cycles between consecutive frames' ends
     classes: list = field(default_factory=list)
     golden_classes: list = field(default_factory=list)
 
@@ -124,7 +126,11 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
     macs = sum(s.macs for s in st)
     mults = fsum["multipliers"]
     outs = res["out_stamps"][:n]
-    cpf = (outs[-1] - outs[0]) / (n - 1) if n > 1 and not res["stuck"] else None
+    # steady state: the mean interval between consecutive frames' ends, leaving out the first
+    # interval when there are more (it still includes the deep pipeline filling up)
+    intervals = [b - a for a, b in zip(outs, outs[1:])] if not res["stuck"] else []
+    steady = intervals[1:] or intervals
+    cpf = sum(steady) / len(steady) if steady else None
     lat = outs[0] - res["in_stamps"][0] if outs and not res["stuck"] else None
     return SimReport(
         frames=n, bit_exact=not mismatches, cycles_per_frame=cpf, latency_cycles=lat,
@@ -133,7 +139,7 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
         expected_cycles_per_frame=fsum["expected_cycles_per_frame"], total_cycles=res["cycles"],
         sim_cycles_per_second=res["cycles"] / max(res["run_seconds"], 1e-9),
         build_seconds=b.seconds, build_cached=b.cached, sim_seconds=res["wall_seconds"],
-        traffic=asdict(traffic), mismatches=mismatches,
+        traffic=asdict(traffic), mismatches=mismatches, frame_intervals=intervals,
         classes=[] if got_cls is None else [int(c) for c in got_cls],
         golden_classes=[int(c) for c in want.classes])
 
