@@ -240,3 +240,14 @@ def test_cli_synth_on_a_build_folder(tmp_path, capsys):
     assert "--top" in capsys.readouterr().err
     assert main(["synth", "--list-boards"]) == 0
     assert "xczu9eg" in capsys.readouterr().out
+
+
+def test_board_synth_opts_from_registry(monkeypatch):
+    """build_board hands the registry's synth_command options to the amaranth-boards platform
+    (iCE40 multipliers reach SB_MAC16 only with `synth_ice40 -dsp`)."""
+    from squeezehw.synth import board_synth_opts
+    monkeypatch.delenv("AMARANTH_synth_opts", raising=False)
+    assert board_synth_opts("icebreaker") == "-dsp"
+    assert board_synth_opts("ulx3s-85f") == "-abc9"
+    monkeypatch.setenv("AMARANTH_synth_opts", "-dsp -abc2")
+    assert board_synth_opts("icebreaker") == "-dsp -abc2"
