@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--multipliers", type=int, default=2000, help="multiplier budget for auto folding")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
     ap.add_argument("--clock", type=float, default=200.0, help="clock (MHz) for the frames/s figure")
+    ap.add_argument("--probes", action="store_true",
+                    help="build with per-stream transfer/blocked counters (profiling at Verilator speed)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not (DATA / "squeezenet1_1.npz").is_file():
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     x, _, _ = load_images([files[i] for i in pick], height=224, width=224, channels=3, resize=256,
                           progress=False)
     prep = time.monotonic() - t0
-    rep = simulate_frames(model, fold, x, progress=True)
+    rep = simulate_frames(model, fold, x, progress=True, probes=args.probes)
     weight_bytes = sum(c.weight_bytes for c in model.convs())
     out = {
         "model": "squeezenet1_1 int8, 224x224, 1000 classes", "budget_multipliers": args.multipliers,
@@ -96,7 +98,8 @@ def main(argv=None) -> int:
         "all_memories_ramb36": ramb36(model, fold),
         "verilator_build_seconds": rep.build_seconds, "build_cached": rep.build_cached,
         "simulation_seconds": rep.sim_seconds, "sim_cycles_per_second": rep.sim_cycles_per_second,
-        "prepare_seconds": round(prep, 1), "classes": rep.classes,
+        "prepare_seconds": round(prep, 1), "frame_intervals": rep.frame_intervals,
+        "streams": rep.streams, "classes": rep.classes,
         "labels": [int(labels[i]) for i in pick],
         "folding": {k: [v.simd, v.pe] for k, v in fold.layers.items()},
     }

@@ -95,7 +95,13 @@ async def run_job(dut):
         in_stamps.append(int(dut.rd_in_stamp.value))
         out_stamps.append(int(dut.rd_out_stamp.value))
         await RisingEdge(dut.clk)
+    probes = []
+    for k in range(job.get("probes", 0)):
+        dut.probe_sel.value = k
+        await ReadOnly()
+        probes.append(int(dut.probe_data.value))
+        await RisingEdge(dut.clk)
     with open(job["result"], "w") as f:
         json.dump({"outputs": outputs, "stuck": stuck, "cycles": cycles, "in_count": int(dut.in_count.value),
                    "in_stamps": in_stamps, "out_stamps": out_stamps, "load_seconds": round(load_s, 3),
-                   "run_seconds": round(run_s, 3), "reset_after": reset_cycles}, f)
+                   "run_seconds": round(run_s, 3), "reset_after": reset_cycles, "probes": probes}, f)

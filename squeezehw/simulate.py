@@ -49,6 +49,7 @@ class SimReport:
     traffic: dict
     mismatches: list = field(default_factory=list)
     frame_intervals: list = field(default_factory=list)   # cycles between consecutive frames' ends
+    streams: dict = field(default_factory=dict)   # with probes: {stream: {"transfers", "blocked"}}
     classes: list = field(default_factory=list)
     golden_classes: list = field(default_factory=list)
 
@@ -65,12 +66,12 @@ def _harness_capacity(frames: int) -> int:
 
 
 def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
-              stop_after: str | None = None):
+              stop_after: str | None = None, probes: bool = False):
     from . import verilator
     from .build import module_name
     from .hw.accelerator import Accelerator
     from .hw.harness import SimHarness
-    accel = Accelerator(model=model, folding=folding, stop_after=stop_after)
+    accel = Accelerator(model=model, folding=folding, stop_after=stop_after, probes=probes)
     cap = _harness_capacity(frames)
     in_bpf = model.height * model.width * model.in_ch // accel.in_lanes
     out_bpf = accel.out_beats_per_frame
@@ -78,7 +79,8 @@ def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = F
                          in_beats_per_frame=in_bpf, out_beats_per_frame=out_bpf,
                          watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]))
     b = verilator.build(harness, name=f"tb_{module_name(model)}", waves=waves, progress=progress,
-                        extra_meta={"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes})
+                        extra_meta={"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes,
+                                    "probe_names": accel.probe_names if probes else None})
     return b
 
 
@@ -91,13 +93,13 @@ def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, n
 def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
                     waves: bool = False, progress: bool = True, diagnose: bool = False,
-                    golden_model: IntModel | None = None) -> SimReport:
+                    golden_model: IntModel | None = None, probes: bool = False) -> SimReport:
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
     ``golden_model``: compare against another model than the one built (fault-injection tests)."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
-    b = build_for(model, folding, n, waves=waves, progress=progress)
+    b = build_for(model, folding, n, waves=waves, progress=progress, probes=probes)
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
                         reset_after=reset_after, waves=waves)
@@ -140,6 +142,8 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
         sim_cycles_per_second=res["cycles"] / max(res["run_seconds"], 1e-9),
         build_seconds=b.seconds, build_cached=b.cached, sim_seconds=res["wall_seconds"],
         traffic=asdict(traffic), mismatches=mismatches, frame_intervals=intervals,
+        streams={name: {"transfers": res["probes"][2 * k], "blocked": res["probes"][2 * k + 1]}
+                 for k, name in enumerate(b.meta.get("probe_names") or [])},
         classes=[] if got_cls is None else [int(c) for c in got_cls],
         golden_classes=[int(c) for c in want.classes])
 

@@ -177,7 +177,8 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
         raise SimulationError(f"stimulus ({len(in_beats)} beats in, {n_out} out) exceeds the harness "
                               f"({b.meta['in_depth']}, {b.meta['out_depth']}); rebuild with more frames")
     job = {"in_beats": [int(x) for x in in_beats], "n_out": n_out, "traffic": traffic.__dict__,
-           "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"]}
+           "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"],
+           "probes": 2 * len(b.meta.get("probe_names") or [])}
     return run_cocotb(b, job, test_module="tb_harness", waves=waves)
 
 

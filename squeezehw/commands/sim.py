@@ -31,6 +31,9 @@ def add_arguments(p):
                         "random input gaps and output stalls (results must not change)")
     p.add_argument("--seed", type=int, default=1, help="traffic seed")
     p.add_argument("--waves", metavar="FILE", help="also dump a VCD waveform to FILE (a separate, traced build)")
+    p.add_argument("--profile", action="store_true",
+                   help="build with per-stream counters and report transfers and blocked cycles of every "
+                        "stage's output stream (the bottleneck's input is blocked, its output is not)")
     p.add_argument("--diagnose", action="store_true",
                    help="on a mismatch, bisect over the layers to name the first differing layer, "
                         "pixel and channel (a few more Verilator builds)")
@@ -47,7 +50,8 @@ def run(args):
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
     traffic = SimTraffic.rough(args.seed) if args.traffic == "rough" else SimTraffic(seed=args.seed)
-    rep = simulate_frames(model, fold, x, traffic=traffic, waves=bool(args.waves), diagnose=args.diagnose)
+    rep = simulate_frames(model, fold, x, traffic=traffic, waves=bool(args.waves), diagnose=args.diagnose,
+                          probes=args.profile)
     d = rep.as_dict()
     d["images"] = where
     d["clock_mhz"] = args.clock
@@ -65,6 +69,8 @@ def run(args):
               f"{rep.cycles_per_frame} (model {rep.expected_cycles_per_frame}), latency {rep.latency_cycles}, "
               f"{rep.multipliers} multipliers, MAC efficiency {eff}, "
               f"{rep.sim_cycles_per_second:,.0f} simulated cycles/s")
+        for name, st in rep.streams.items():
+            print(f"  {name:<24} transfers {st['transfers']:>9}  blocked {st['blocked']:>9}")
         for msg in rep.mismatches[:10]:
             print("  MISMATCH " + msg, file=sys.stderr)
     return 0 if rep.bit_exact else 1

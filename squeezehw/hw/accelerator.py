@@ -51,9 +51,10 @@ class Accelerator(wiring.Component):
     squeezehw/hw/mvu.py).  Same throughput, a few cycles more latency per MVU."""
 
     def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None,
-                 requant: str = "parallel"):
+                 requant: str = "parallel", probes: bool = False):
         folding.validate(model)
         self.model, self.folding = model, folding
+        self.probes = probes
         self.requant = requant
         self.stages = {s.name: s for s in stages(model)}
         with requant_mode(requant):
@@ -81,10 +82,12 @@ class Accelerator(wiring.Component):
             self.out_lanes = last["out_lanes"]
             self.out_beats_per_frame = c * h * w // self.out_lanes
             self.out_width = 8 * self.out_lanes
-        super().__init__({
-            "i": In(stream.Signature(8 * self.in_lanes)),
-            "o": Out(stream.Signature(self.out_width)),
-        })
+        ports = {"i": In(stream.Signature(8 * self.in_lanes)), "o": Out(stream.Signature(self.out_width))}
+        if probes:
+            self.probe_names = self._probe_names()
+            ports["probe_sel"] = In(range(2 * len(self.probe_names)))
+            ports["probe_data"] = Out(PROBE_BITS)
+        super().__init__(ports)
 
     def _plan(self) -> list[dict]:
         """Instantiate every top-level block (not elaborated yet) with its lanes and geometry."""
@@ -140,10 +143,21 @@ class Accelerator(wiring.Component):
                             "memory_bits": p["out_fifo"].memory_bits}
                 for p in self.plan if p.get("out_fifo") is not None}
 
+    def _probe_names(self) -> list[str]:
+        names = ["input"]
+        for p in self.plan:
+            if p.get("window") is not None:
+                names.append(f"{p['name']}.window")
+            names.append(p["name"])
+            if p.get("out_fifo") is not None:
+                names.append(f"{p['name']}.fifo")
+        return names
+
     def elaborate(self, platform):
         m = Module()
         chain = Chain(m, "")
         src, src_lanes = wiring.flipped(self.i), self.in_lanes
+        streams = [self.i]
         for k, p in enumerate(self.plan):
             name = p["name"].replace(".", "_")
             block = chain.add(name, p["block"])
@@ -152,11 +166,37 @@ class Accelerator(wiring.Component):
                 win = chain.add(f"{name}_window", p["window"])
                 wiring.connect(m, win.o, block.i)
                 entry = win.i
+                streams.append(win.o)
             chain.link(src, src_lanes, entry, p["in_lanes"], p["in_ch"], f"{name}_in")
             src, src_lanes = block.o, p["out_lanes"]
+            streams.append(block.o)
             if p.get("out_fifo") is not None:
                 fifo = chain.add(f"{name}_fifo", p["out_fifo"])
                 wiring.connect(m, src, fifo.i)
                 src = fifo.o
+                streams.append(fifo.o)
         wiring.connect(m, src, wiring.flipped(self.o))
+        if self.probes:
+            _add_probes(m, streams, self.probe_sel, self.probe_data)
         return m
+
+
+PROBE_BITS = 40
+
+
+def _add_probes(m, streams, sel, data):
+    """Per stream, count transfers (valid & ready) and blocked cycles (valid & ~ready): profiling at
+    Verilator speed.  ``sel`` = 2k reads stream k's transfers, 2k+1 its blocked cycles."""
+    from amaranth import Signal
+    counters = []
+    for k, st in enumerate(streams):
+        xfer, blocked = Signal(PROBE_BITS, name=f"probe{k}_xfer"), Signal(PROBE_BITS, name=f"probe{k}_blocked")
+        with m.If(st.valid & st.ready):
+            m.d.sync += xfer.eq(xfer + 1)
+        with m.If(st.valid & ~st.ready):
+            m.d.sync += blocked.eq(blocked + 1)
+        counters += [xfer, blocked]
+    with m.Switch(sel):
+        for k, c in enumerate(counters):
+            with m.Case(k):
+                m.d.comb += data.eq(c)

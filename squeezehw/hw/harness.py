@@ -65,11 +65,16 @@ class SimHarness(wiring.Component):
             "in_count": Out(addr), "out_count": Out(addr),
             "rd_addr": In(addr), "rd_data": Out(max(self.out_width, 40)),
             "rd_stamp_addr": In(addr), "rd_in_stamp": Out(40), "rd_out_stamp": Out(40),
+            # a design with profiling counters (Accelerator(probes=True)) has them read through here
+            **({"probe_sel": In(len(dut.probe_sel)), "probe_data": Out(len(dut.probe_data))}
+               if hasattr(dut, "probe_sel") else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = ResetInserter(self.dut_reset)(self.dut)
+        if hasattr(self.dut, "probe_sel"):
+            m.d.comb += [self.dut.probe_sel.eq(self.probe_sel), self.probe_data.eq(self.dut.probe_data)]
         m.submodules.gap = gap = _PauseGen()
         m.submodules.stall = stall = _PauseGen()
         m.submodules.in_mem = in_mem = Memory(shape=unsigned(self.in_width), depth=self.in_depth, init=[])
