@@ -6,7 +6,7 @@
   208 DP16KD by squeezehw.resources.estimate: SqueezeNet v1.1's layout (8 Fires, pools after conv1,
   Fire 2 and Fire 4) at half width (base_e = incr_e = 64, conv1 32 channels), 3x64x64 input,
   10 classes, random int8 weights (squeezehw.random_model, seed 1), auto_fold(max_multipliers=48),
-  in ULX3STop at ``--ulx3s-mhz``.  (base_e 72 and 80 were estimated at 236 and 256 DP16KD.)
+  in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80 were estimated at 236 and 256 DP16KD.)
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
   (``tiny_family_up5k``: 1x12x12 input, conv1 8 channels 3x3, max-pool, one Fire (s=2, e1=4, e3=4,
   no bypass), 4 classes; random weights, seed 7), one multiplier per conv (auto_fold with 5), built
@@ -85,6 +85,8 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
         fold = auto_fold(model, max_multipliers=len(model.convs()))
         requant = "serial"
         board, mhz, top_cls = "icebreaker", ice40_mhz, ICEBreakerTop
+    # router1 crawled on the large design (about 30 s per 1,000 of 119,200 arcs on this machine)
+    extra = ("--router", "router2") if which == "ulx3s-large" else ()
     accel = Accelerator(model=model, folding=fold, requant=requant)
     top = top_cls(accel, baud=baud, core_hz=mhz * 1e6)
     summ = fold.summary(model)
@@ -99,7 +101,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
             "estimate": {k: est[k] for k in ("block_ram", "dsp", "lut", "ff")},
             "pll": top.pll, "baud": baud}
     try:
-        rep = build_board(top, board=board, out_dir=OUT / which, seed=seed)
+        rep = build_board(top, board=board, out_dir=OUT / which, seed=seed, nextpnr_extra=extra)
     except UserError as e:          # does not fit: record why (nextpnr's counts) instead of stopping
         print(f"{board}: {e}", flush=True)
         return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}

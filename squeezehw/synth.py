@@ -547,7 +547,7 @@ def board_synth_opts(board) -> str:
 
 
 def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_mhz: float | None = None,
-                seed: int = 1, progress: bool = True) -> SynthReport:
+                seed: int = 1, progress: bool = True, nextpnr_extra: Sequence[str] = ()) -> SynthReport:
     """Build a board top (which owns pins and clocks) into a bitstream with the board's amaranth-boards
     platform and the YoWASP tools, and report resources and Fmax from nextpnr's JSON report.
 
@@ -556,7 +556,9 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
     ``script_after_synth`` override adds Yosys's ``stat -json``; ``synth_opts`` carries the registry's
     ``synth_command`` options (``synth_ice40 -dsp``, ``synth_ecp5 -abc9``; see :func:`board_synth_opts`).  Logs: ``<name>.rpt`` (Yosys) and
     ``<name>.tim`` (nextpnr).  ``target_mhz`` is given to nextpnr as ``--freq`` (default: the
-    platform's clock constraints).
+    platform's clock constraints).  ``nextpnr_extra``: more nextpnr options, e.g. ``("--router",
+    "router2")`` (nextpnr's router1 took over 5 minutes per 10,000 of 119,200 arcs on a 20k-LUT ECP5
+    design here).
     """
     from amaranth.hdl import Elaboratable
     t_start = time.monotonic()
@@ -583,6 +585,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
     nextpnr_opts = ["--report", pnr_report.name, "--seed", str(seed), "--timing-allow-fail"]
     if target_mhz is not None:
         nextpnr_opts += ["--freq", f"{float(target_mhz):g}"]
+    nextpnr_opts += [str(o) for o in nextpnr_extra]
     platform = platform_cls()
     if progress:
         print(f"synth [1/1] {b.name}: yosys + {pnr_tool} + {pack_tool} via amaranth-boards ...",
