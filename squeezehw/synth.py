@@ -85,6 +85,8 @@ def _tool_version(path: str) -> str:
     for line in (out.stdout + "\n" + out.stderr).splitlines():
         # YoWASP prints "Preparing to run ..." while it compiles the WebAssembly on first use.
         if line.strip() and not line.startswith("Preparing to run"):
+            if line.lstrip().startswith("Usage:"):       # icepack has no --version
+                return "unknown"
             # Keep the version, drop compiler paths: "Yosys 0.70 (git sha1 28ba3cb92)", "nextpnr-0.11.1".
             m = re.search(r"Yosys \S+(?: \(git sha1 \w+)?", line)
             if m:
