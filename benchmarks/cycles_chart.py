@@ -41,6 +41,7 @@ def main(argv=None) -> int:
         ax.axhline(args.measured, color="black", lw=1, label=f"measured (Verilator) {args.measured:,.0f} cycles")
     ax.set_xticks(range(len(rows)), names, rotation=70, fontsize=8)
     ax.set_ylabel("cycles per frame")
+    ax.set_ylim(0, 1.12 * max(pace, args.measured or 0))
     s = fold.summary(model)
     ax.set_title(f"{model.name}: {s['multipliers']} multipliers, expected MAC efficiency "
                  f"{s['expected_mac_efficiency']:.3f} (grey: max-pools)")

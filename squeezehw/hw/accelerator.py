@@ -64,10 +64,9 @@ class Accelerator(wiring.Component):
             if stop_after not in names:
                 raise ValueError(f"stop_after={stop_after!r} is not a layer of {model.name}: {names}")
             k = names.index(stop_after)
-            for p in self.plan[k + 1:]:
-                p["block"]._MustUse__silence = True
-                if p.get("window") is not None:
-                    p["window"]._MustUse__silence = True
+            for p in self.plan[k + 1:]:       # blocks left out of the truncated design
+                for obj in (p.get("block"), p.get("window"), p.get("out_fifo")):
+                    _silence(obj)
             self.plan = self.plan[:k + 1]
         self.stop_after = stop_after
         first = self.plan[0]
@@ -179,6 +178,16 @@ class Accelerator(wiring.Component):
         if self.probes:
             _add_probes(m, streams, self.probe_sel, self.probe_data)
         return m
+
+
+def _silence(obj, depth: int = 2) -> None:
+    """Mark an unused block and the blocks it already holds as deliberately unused."""
+    from amaranth.hdl import Elaboratable
+    if isinstance(obj, Elaboratable):
+        obj._MustUse__silence = True
+        if depth:
+            for v in vars(obj).values():
+                _silence(v, depth - 1)
 
 
 PROBE_BITS = 40
