@@ -6,12 +6,14 @@
   208 DP16KD by squeezehw.resources.estimate: SqueezeNet v1.1's layout (8 Fires, pools after conv1,
   Fire 2 and Fire 4) at half width (base_e = incr_e = 64, conv1 32 channels), 3x64x64 input,
   10 classes, random int8 weights (squeezehw.random_model, seed 1), auto_fold(max_multipliers=48),
-  in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80 were estimated at 236 and 256 DP16KD.)
+  in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80
+  were estimated at 236 and 256 DP16KD; Yosys used 148 for base_e 64.)
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
   (``tiny_family_up5k``: 1x12x12 input, conv1 8 channels 3x3, max-pool, one Fire (s=2, e1=4, e3=4,
   no bypass), 4 classes; random weights, seed 7), one multiplier per conv (auto_fold with 5), built
   with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
-  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz: at 24 MHz nextpnr gave 23.99).
+  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz: at 24 MHz
+  nextpnr gave 23.99).
 
 Each build goes through squeezehw.synth.build_board (Yosys with the registry's synth options +
 nextpnr + ecppack/icepack, YoWASP); the reports are printed and written to

@@ -39,6 +39,10 @@ Memory: weights ``weight_bits`` (block RAM), parameters ``NF`` words, input buff
 ``buffer_bits = 2 * (N/SIMD) * 8*SIMD`` for ``NF > 1`` (0 otherwise), output FIFO
 ``fifo_depth = latency + 1 + out_buffer`` words of ``8*PE`` bits (``fifo_bits``).
 
+Opt-in ``requant="serial"`` (default off; see the class docstring and ``_serial_requant``)
+replaces stages 5-6 by a digit-serial shift-add multiplier in LUTs for devices without DSPs to
+spare; the schedule above is unchanged, the latency grows by ``requant_cycles - 1``.
+
 Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a fold's last step to
 its beat appearing on ``o``):
   0 issue: counters, weight/buffer memory reads          5 acc * mult, as two DSP-sized halves
@@ -127,8 +131,9 @@ class MVU(wiring.Component):
     entries (beats) beyond the ones the credit scheme needs, for a consumer that takes its input
     in bursts (a Fire module's concat): the unit keeps computing while they fill.
 
-    ``requant``: ``"parallel"`` (default, also what ``None`` gives outside :func:`requant_mode`: one ``acc x mult`` multiplier per PE lane, DSP-sized
-    halves, a beat per cycle) or ``"serial"`` (opt-in area mode for tiny devices: a digit-serial
+    ``requant``: ``"parallel"`` (the default, and what ``None`` gives outside
+    :func:`requant_mode`: one ``acc x mult`` multiplier per PE lane, DSP-sized halves, a beat per
+    cycle) or ``"serial"`` (opt-in area mode for tiny devices: a digit-serial
     shift-add multiplier per lane in LUTs, no DSP, taking ``requant_cycles`` = ceil(16 /
     ``requant_digit_bits``) cycles per beat).  A fold's beat leaves the accumulator at most every
     ``N/SIMD`` cycles, so the serial unit keeps up when ``requant_cycles <= N/SIMD``; the digit
@@ -217,7 +222,8 @@ class MVU(wiring.Component):
         self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
         if self.requant == "serial":
             # digit-serial requantiser: the smallest digit whose pass count fits between two beats
-            self.requant_digit_bits = next(r for r in range(1, MULT_BITS + 1) if -(-MULT_BITS // r) <= self.SF)
+            self.requant_digit_bits = next(r for r in range(1, MULT_BITS + 1)
+                                           if -(-MULT_BITS // r) <= self.SF)
             self.requant_cycles = -(-MULT_BITS // self.requant_digit_bits)
             assert self.requant_cycles <= self.SF, "a serial requantiser must finish within N/SIMD cycles"
             self.requant_multipliers = 0
