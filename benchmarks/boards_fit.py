@@ -55,10 +55,11 @@ def tiny_up5k_model():
     return cfg, _random_member(cfg, seed=7)
 
 
-def large_ulx3s_model():
+def large_ulx3s_model(base_e: int = 64):
     from squeezehw.family import SQUEEZENET1_1
-    cfg = SQUEEZENET1_1.replace(name="sq11_half_64px", base_e=64, incr_e=64, conv1_channels=32, input_size=64,
-                                classes=10, resize=None)
+    name = "sq11_half_64px" if base_e == 64 else f"sq11_e{base_e}_64px"
+    cfg = SQUEEZENET1_1.replace(name=name, base_e=base_e, incr_e=base_e, conv1_channels=base_e // 2,
+                                input_size=64, classes=10, resize=None)
     return cfg, _random_member(cfg, seed=1)
 
 
@@ -70,7 +71,7 @@ def _random_member(cfg, seed):
 
 
 def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: int,
-          large_mult: int = 48) -> dict:
+          large_mult: int = 48, large_base_e: int = 64) -> dict:
     from squeezehw.resources import estimate
     cfg = None
     requant = "parallel"
@@ -79,7 +80,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
         fold = default_folding(model)
         board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
     elif which == "ulx3s-large":
-        cfg, model = large_ulx3s_model()
+        cfg, model = large_ulx3s_model(large_base_e)
         fold = auto_fold(model, max_multipliers=large_mult)
         board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
     else:
@@ -94,6 +95,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
     summ = fold.summary(model)
     est = estimate(model, fold, "ecp5" if board.startswith("ulx3s") else "ice40", design=accel)
     t0 = time.monotonic()
+    out_name = which if which != "ulx3s-large" or large_base_e == 64 else f"{which}-e{large_base_e}"
     head = {"board": board, "model": model.name, "family_config": cfg.to_dict() if cfg else None,
             "weights": int(sum(c.weight.size for c in model.convs())),
             "weight_bits": int(sum(c.weight.size * c.w_bits for c in model.convs())),
@@ -103,7 +105,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
             "estimate": {k: est[k] for k in ("block_ram", "dsp", "lut", "ff")},
             "pll": top.pll, "baud": baud}
     try:
-        rep = build_board(top, board=board, out_dir=OUT / which, seed=seed, nextpnr_extra=extra)
+        rep = build_board(top, board=board, out_dir=OUT / out_name, seed=seed, nextpnr_extra=extra)
     except UserError as e:          # does not fit: record why (nextpnr's counts) instead of stopping
         print(f"{board}: {e}", flush=True)
         return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}
@@ -146,6 +148,9 @@ def main(argv=None):
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--large-max-multipliers", type=int, default=48)
+    ap.add_argument("--large-base-e", type=int, default=64,
+                    help="base_e = incr_e of the ulx3s-large member (conv1 gets base_e/2 channels); "
+                         "not 64: results in build/boards_fit/ulx3s-large-e<N>")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")          # Amaranth's UnusedElaboratable noise from the plan stage
     OUT.mkdir(parents=True, exist_ok=True)
@@ -153,8 +158,10 @@ def main(argv=None):
     for which in ("icebreaker", "ulx3s", "ulx3s-large"):
         if args.only in (None, which):
             results[which] = build(which, ulx3s_mhz=args.ulx3s_mhz, ice40_mhz=args.ice40_mhz, seed=args.seed,
-                                   baud=args.baud, large_mult=args.large_max_multipliers)
-            (OUT / f"summary_{which}.json").write_text(json.dumps(results[which], indent=2) + "\n")
+                                   baud=args.baud, large_mult=args.large_max_multipliers,
+                                   large_base_e=args.large_base_e)
+            suffix = f"-e{args.large_base_e}" if which == "ulx3s-large" and args.large_base_e != 64 else ""
+            (OUT / f"summary_{which}{suffix}.json").write_text(json.dumps(results[which], indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
