@@ -57,6 +57,9 @@ def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
             r["acc_bits"] = blk.acc_bits
     s = folding.summary(model)
     fifo_bits = sum(v["memory_bits"] for v in fifos.values())
+    from .resources import estimate
+    resources = {fam: {k: v for k, v in estimate(model, folding, fam, design=accel).items() if k != "memories"}
+                 for fam in ("ecp5", "ice40", "xilinx36")}
     return {
         "format": "squeezehw-design", "version": 1,
         "model": model.name, "top": module_name(model), "verilog": f"{module_name(model)}.v",
@@ -67,6 +70,7 @@ def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
         "layers": rows,
         "fifos": fifos,
         "totals": {**s, "fifo_bits": fifo_bits, "weight_bytes": (s["weight_bits"] + 7) // 8},
+        "estimated_resources": resources,       # cost model (squeezehw/resources.py), not a tool report
     }
 
 
@@ -84,6 +88,9 @@ def summary_text(d: dict) -> str:
     lines.append(f"expected cycles/frame {t['expected_cycles_per_frame']} (bottleneck {t['bottleneck']}), "
                  f"multipliers {t['multipliers']}, expected MAC efficiency {t['expected_mac_efficiency']:.3f}, "
                  f"weights {t['weight_bytes']} B, FIFOs {t['fifo_bits']} bits")
+    for fam, r in d.get("estimated_resources", {}).items():
+        lines.append(f"estimated on {fam}: {r['lut']} LUT, {r['ff']} FF, {r['dsp']} multipliers/DSP "
+                     f"({r['mac_multipliers']} MAC), {r['block_ram']} {r['block_ram_cell']}")
     return "\n".join(lines)
 
 
