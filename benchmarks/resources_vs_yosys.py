@@ -29,12 +29,12 @@ def main(argv=None) -> int:
     from squeezehw.boards import get_board
     from squeezehw.hw.accelerator import Accelerator
     from squeezehw.pipeline import resolve_folding, resolve_model
-    from squeezehw.resources import estimate
+    from squeezehw.resources import estimate, family_of
     from squeezehw.synth import synthesize
     model = resolve_model(args.model)
     fold = resolve_folding(args.fold, model)
     board = get_board(args.board)
-    family = {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+    family = family_of(board)
     accel = Accelerator(model=model, folding=fold)
     pred = estimate(model, fold, family, design=accel)
     rep = synthesize(Accelerator(model=model, folding=fold), board=args.board, out_dir=args.out,

@@ -40,25 +40,16 @@ def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
     from .hw.accelerator import Accelerator
     accel = accel or Accelerator(model=model, folding=folding)
     rows = folding.table(model)
-    mvus = {}
-    for p in accel.plan:
-        b = p["block"]
-        if p["kind"] == "conv":
-            mvus[p["name"]] = b
-        elif p["kind"] == "fire":
-            for name in b.mvus():
-                mvus[name] = None
-        elif p["kind"] == "head":
-            mvus[p["name"]] = getattr(b, "mvu", None)
-    fifos = accel.fifos()
+    acc_bits = {c.name: c.acc_bits for c in model.convs()}     # derived from the weights
     for r in rows:
-        blk = mvus.get(r["layer"])
-        if blk is not None:
-            r["acc_bits"] = blk.acc_bits
+        if r["layer"] in acc_bits:
+            r["acc_bits"] = acc_bits[r["layer"]]
+    fifos = accel.fifos()
     s = folding.summary(model)
     fifo_bits = sum(v["memory_bits"] for v in fifos.values())
-    from .resources import estimate
-    resources = {fam: {k: v for k, v in estimate(model, folding, fam, design=accel).items() if k != "memories"}
+    from .resources import estimate, memory_inventory
+    mems = memory_inventory(accel)
+    resources = {fam: {k: v for k, v in estimate(model, folding, fam, memories=mems).items() if k != "memories"}
                  for fam in ("ecp5", "ice40", "xilinx36")}
     return {
         "format": "squeezehw-design", "version": 1,
@@ -128,15 +119,15 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
 
 
 def _mvus(accel):
+    """(conv name, MVU) of an accelerator that has been elaborated (converted to Verilog)."""
+    from .hw.mvu import MVU
     for p in accel.plan:
         b = p["block"]
         if p["kind"] == "conv":
             yield p["name"], b
         elif p["kind"] == "fire":
-            from .hw.mvu import MVU
-            for name, (q, f) in b.mvus().items():
-                mvu = MVU.from_qconv(q, simd=f.simd, pe=f.pe)
-                mvu._MustUse__silence = True      # built only for its memory image
-                yield name, mvu
-        elif p["kind"] == "head" and hasattr(b, "mvu"):
+            for _, blk in b.chain_blocks:
+                if isinstance(blk, MVU):
+                    yield blk.name, blk
+        elif p["kind"] == "head":
             yield p["name"], b.mvu

@@ -98,7 +98,8 @@ def check_bram(args, model: IntModel, fold: Folding) -> None:
     if getattr(args, "board", None):
         from .boards import get_board
         board = get_board(args.board)
-        family = {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+        from .resources import family_of
+        family = family_of(board)
         if limit is None:
             limit, where = board.resources.bram, f"the {board.name}'s block RAM"
     if limit is None:

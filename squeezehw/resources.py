@@ -74,13 +74,22 @@ def memory_inventory(design) -> list[MemoryUse]:
     return out
 
 
-def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=None) -> dict:
-    """Predicted resources of the whole accelerator on ``family`` (ecp5, ice40, xilinx36, xilinx18)."""
+def family_of(board) -> str:
+    """The block-RAM family (a key of BLOCKS) of a squeezehw.boards.Board."""
+    return {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+
+
+def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=None,
+             memories: list[MemoryUse] | None = None) -> dict:
+    """Predicted resources of the whole accelerator on ``family`` (ecp5, ice40, xilinx36, xilinx18).
+
+    ``memories``: a memory_inventory() already taken (elaborating a large design takes a while)."""
     from .hw.accelerator import Accelerator
     if family not in BLOCKS:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(BLOCKS)}")
-    design = design or Accelerator(model=model, folding=folding)
-    mems = memory_inventory(design)
+    if memories is None:
+        memories = memory_inventory(design or Accelerator(model=model, folding=folding))
+    mems = memories
     blocks = sum(blocks_for(m.width, m.depth, family) for m in mems if not m.distributed)
     dist_bits = sum(m.bits for m in mems if m.distributed)
     rows = folding.table(model)

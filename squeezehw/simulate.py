@@ -16,7 +16,7 @@ import numpy as np
 
 from . import golden
 from .folding import Folding, stages
-from .hw.streamsim import pack_lanes
+from .hw.streamsim import unpack_lanes
 from .intmodel import IntModel
 from .verilator import SimTraffic
 
@@ -185,7 +185,7 @@ def locate_mismatch(model: IntModel, folding: Folding, images: np.ndarray, *,
         want = trace[name]
         _, c, h, w = want.shape
         lanes = b.meta["out_lanes"]
-        got = np.array([[(v >> (8 * i)) & 0xFF for i in range(lanes)] for v in res["outputs"]],
+        got = np.array([unpack_lanes(v, lanes) for v in res["outputs"]],
                        dtype=np.int64).reshape(n, h, w, c).transpose(0, 3, 1, 2)
         bad = np.argwhere(got != want.astype(np.int64))
         if bad.size:
