@@ -41,6 +41,18 @@ def fire_out_lanes(e1: int, e3: int, pe1: int, pe3: int) -> int:
     return min(wide) if wide else max(common)
 
 
+def window_lanes(channels: int, simd: int) -> int:
+    """Lanes of the sliding window in front of a KxK conv whose MVU takes ``simd`` lanes.
+
+    ``simd`` itself when it divides the channels (the window feeds the MVU directly); otherwise
+    every channel (one kernel tap per beat), and a Resize regroups the ``K*K*C`` window vector
+    into ``simd``-lane beats.  So a KxK conv's SIMD may be any divisor of ``K*K*C``: with
+    power-of-two channel counts the divisors of ``C`` alone step by 2x, which left up to half of
+    a layer's multipliers idle once the pipeline was balanced (e.g. 9 or 12 for a 3x3 conv on 16
+    channels)."""
+    return simd if channels % simd == 0 else channels
+
+
 @dataclass(frozen=True)
 class Stage:
     """One compute stage of the pipeline as the cost model sees it."""
@@ -74,19 +86,25 @@ class Stage:
         return self.out_pixels * self.vector * self.out_ch if self.kind == "conv" else 0
 
     def simd_choices(self) -> list[int]:
-        return divisors(self.in_ch) if self.windowed else divisors(self.vector)
+        """A conv's SIMD divides its vector (K*K*C, see window_lanes); a pool's lanes its channels."""
+        return divisors(self.in_ch) if self.kind == "pool" else divisors(self.vector)
 
     def pe_choices(self) -> list[int]:
         return divisors(self.out_ch) if self.kind == "conv" else [1]
 
     def cycles(self, simd: int, pe: int = 1) -> int:
         """Cycles per frame at one beat per cycle (the blocks' steady-state throughput)."""
-        in_beats = self.in_hw[0] * self.in_hw[1] * (self.in_ch // simd)
-        if self.kind == "conv":
-            mvu = self.out_pixels * (self.vector // simd) * (self.out_ch // pe)
-            # a sliding window must also take in every input beat (matters for stride 2)
-            return max(mvu, in_beats) if self.windowed else mvu
-        return in_beats      # the max-pool takes one input beat per cycle
+        if self.kind == "pool":
+            return self.in_hw[0] * self.in_hw[1] * (self.in_ch // simd)  # one input beat per cycle
+        mvu = self.out_pixels * (self.vector // simd) * (self.out_ch // pe)
+        if not self.windowed:
+            return mvu
+        # a sliding window takes every input beat (matters for stride 2) and emits K*K beats per
+        # output pixel at its own lane count, one beat per cycle
+        lanes = window_lanes(self.in_ch, simd)
+        in_beats = self.in_hw[0] * self.in_hw[1] * (self.in_ch // lanes)
+        window_beats = self.out_pixels * self.kernel * self.kernel * (self.in_ch // lanes)
+        return max(mvu, in_beats, window_beats)
 
     def multipliers(self, simd: int, pe: int = 1) -> int:
         return simd * pe if self.kind == "conv" else 0
@@ -151,8 +169,8 @@ class Folding:
                                    "every max-pool needs lanes); start from `squeezehw fold`'s output")
         for name, f in self.layers.items():
             s = st[name]
-            what = "channels" if s.windowed else "inputs per output pixel (K*K*C)"
-            limit = s.in_ch if s.windowed else s.vector
+            what = "channels" if s.kind == "pool" else "inputs per output pixel (K*K*C)"
+            limit = s.in_ch if s.kind == "pool" else s.vector
             if f.simd < 1 or limit % f.simd:
                 raise FoldingFileError(
                     f"{name}: simd={f.simd} does not divide its {limit} {what}; "

@@ -68,7 +68,9 @@ def test_profiler_on_a_small_model():
     rep = profile(model, fold, frames=3, detail=True)
     assert rep["finished"]
     rows = {r["stream"]: r for r in rep["rows"]}
-    assert rows["features.0.in"]["xfers"] == 3 * 10 * 10 // fold["features.0"].simd
+    from squeezehw.folding import window_lanes
+    lanes = window_lanes(model.in_ch, fold["features.0"].simd)    # conv1's window takes these
+    assert rows["features.0.in"]["xfers"] == 3 * 10 * 10 * model.in_ch // lanes
     assert rows["classifier.1.out"]["xfers"] == 3 * (model.classes + 1)
     assert any("/squeeze.o" in name for name in rows)           # detail: inside the Fire modules
     assert "features.1.fifo.o" in rows                          # the pool's rate-smoothing FIFO

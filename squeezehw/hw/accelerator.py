@@ -16,7 +16,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..folding import Folding, stages
+from ..folding import Folding, stages, window_lanes
 from ..intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 from .fifo import StreamFIFO
 from .fire import Chain, FireEngine
@@ -97,12 +97,13 @@ class Accelerator(wiring.Component):
             if isinstance(layer, QConv):
                 s, fold = self.stages[layer.name], f[layer.name]
                 mvu = MVU.from_qconv(layer, simd=fold.simd, pe=fold.pe)
-                win = None
+                win, in_lanes = None, fold.simd
                 if s.windowed:
+                    in_lanes = window_lanes(c, fold.simd)
                     win = SlidingWindow(channels=c, height=h, width=w, kernel=layer.kernel, stride=layer.stride,
-                                        padding=layer.padding, lanes=fold.simd)
+                                        padding=layer.padding, lanes=in_lanes)
                 plan.append({"name": layer.name, "kind": "conv", "block": mvu, "window": win,
-                             "in_lanes": fold.simd, "out_lanes": fold.pe, "in_ch": c})
+                             "in_lanes": in_lanes, "out_lanes": fold.pe, "in_ch": c})
                 c, (h, w) = layer.out_ch, s.out_hw
             elif isinstance(layer, QMaxPool):
                 s, fold = self.stages[layer.name], f[layer.name]
@@ -163,7 +164,7 @@ class Accelerator(wiring.Component):
             entry = block.i
             if p.get("window") is not None:
                 win = chain.add(f"{name}_window", p["window"])
-                wiring.connect(m, win.o, block.i)
+                chain.link(win.o, win.lanes, block.i, block.simd, block.N, f"{name}_win")
                 entry = win.i
                 streams.append(win.o)
             chain.link(src, src_lanes, entry, p["in_lanes"], p["in_ch"], f"{name}_in")

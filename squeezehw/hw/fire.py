@@ -7,6 +7,9 @@ Dataflow (lanes in brackets; a Resize appears wherever two neighbours disagree o
           └─ squeeze MVU ──fork──► FIFO ──► expand1x1 MVU ──► concat.a ──► add.a ◄┘──► o
                              └──► 3x3 window ──► expand3x3 MVU ──► concat.b
 
+(The window runs at the expand3x3's SIMD when that divides the squeeze channels, else at one tap
+per beat with a Resize regrouping the 3x3 vector: squeezehw.folding.window_lanes.)
+
 The FIFO before expand1x1 absorbs the row of skew of the 3x3 branch and the bypass FIFO the skew
 of the whole module; their depths come from squeezehw.fifo_sizing (see there for why).
 """
@@ -15,7 +18,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fifo_sizing import FireFifos, check_depth, fire_fifos
-from ..folding import fire_out_lanes
+from ..folding import fire_out_lanes, window_lanes
 from ..intmodel import QFire
 from .bypass_add import BypassAdd
 from .concat import Concat
@@ -63,7 +66,7 @@ class FireEngine(wiring.Component):
         s = f.squeeze.out_ch
         # the window's look-ahead beyond (y+1, x+1), from the block itself
         self.window = SlidingWindow(channels=s, height=height, width=width, kernel=3, stride=1, padding=1,
-                                    lanes=self.f_e3.simd)
+                                    lanes=window_lanes(s, self.f_e3.simd))
         sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
                       bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
                       window_extra=self.window.input_skew_pixels)
@@ -129,10 +132,10 @@ class FireEngine(wiring.Component):
         wiring.connect(m, fifo1.o, x1.i)
         # expand3x3 branch
         win = c.add("window", self.window)
-        c.link(fk.o1, self.f_sq.pe, win.i, self.f_e3.simd, s, "e3_in")
+        c.link(fk.o1, self.f_sq.pe, win.i, win.lanes, s, "e3_in")
         x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe,
                                                 out_buffer=self.e3_out_buffer))
-        wiring.connect(m, win.o, x3.i)
+        c.link(win.o, win.lanes, x3.i, self.f_e3.simd, x3.N, "e3_win")
         cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
         c.link(x1.o, self.f_e1.pe, cat.a, lo, e1, "cat_a")
         c.link(x3.o, self.f_e3.pe, cat.b, lo, e3, "cat_b")

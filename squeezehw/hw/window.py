@@ -140,30 +140,38 @@ class SlidingWindow(wiring.Component):
         iy = Signal(range(-P, (Ho - 1) * S - P + K), init=-P)    # iy0 + ky
         ix = Signal(range(-P, (Wo - 1) * S - P + K), init=-P)    # ix0 + kx
         colb = Signal(range(-P * B, ((Wo - 1) * S - P + K) * B + 1), init=-P * B)  # ix*B + b
-        fslot = Signal(range(R))   # slot of row 0 of the reader's frame
-        # row 0 of frame 0 is slot 0, so row -P is slot -P mod R
-        rbase = Signal(range(R), init=(-P) % R)   # slot of row iy0 (mod R, also for padding rows)
-        kslot = Signal(range(R), init=(-P) % R)   # slot of row iy
+        # Slot base addresses (slot * W*B, kept premultiplied so the read address is one adder).
+        # Row 0 of frame 0 is slot 0, so row -P is slot -P mod R.
+        fslot = Signal(range(self.depth))                       # row 0 of the reader's frame
+        rbase = Signal(range(self.depth), init=((-P) % R) * WB)  # row iy0 (also padding rows)
+        kslot = Signal(range(self.depth), init=((-P) % R) * WB)  # row iy
 
-        lo = Signal(range(H))      # first input row the reader still needs
-        m.d.comb += lo.eq(Mux(iy0 < 0, 0, iy0))
-
-        # writer may overwrite the slot of global row (wy + lead*H) - R only when it is below lo
-        # (in global rows; also right for lead = -1)
+        # The writer may write global input row ``wy + lead*H`` only while it is below
+        # ``lo + R``, where ``lo = max(0, iy0)`` is the first input row the reader still needs.
+        # ``ahead`` = (wy + lead*H) - lo is kept as a running count (no multiplier or wide
+        # compare on the ready path; it was the ECP5 critical path): +1 when the writer
+        # completes a row, -(lo's step) when the reader moves to its next output row, and
+        # lo_last - H when it finishes a frame (lead drops by one and lo returns to 0).
+        lo_last = max(0, (Ho - 1) * S - P)
+        ahead = Signal(range(-(H + R) - 1, H + 2 * R + 2))
+        ahead_up = Signal()
+        ahead_down = Signal(range(H + S + 1))   # amount subtracted by the reader this cycle
         can_write = Signal()
         m.d.comb += [
-            can_write.eq(wy + lead * H < lo + R),
+            can_write.eq(ahead < R),
             self.i.ready.eq(can_write),
             wp.addr.eq(waddr),
             wp.data.eq(self.i.payload),
             wp.en.eq(self.i.valid & can_write),
         ]
+        m.d.sync += ahead.eq(ahead + ahead_up - ahead_down)
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
             with m.If(wb == B - 1):
                 m.d.sync += [wb.eq(0), wpix.eq(wpix + 1)]
                 with m.If(wx == W - 1):
                     m.d.sync += wx.eq(0)
+                    m.d.comb += ahead_up.eq(1)
                     with m.If(wy == H - 1):
                         m.d.sync += [wy.eq(0), wpix.eq(0)]
                         m.d.comb += lead_inc.eq(1)
@@ -175,14 +183,18 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += wb.eq(wb + 1)
 
         # ---- reader -----------------------------------------------------------------------------
-        ry = Signal(range(H))
-        rx = Signal(range(W))
-        m.d.comb += [
-            ry.eq(Mux(iy0 + (K - 1) > H - 1, H - 1, iy0 + (K - 1))),
-            rx.eq(Mux(ix0 + (K - 1) > W - 1, W - 1, ix0 + (K - 1))),
-        ]
+        # Output pixel (oy, ox) needs input pixel (ry, rx) = (min(H-1, iy0+K-1), min(W-1, ix0+K-1))
+        # of its frame.  need = ry*W + rx is a register advanced with the counters (running sums
+        # instead of a constant multiply on the issue path).
+        col0 = min(W - 1, K - 1 - P)
+        row0 = min(H - 1, K - 1 - P) * W
+        need_col = Signal(range(W), init=col0)
+        need_row = Signal(range(H * W), init=row0)
+        need = Signal(range(H * W), init=row0 + col0)
+        next_col = Mux(need_col + S > W - 1, W - 1, need_col + S)
+        next_row = Mux(need_row + S * W > (H - 1) * W, (H - 1) * W, need_row + S * W)
         available = Signal()
-        m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > ry * W + rx)))
+        m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > need)))
 
         ovalid = Signal()       # output register holds a beat
         ozero = Signal()        # ... and it is padding
@@ -192,13 +204,13 @@ class SlidingWindow(wiring.Component):
             inside.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)),
             issue.eq(available & (~ovalid | self.o.ready)),
             rp.en.eq(issue),
-            rp.addr.eq(kslot * WB + colb),
+            rp.addr.eq(kslot + colb),
             self.o.valid.eq(ovalid),
             self.o.payload.eq(Mux(ozero, 0, rp.data)),
         ]
 
-        def mod_r(v):  # v < 2R
-            return Mux(v >= R, v - R, v)
+        def mod_r(v):  # a slot base advanced by less than R slots, wrapped into the buffer
+            return Mux(v >= self.depth, v - self.depth, v)
 
         with m.If(~ovalid | self.o.ready):
             m.d.sync += ovalid.eq(issue)
@@ -213,25 +225,32 @@ class SlidingWindow(wiring.Component):
                 with m.Else():
                     m.d.sync += kx.eq(0)
                     with m.If(ky != K - 1):
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), kslot.eq(mod_r(kslot + 1)),
+                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), kslot.eq(mod_r(kslot + WB)),
                                      ix.eq(ix0), colb.eq(ix0 * B)]
                     with m.Else():
                         m.d.sync += ky.eq(0)
                         with m.If(ox != Wo - 1):   # next pixel of this output row
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
-                                         colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase)]
+                                         colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
+                                         need_col.eq(next_col), need.eq(need_row + next_col)]
                         with m.Else():
-                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B)]
+                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
+                                         need_col.eq(col0)]
                             with m.If(oy != Ho - 1):   # next output row
-                                nb = mod_r(rbase + (S % R))
+                                nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
-                                             rbase.eq(nb), kslot.eq(nb)]
+                                             rbase.eq(nb), kslot.eq(nb),
+                                             need_row.eq(next_row), need.eq(next_row + col0)]
+                                # lo = max(0, iy0) steps to max(0, iy0 + S)
+                                m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
+                                                              Mux(iy0 < 0, iy0 + S, S)))
                             with m.Else():             # next frame
-                                nf = mod_r(fslot + (H % R))
-                                nb = mod_r(fslot + ((H - P) % R))
+                                nf = mod_r(fslot + (H % R) * WB)
+                                nb = mod_r(fslot + ((H - P) % R) * WB)
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
-                                             rbase.eq(nb), kslot.eq(nb)]
-                                m.d.comb += lead_dec.eq(1)
+                                             rbase.eq(nb), kslot.eq(nb),
+                                             need_row.eq(row0), need.eq(row0 + col0)]
+                                m.d.comb += [lead_dec.eq(1), ahead_down.eq(H - lo_last)]
 
         with m.If(lead_inc & ~lead_dec):
             m.d.sync += lead.eq(lead + 1)

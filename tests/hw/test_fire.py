@@ -50,6 +50,11 @@ def first_difference(got, want):
     ("none", dict(sq=(1, 1), e1=(1, 1), e3=(2, 4)), 1, (3, 3)),
     ("simple", dict(sq=(4, 2), e1=(2, 4), e3=(2, 2)), 4, (5, 4)),
     ("complex", dict(sq=(2, 4), e1=(4, 2), e3=(1, 8), by=(4, 16)), 2, (4, 4)),
+    # expand3x3 SIMD that does not divide the 4 squeeze channels: the window runs a tap per beat
+    # and a Resize regroups the 36-value vector (folding.window_lanes)
+    ("none", dict(sq=(4, 1), e1=(2, 2), e3=(6, 2)), 4, (4, 5)),
+    ("simple", dict(sq=(2, 2), e1=(4, 1), e3=(12, 4)), 2, (3, 4)),
+    ("none", dict(sq=(1, 4), e1=(1, 8), e3=(36, 1)), 1, (4, 3)),
 ])
 @pytest.mark.parametrize("traffic", [Traffic(), Traffic.rough(3)], ids=["smooth", "rough"])
 def test_fire_matches_golden(bypass, folds, in_lanes, hw, traffic):
