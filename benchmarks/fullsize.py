@@ -63,6 +63,8 @@ def weight_ramb36(model, folding) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--multipliers", type=int, default=2000, help="multiplier budget for auto folding")
+    ap.add_argument("--speed-slack", type=float, default=2.0, metavar="PCT",
+                    help="auto folding: frame rate (%%) it may give up for higher MAC efficiency (default 2)")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
     ap.add_argument("--clock", type=float, default=200.0, help="clock (MHz) for the frames/s figure")
     ap.add_argument("--probes", action="store_true",
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     progress = not args.json
     t0 = time.monotonic()
     model = quantized_v11(progress)
-    fold = auto_fold(model, max_multipliers=args.multipliers)
+    fold = auto_fold(model, max_multipliers=args.multipliers, speed_slack=args.speed_slack / 100)
     files, labels, _ = list_image_folder(DATA / "sample")
     pick = [i for i in range(len(files)) if i % 10 == 5][:args.frames]     # not calibration photos
     x, _, _ = load_images([files[i] for i in pick], height=224, width=224, channels=3, resize=256,
@@ -88,6 +90,7 @@ def main(argv=None) -> int:
     weight_bytes = sum(c.weight_bytes for c in model.convs())
     out = {
         "model": "squeezenet1_1 int8, 224x224, 1000 classes", "budget_multipliers": args.multipliers,
+        "speed_slack_pct": args.speed_slack,
         "frames": rep.frames, "bit_exact": rep.bit_exact, "mismatches": rep.mismatches[:5],
         "cycles_per_frame": rep.cycles_per_frame, "expected_cycles_per_frame": rep.expected_cycles_per_frame,
         "latency_cycles": rep.latency_cycles, "multipliers": rep.multipliers,

@@ -55,22 +55,24 @@ def window_skew_pixels(width: int, kernel: int = 3, padding: int = 1, window_ext
     return (kernel - 1 - padding) * width + (kernel - 1 - padding) + window_extra
 
 
-MARGIN_BEATS = 2   # one beat in flight through the fork and one in the FIFO's output register
+MARGIN_BEATS = 1   # one beat in flight through the fork (StreamFIFO holds depth + 1 with its output register)
 THROUGHPUT_PIXELS = 4   # pixels in flight on the long path beyond the skew (module docstring)
 
 
 def fire_fifos(*, width: int, squeeze_ch: int, e1_simd: int, in_ch: int, bypass: str | None,
                bypass_lanes: int = 0, bypass_ch: int = 0, window_extra: int = 0,
-               throughput: bool = False) -> FireFifos:
+               e1_buffered_pixels: int = 0, throughput: bool = False) -> FireFifos:
     """Depths for one Fire module: the deadlock minimum, or with ``throughput`` the depths that
     also sustain the full rate (``THROUGHPUT_PIXELS`` more pixels, see the module docstring).
 
     ``bypass``: None, "simple" (the FIFO holds Fire input beats of ``bypass_lanes`` lanes) or
     "complex" (it holds the bypass conv's output beats: ``bypass_ch`` channels in ``bypass_lanes``).
+    ``e1_buffered_pixels``: pixels the expand1x1 MVU itself takes in ahead of its compute (the free
+    half of its ping-pong input buffer: 1 when it has more than one fold), which the FIFO need not hold.
     """
     skew = window_skew_pixels(width, window_extra=window_extra)
     extra = THROUGHPUT_PIXELS if throughput else 0
-    e1_depth = (skew + extra) * (squeeze_ch // e1_simd) + MARGIN_BEATS
+    e1_depth = max(0, skew + extra - e1_buffered_pixels) * (squeeze_ch // e1_simd) + MARGIN_BEATS
     if bypass is None:
         b_depth, b_width = 0, 0
     else:

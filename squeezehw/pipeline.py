@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .folding import Folding, auto_fold, default_folding
+from .folding import DEFAULT_SPEED_SLACK, Folding, auto_fold, default_folding
 from .intmodel import IntModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def resolve_model(arg: str | None, progress: bool = True) -> IntModel:
 
 
 def resolve_folding(arg: str | None, model: IntModel, *, max_multipliers: int | None = None,
-                    target_cycles: int | None = None) -> Folding:
+                    target_cycles: int | None = None, speed_slack: float = DEFAULT_SPEED_SLACK) -> Folding:
     """``None``/``default``: the default folding; ``auto``: balanced for the given target; else a file."""
     if arg in (None, "default") and max_multipliers is None and target_cycles is None:
         fold = default_folding(model)
@@ -49,7 +49,8 @@ def resolve_folding(arg: str | None, model: IntModel, *, max_multipliers: int | 
         if max_multipliers is None and target_cycles is None:
             raise UserError("--fold auto needs a target: --max-multipliers N, --board NAME, or "
                             "--target-fps F with --clock MHz")
-        fold = auto_fold(model, max_multipliers=max_multipliers, target_cycles=target_cycles)
+        fold = auto_fold(model, max_multipliers=max_multipliers, target_cycles=target_cycles,
+                         speed_slack=speed_slack)
     else:
         fold = Folding.load(arg)
     fold.validate(model)
@@ -69,6 +70,10 @@ def add_fold_arguments(p) -> None:
     g.add_argument("--board", metavar="NAME",
                    help="auto folding: use the board's DSP count as the budget and check its block RAM")
     g.add_argument("--target-fps", type=float, metavar="F", help="auto folding: frames per second to reach")
+    g.add_argument("--speed-slack", type=float, default=100 * DEFAULT_SPEED_SLACK, metavar="PCT",
+                   help="auto folding with a budget: give up at most PCT %% of frame rate for a folding "
+                        "with fewer multiplier-cycles per frame (higher MAC efficiency); 0 = the "
+                        f"fastest folding in the budget (default {100 * DEFAULT_SPEED_SLACK:g})")
     g.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
                    help="clock for --target-fps and for reported frame rates (default 100 MHz)")
 
@@ -87,7 +92,11 @@ def folding_from_args(args, model: IntModel) -> Folding:
         raise UserError("give either a resource budget (--max-multipliers/--board) or --target-fps, not both")
     if budget is not None and budget < 1:
         raise UserError(f"--max-multipliers must be positive, got {budget}")
-    fold = resolve_folding(args.fold, model, max_multipliers=budget, target_cycles=target)
+    slack = getattr(args, "speed_slack", 100 * DEFAULT_SPEED_SLACK)
+    if not 0 <= slack < 100:
+        raise UserError(f"--speed-slack must be a percentage in [0, 100), got {slack}")
+    fold = resolve_folding(args.fold, model, max_multipliers=budget, target_cycles=target,
+                           speed_slack=slack / 100)
     check_bram(args, model, fold)
     return fold
 

@@ -4,11 +4,14 @@ Used on the short branch of a Fire module and on the bypass path, where it absor
 parallel branches (depths come from the FIFO-depth pass).  ``depth=0`` is a plain wire, so the
 builder can instantiate a FIFO everywhere and let the pass decide.
 
+The output is registered (a StreamRegister after the memory's read port: ECP5 block RAM is slow
+to its output), so the FIFO holds ``depth + 1`` beats.
+
 Throughput: one beat per cycle in and out.  ``SyncFIFOBuffered`` with depth 1 or 2 moves a beat
 only every other cycle (its write side does not accept while full, even when a read frees a slot
 in the same cycle; checked in simulation), so requested depths 1 and 2 are built as depth 3
 (``depth`` reports what was built, ``requested_depth`` what was asked for).  Latency from
-input to output on an empty FIFO: 2 cycles (1 for the memory write, 1 for the synchronous read).
+input to output on an empty FIFO: 3 cycles (the memory write, the synchronous read, the register).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .errors import FoldingError
+from .stream_register import StreamRegister
 
 __all__ = ["StreamFIFO"]
 
@@ -42,11 +46,11 @@ class StreamFIFO(wiring.Component):
         # SyncFIFOBuffered(depth<=2) moves a beat only every other cycle: a silent throughput trap.
         self.depth = depth = 3 if depth in (1, 2) else depth
         self.memory_bits = width * depth
-        self.latency = 0 if depth == 0 else 2
+        self.latency = 0 if depth == 0 else 3
         super().__init__({
             "i": In(stream.Signature(width)),
             "o": Out(stream.Signature(width)),
-            "level": Out(range(depth + 1)),
+            "level": Out(range(depth + 2)),
         })
 
     def elaborate(self, platform):
@@ -60,13 +64,15 @@ class StreamFIFO(wiring.Component):
             ]
             return m
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.submodules.out = out = StreamRegister(width=self.width)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload),
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
-            self.o.payload.eq(fifo.r_data),
-            self.o.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o.ready),
-            self.level.eq(fifo.level),
+            out.i.payload.eq(fifo.r_data),
+            out.i.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(out.i.ready),
+            self.level.eq(fifo.level + out.o.valid),
         ]
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         return m

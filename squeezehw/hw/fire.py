@@ -69,7 +69,8 @@ class FireEngine(wiring.Component):
                                     lanes=window_lanes(s, self.f_e3.simd))
         sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
                       bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
-                      window_extra=self.window.input_skew_pixels)
+                      window_extra=self.window.input_skew_pixels,
+                      e1_buffered_pixels=1 if f.expand1x1.out_ch > self.f_e1.pe else 0)
         need = fire_fifos(**sizing)                        # deadlock minimum
         self.required_fifos = need
         self.fifos = fifos or fire_fifos(**sizing, throughput=True)

@@ -49,7 +49,7 @@ its beat appearing on ``o``):
   1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
   2 PE*SIMD products                                     7 >> (shift - 1)
   3 adder tree (per PE)                                  8 +1 >> 1 (round half up), clamp
-  4 accumulate (bias loaded on the first step)           9 FIFO write, readable 2 cycles later
+  4 accumulate (bias loaded on the first step)           9 FIFO write, on ``o`` 3 cycles later
 """
 from __future__ import annotations
 
@@ -66,13 +66,14 @@ from amaranth.lib.wiring import In, Out
 from ..errors import UserError
 from ..ir import bits_for_signed
 from .errors import FoldingError
+from .stream_register import StreamRegister
 
 __all__ = ["MVU", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
 _ISSUE_TO_FIFO_WRITE = 9       # cycles from issue to the FIFO write (stages 0..9 above)
-_FIFO_READ_LATENCY = 2         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2
+_FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
 
 
 # requantiser mode of MVUs built without an explicit ``requant`` (see requant_mode)
@@ -347,7 +348,7 @@ class MVU(wiring.Component):
             ]
             x_word = s1_x
 
-        taken = self.o.valid & self.o.ready
+        taken = fifo.r_rdy & fifo.r_en      # a beat leaves the FIFO (for the output register)
         issued_out = fire & last_step
         with m.If(issued_out & ~taken):
             m.d.sync += credits_used.eq(credits_used + 1)
@@ -532,8 +533,11 @@ class MVU(wiring.Component):
             m.d.sync += s7_y[8 * p:8 * p + 8].eq(y[:8])
 
         # ---- stage 9: output FIFO ------------------------------------------------------------
+        # the FIFO's block RAM output goes through a register (StreamRegister: slow BRAM clock-to-out)
+        out = m.submodules.out = StreamRegister(width=8 * PE)
         m.d.comb += [
             fifo.w_en.eq(s7_valid), fifo.w_data.eq(s7_y),
-            self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready),
+            out.i.valid.eq(fifo.r_rdy), out.i.payload.eq(fifo.r_data), fifo.r_en.eq(out.i.ready),
         ]
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         return m

@@ -28,7 +28,8 @@ Flow control (correct under any traffic, checked at row/pixel granularity):
 Throughput: one output beat per cycle whenever the input keeps up (a window unit outputs
 ``K*K/S**2`` times more beats than it takes, so the reader is the bottleneck and the input stalls).
 ``cycles_per_frame = max(out_beats_per_frame, in_beats_per_frame)`` in steady state.
-Latency: an output beat is valid 1 cycle after the reader issues its read.
+Latency: an output beat is valid 2 cycles after the reader issues its read (the line buffer's
+synchronous read, then a StreamRegister: block RAM is slow to its output on ECP5).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .errors import FoldingError
+from .stream_register import StreamRegister
 
 __all__ = ["SlidingWindow"]
 
@@ -99,7 +101,7 @@ class SlidingWindow(wiring.Component):
         self.cycles_per_frame = max(self.in_beats_per_frame, self.out_beats_per_frame)
         self.input_skew_pixels = 0
         self.max_input_lead_rows = self.rows
-        self.latency = 1
+        self.latency = 2
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
 
@@ -196,23 +198,26 @@ class SlidingWindow(wiring.Component):
         available = Signal()
         m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > need)))
 
-        ovalid = Signal()       # output register holds a beat
+        # the read port's data (plus the padding mux) is registered before it leaves the block
+        m.submodules.out = out = StreamRegister(width=8 * self.lanes)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        ovalid = Signal()       # the read port holds a beat
         ozero = Signal()        # ... and it is padding
         issue = Signal()
         inside = Signal()
         m.d.comb += [
             inside.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)),
-            issue.eq(available & (~ovalid | self.o.ready)),
+            issue.eq(available & (~ovalid | out.i.ready)),
             rp.en.eq(issue),
             rp.addr.eq(kslot + colb),
-            self.o.valid.eq(ovalid),
-            self.o.payload.eq(Mux(ozero, 0, rp.data)),
+            out.i.valid.eq(ovalid),
+            out.i.payload.eq(Mux(ozero, 0, rp.data)),
         ]
 
         def mod_r(v):  # a slot base advanced by less than R slots, wrapped into the buffer
             return Mux(v >= self.depth, v - self.depth, v)
 
-        with m.If(~ovalid | self.o.ready):
+        with m.If(~ovalid | out.i.ready):
             m.d.sync += ovalid.eq(issue)
         with m.If(issue):
             m.d.sync += ozero.eq(~inside)
