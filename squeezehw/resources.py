@@ -112,8 +112,7 @@ def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=Non
     # bypass adds: two 8x16-bit multipliers per output lane
     from .folding import fire_out_lanes
     from .intmodel import QFire
-    add = sum(2 * fire_out_lanes(l.expand1x1.out_ch, l.expand3x3.out_ch, folding[l.expand1x1.name].pe,
-                                 folding[l.expand3x3.name].pe)
+    add = sum(2 * fire_out_lanes(l, folding.layers)
               for l in model.layers if isinstance(l, QFire) and l.bypass is not None)
     requant += add
     lut += dist_bits // 4                      # LUT RAM: 16x4 bits per 4-LUT slice pair, roughly

@@ -76,3 +76,21 @@ def test_profiler_on_a_small_model():
     assert "features.1.fifo.o" in rows                          # the pool's rate-smoothing FIFO
     assert abs(rep["cycles_per_frame"] / rep["expected_cycles_per_frame"] - 1) <= TOLERANCE
     assert "cycles/frame" in format_table(rep)
+
+
+def test_kxk_simd_spanning_kernel_taps():
+    """3x3 convs with SIMD = K*K*C (window at one tap per beat, a Resize in front of the MVU) and
+    PE 1: the Fire's concat lanes must still keep up (folding.fire_out_lanes), so the pace is the
+    cost model's."""
+    from squeezehw.folding import Folding, LayerFold, stages
+    rng = np.random.default_rng(5)
+    model = random_model(rng, in_ch=3, size=19, conv1=(16, 3, 2, 0),
+                         fires=((4, 32, 32, "none"), (8, 8, 16, "none")), pool_after=(0, 1),
+                         classes=4, name="random_wide_e3")
+    # everything else as parallel as it goes, so the expand3x3 units (and their concat) set the pace
+    layers = dict(auto_fold(model, max_multipliers=10_000).layers)
+    for s in stages(model):
+        if s.name.endswith("expand3x3"):
+            layers[s.name] = LayerFold(s.vector, 1)
+    x = rng.integers(0, 256, size=(FRAMES, 3, 19, 19), dtype=np.uint8)
+    check(model, Folding(layers), x)

@@ -24,7 +24,7 @@ from .bypass_add import BypassAdd
 from .concat import Concat
 from .fifo import StreamFIFO
 from .fork import Fork
-from .mvu import MVU
+from .mvu import MVU, MVU_FIFO_LATENCY
 from .resize import Resize
 from .window import SlidingWindow
 
@@ -60,28 +60,29 @@ class FireEngine(wiring.Component):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
-        self.out_lanes = fire_out_lanes(f.expand1x1.out_ch, f.expand3x3.out_ch, self.f_e1.pe, self.f_e3.pe)
+        self.out_lanes = fire_out_lanes(f, folds)
         self.mode = None if f.bypass is None else ("simple" if f.bypass.conv is None else "complex")
         self.f_by = folds[f.bypass.conv.name] if self.mode == "complex" else None
         s = f.squeeze.out_ch
         # the window's look-ahead beyond (y+1, x+1), from the block itself
         self.window = SlidingWindow(channels=s, height=height, width=width, kernel=3, stride=1, padding=1,
                                     lanes=window_lanes(s, self.f_e3.simd))
-        sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
-                      bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
-                      window_extra=self.window.input_skew_pixels,
-                      e1_buffered_pixels=1 if f.expand1x1.out_ch > self.f_e1.pe else 0)
-        need = fire_fifos(**sizing)                        # deadlock minimum
-        self.required_fifos = need
-        self.fifos = fifos or fire_fifos(**sizing, throughput=True)
         # The concat takes a pixel's expand1x1 beats, then its expand3x3 beats: while it serves one
         # side, the other side's MVU must be able to finish a whole pixel (its own beats) and keep
         # going during the other side's burst (the other side's beats at the concat's lanes), or
         # the bottleneck expand stalls once per pixel.  These are extra output-FIFO entries.
-        e1b, e3b = f.expand1x1.out_ch // self.f_e1.pe, f.expand3x3.out_ch // self.f_e3.pe
+        e1, e3 = f.expand1x1.out_ch, f.expand3x3.out_ch
+        e1b, e3b = e1 // self.f_e1.pe, e3 // self.f_e3.pe
         lo = self.out_lanes
-        self.e1_out_buffer = e1b + f.expand3x3.out_ch // lo
-        self.e3_out_buffer = e3b + f.expand1x1.out_ch // lo
+        self.e1_out_buffer = e1b + e3 // lo
+        self.e3_out_buffer = e3b + e1 // lo
+        sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
+                      bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
+                      window_extra=self.window.input_skew_pixels,
+                      e1_buffered_pixels=self._e1_buffered_pixels())
+        need = fire_fifos(**sizing)                        # deadlock minimum
+        self.required_fifos = need
+        self.fifos = fifos or fire_fifos(**sizing, throughput=True)
         if check_fifos:
             check_depth(f"{f.name}.expand1x1 FIFO", self.fifos.expand1x1_depth, need.expand1x1_depth)
             if self.mode:
@@ -90,6 +91,23 @@ class FireEngine(wiring.Component):
             "i": In(stream.Signature(8 * in_lanes)),
             "o": Out(stream.Signature(8 * self.out_lanes)),
         })
+
+    def _cat_fifo_depth(self, pe: int, channels: int) -> int:
+        """Depth of the FIFO between an expand unit and the concat (0: none, the MVU is as wide)."""
+        return 0 if pe == self.out_lanes else channels // self.out_lanes + 2
+
+    def _e1_buffered_pixels(self) -> int:
+        """Whole expand1x1 pixels the branch holds behind its skew FIFO while the concat waits for
+        the 3x3 branch: the free half of the MVU's ping-pong input (when it has several folds), its
+        output FIFO and register (the parallel requantiser's depth, the smaller one), and the FIFO
+        and register in front of the concat.  The skew FIFO need not hold these (fifo_sizing)."""
+        f, p = self.fire, self.f_e1.pe
+        e1 = f.expand1x1.out_ch
+        ping_pong = 1 if e1 > p else 0
+        out_beats = MVU_FIFO_LATENCY + 1 + self.e1_out_buffer + 1
+        cat_depth = self._cat_fifo_depth(p, e1)
+        cat_beats = (max(3, cat_depth) + 1) if cat_depth else 0
+        return ping_pong + out_beats * p // e1 + cat_beats * self.out_lanes // e1
 
     @property
     def bypass_lanes(self) -> int:
@@ -138,8 +156,19 @@ class FireEngine(wiring.Component):
                                                 out_buffer=self.e3_out_buffer))
         c.link(win.o, win.lanes, x3.i, self.f_e3.simd, x3.N, "e3_win")
         cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
-        c.link(x1.o, self.f_e1.pe, cat.a, lo, e1, "cat_a")
-        c.link(x3.o, self.f_e3.pe, cat.b, lo, e3, "cat_b")
+        # The concat takes all of a pixel's expand1x1 beats, then all of its expand3x3 beats.  A
+        # side whose MVU is narrower than the concat reaches it through a Resize that converts one
+        # narrow beat per cycle and holds a single wide beat, so without a buffer behind it the two
+        # sides would fill one after the other (e1/PE1 + e3/PE3 cycles per pixel instead of the
+        # larger of the two: this held SqueezeNet v1.1's Fire 2/3 at 92 instead of 72 cycles per
+        # pixel).  A FIFO of one pixel of that side (at the concat's lanes) lets both fill at once.
+        for side, mvu, pe, ch, port in (("a", x1, self.f_e1.pe, e1, cat.a), ("b", x3, self.f_e3.pe, e3, cat.b)):
+            if not self._cat_fifo_depth(pe, ch):
+                wiring.connect(m, mvu.o, port)
+                continue
+            buf = c.add(f"cat_{side}_fifo", StreamFIFO(width=8 * lo, depth=self._cat_fifo_depth(pe, ch)))
+            c.link(mvu.o, pe, buf.i, lo, ch, f"cat_{side}")
+            wiring.connect(m, buf.o, port)
         if not self.mode:
             wiring.connect(m, cat.o, wiring.flipped(self.o))
             return m

@@ -68,12 +68,13 @@ from ..ir import bits_for_signed
 from .errors import FoldingError
 from .stream_register import StreamRegister
 
-__all__ = ["MVU", "divisors", "requant_mode"]
+__all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
 _ISSUE_TO_FIFO_WRITE = 9       # cycles from issue to the FIFO write (stages 0..9 above)
 _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
+MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
 
 
 # requantiser mode of MVUs built without an explicit ``requant`` (see requant_mode)
@@ -220,7 +221,7 @@ class MVU(wiring.Component):
         self.weight_depth = self.NF * self.SF
         self.weight_width = self.pe * self.simd * self.w_bits
         self.weight_bits = self.weight_depth * self.weight_width
-        self.latency = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY
+        self.latency = MVU_FIFO_LATENCY
         if self.requant == "serial":
             # digit-serial requantiser: the smallest digit whose pass count fits between two beats
             self.requant_digit_bits = next(r for r in range(1, MULT_BITS + 1)
