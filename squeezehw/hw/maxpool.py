@@ -35,11 +35,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..ir import pool_out_size
 from .errors import FoldingError
+from .fifo import StreamFIFO
 
 __all__ = ["MaxPool"]
 
@@ -92,7 +92,7 @@ class MaxPool(wiring.Component):
         self.cycles_per_frame = self.in_beats_per_frame
         # beats a consumer at the average rate leaves behind during an output row (module doc)
         self.burst_beats = self._burst_beats()
-        # +1: SyncFIFOBuffered must accept a push in the cycle a pop frees a full bank's slot
+        # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
         self.register_bits = 2 * B * 8 * lanes
         self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
@@ -175,9 +175,11 @@ class MaxPool(wiring.Component):
         y = Signal(range(H))
         vox = Signal(range(Wo * B))   # position within the row-max row (ox, beat)
         vrow = lookup(y, _windows(H, K, S, Ho), "vrow")
+        # The banks are StreamFIFOs: their block-RAM output is registered before the lane maxima
+        # (ECP5 block RAM is slow to its output; this path set the ULX3S Fmax at 76 MHz).
         fifos = []
         for j in (0, 1):
-            f = SyncFIFOBuffered(width=8 * L, depth=self.fifo_depth)
+            f = StreamFIFO(width=8 * L, depth=self.fifo_depth)
             m.submodules[f"vbank{j}"] = f
             fifos.append(f)
         # every bank this beat pops must have its head, every push must fit, an emit needs ofree
@@ -185,18 +187,18 @@ class MaxPool(wiring.Component):
         conds = [hv]
         for j, f in enumerate(fifos):
             inside, first, last = vrow[j]
-            conds.append(~(inside & ~first) | f.r_rdy)
-            conds.append(~(inside & ~last) | f.w_rdy)
+            conds.append(~(inside & ~first) | f.o.valid)
+            conds.append(~(inside & ~last) | f.i.ready)
         emit_v = vrow[0][2] | vrow[1][2]
         conds.append(~emit_v | ofree)
         m.d.comb += [ok.eq(Cat(*conds).all()), v_take.eq(ok)]
         for j, f in enumerate(fifos):
             inside, first, last = vrow[j]
-            new = Mux(first, hdata, lane_max(f.r_data, hdata))
+            new = Mux(first, hdata, lane_max(f.o.payload, hdata))
             m.d.comb += [
-                f.r_en.eq(ok & inside & ~first),
-                f.w_en.eq(ok & inside & ~last),
-                f.w_data.eq(new),
+                f.o.ready.eq(ok & inside & ~first),
+                f.i.valid.eq(ok & inside & ~last),
+                f.i.payload.eq(new),
             ]
             with m.If(ok & inside & last):
                 m.d.sync += odata.eq(new)

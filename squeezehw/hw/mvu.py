@@ -48,7 +48,7 @@ its beat appearing on ``o``):
   0 issue: counters, weight/buffer memory reads          5 acc * mult, as two DSP-sized halves
   1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
   2 PE*SIMD products                                     7 >> (shift - 1)
-  3 adder tree (per PE)                                  8 +1 >> 1 (round half up), clamp
+  3 adder tree (per PE); parameters registered           8 +1 >> 1 (round half up), clamp
   4 accumulate (bias loaded on the first step)           9 FIFO write, on ``o`` 3 cycles later
 """
 from __future__ import annotations
@@ -397,9 +397,7 @@ class MVU(wiring.Component):
                 wv = op_w[lsb:lsb + self.w_bits].as_signed()
                 m.d.sync += s2_prod[p][s].eq(wv * xv)
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
-        s2_nf = Signal(range(NF))
-        m.d.sync += [s2_valid.eq(op_valid), s2_first.eq(op_first), s2_last.eq(op_last),
-                     s2_nf.eq(op_nf)]
+        m.d.sync += [s2_valid.eq(op_valid), s2_first.eq(op_first), s2_last.eq(op_last)]
 
         # ---- stage 3: adder tree; parameter ROM read ---------------------------------------
         tw = max(self.tree_bits, prod_bits)
@@ -413,9 +411,12 @@ class MVU(wiring.Component):
         if NF > 1:
             pmem = m.submodules.params = Memory(shape=unsigned(PE * lane_w), depth=NF,
                                                 init=self.param_words())
+            # read a stage early and register the word: the bias feeds the accumulator's adder,
+            # and a memory's output straight into a carry chain is slow on ECP5
             prd = pmem.read_port()
-            m.d.comb += prd.addr.eq(s2_nf)
-            pword = prd.data
+            m.d.comb += prd.addr.eq(op_nf)
+            pword = Signal(PE * lane_w, name="pword")
+            m.d.sync += pword.eq(prd.data)
         else:
             pword = Const(self.param_words()[0], PE * lane_w)
 
