@@ -5,10 +5,10 @@ Per lane (docs/numerics.md, golden.bypass_add):
 (simple bypass) or int8 (complex bypass, the 1x1 conv without ReLU).  Beats of ``a`` and ``b`` are
 paired in order (both streams carry the same pixels in the same order and lane layout).
 
-Pipeline: 2 stages (products, then sum/round/shift/clamp) so the multipliers and the adder/clamp
-are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
+Pipeline: 3 stages (the input pair registered, products, then sum/round/shift/clamp) so the
+multipliers and the adder/clamp are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
 and moves on otherwise, so it takes one beat pair per cycle (full throughput) under any traffic.
-Latency 2 cycles.
+Latency 3 cycles.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ __all__ = ["BypassAdd"]
 class BypassAdd(wiring.Component):
     """Ports: ``a``, ``b`` (in streams, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
 
-    Attributes: ``latency`` = 2, ``memory_bits`` = 0 (pipeline registers only),
+    Attributes: ``latency`` = 3, ``memory_bits`` = 0 (pipeline registers only),
     ``sum_bits`` = signed width of the exact sum (8 + 16 + 2 bits per the numerics contract).
     """
 
@@ -42,7 +42,7 @@ class BypassAdd(wiring.Component):
         self.mult_b = mult_b
         self.shift = shift
         self.b_signed = bool(b_signed)
-        self.latency = 2
+        self.latency = 3
         self.memory_bits = 0
         # 8 + 16 + 2 bits hold the exact sum (numerics.md); the rounding constant 2**(shift-1)
         # needs more when the shift is large.
@@ -59,28 +59,35 @@ class BypassAdd(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L = self.lanes
-        # Stage 1: products.  Stage 2: output lanes.  v1/v2 = stage holds a beat.
-        v1 = Signal()
+        # Stage 0: the input pair, registered beside the multipliers (the join's mux and the
+        # route to the DSP column would otherwise precede the multiply).  Stage 1: products.
+        # Stage 2: output lanes.  v0/v1/v2 = stage holds a beat.
+        v0, v1 = Signal(), Signal()
+        ra, rb = Signal(8 * L), Signal(8 * L)
         pa = [Signal(unsigned(8 + 16), name=f"pa{k}") for k in range(L)]
         pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}") for k in range(L)]
         out = Signal(8 * L)
         v2 = Signal()
         adv2 = Signal()  # stage 2 takes a new beat (or empties) this cycle
         adv1 = Signal()
+        adv0 = Signal()
         m.d.comb += [
             self.o.valid.eq(v2),
             self.o.payload.eq(out),
             adv2.eq(~v2 | self.o.ready),
             adv1.eq(~v1 | adv2),
-            # join: take a pair only when both are present and stage 1 can move
-            self.a.ready.eq(adv1 & self.b.valid),
-            self.b.ready.eq(adv1 & self.a.valid),
+            adv0.eq(~v0 | adv1),
+            # join: take a pair only when both are present and stage 0 can move
+            self.a.ready.eq(adv0 & self.b.valid),
+            self.b.ready.eq(adv0 & self.a.valid),
         ]
+        with m.If(adv0):
+            m.d.sync += [v0.eq(self.a.valid & self.b.valid), ra.eq(self.a.payload), rb.eq(self.b.payload)]
         with m.If(adv1):
-            m.d.sync += v1.eq(self.a.valid & self.b.valid)
+            m.d.sync += v1.eq(v0)
             for k in range(L):
-                a = self.a.payload[8 * k:8 * k + 8]
-                b = self.b.payload[8 * k:8 * k + 8]
+                a = ra[8 * k:8 * k + 8]
+                b = rb[8 * k:8 * k + 8]
                 b = b.as_signed() if self.b_signed else b.as_unsigned()
                 m.d.sync += [pa[k].eq(a * self.mult_a), pb[k].eq(b * self.mult_b)]
         with m.If(adv2):

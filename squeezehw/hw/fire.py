@@ -98,12 +98,13 @@ class FireEngine(wiring.Component):
 
     def _e1_buffered_pixels(self) -> int:
         """Whole expand1x1 pixels the branch holds behind its skew FIFO while the concat waits for
-        the 3x3 branch: the free half of the MVU's ping-pong input (when it has several folds), its
-        output FIFO and register (the parallel requantiser's depth, the smaller one), and the FIFO
-        and register in front of the concat.  The skew FIFO need not hold these (fifo_sizing)."""
+        the 3x3 branch: both halves of the MVU's ping-pong input (when it has several folds: the
+        vector in compute, whose output beats are blocked, and the next one), its output FIFO and
+        register (the parallel requantiser's depth, the smaller one), and the FIFO and register in
+        front of the concat.  The skew FIFO need not hold these (fifo_sizing)."""
         f, p = self.fire, self.f_e1.pe
         e1 = f.expand1x1.out_ch
-        ping_pong = 1 if e1 > p else 0
+        ping_pong = 2 if e1 > p else 0
         out_beats = MVU_FIFO_LATENCY + 1 + self.e1_out_buffer + 1
         cat_depth = self._cat_fifo_depth(p, e1)
         cat_beats = (max(3, cat_depth) + 1) if cat_depth else 0

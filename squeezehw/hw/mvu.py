@@ -50,6 +50,7 @@ its beat appearing on ``o``):
   2 PE*SIMD products                                     7 >> (shift - 1)
   3 adder tree (per PE); parameters registered           8 +1 >> 1 (round half up), clamp
   4 accumulate (bias loaded on the first step)           9 FIFO write, on ``o`` 3 cycles later
+  4b requant operands registered beside the multipliers
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ __all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 9       # cycles from issue to the FIFO write (stages 0..9 above)
+_ISSUE_TO_FIFO_WRITE = 10      # cycles from issue to the FIFO write (stages 0..9 above, and 4b)
 _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
 MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
 
@@ -438,6 +439,19 @@ class MVU(wiring.Component):
         m.d.sync += s4_valid.eq(s3_valid & s3_last)
         for p in range(PE):
             m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
+
+        # ---- stage 4b: requant operands, registered next to the multipliers ------------------
+        # The accumulator's flip-flops sit by its adder; a copy that feeds only the multiplier
+        # lets the placer put it beside the DSP (the FF -> route -> MULT18X18D -> route -> FF path
+        # set the ULX3S Fmax at 82 MHz).
+        rq_valid = Signal()
+        rq_acc = [Signal(signed(self.acc_bits), name=f"rqacc_{p}") for p in range(PE)]
+        rq_mult = [Signal(MULT_BITS, name=f"rqmult_{p}") for p in range(PE)]
+        rq_shm1 = [Signal(self.shift_bits, name=f"rqshm1_{p}") for p in range(PE)]
+        m.d.sync += rq_valid.eq(s4_valid)
+        for p in range(PE):
+            m.d.sync += [rq_acc[p].eq(acc[p]), rq_mult[p].eq(s4_mult[p]), rq_shm1[p].eq(s4_shm1[p])]
+        s4_valid, acc, s4_mult, s4_shm1 = rq_valid, rq_acc, rq_mult, rq_shm1
 
         if self.requant == "serial":
             s5_valid, s5_prod, s5_shm1 = self._serial_requant(m, s4_valid, acc, s4_mult, s4_shm1)
