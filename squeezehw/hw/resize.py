@@ -5,7 +5,13 @@ Both lane counts divide ``channels``, so pixel boundaries fall on beat boundarie
 the converter only has to preserve the byte order (channel order, pixel after pixel, frame after
 frame); it needs no pixel counter.  Any ratio works (e.g. 4 -> 6 lanes for 12 channels).
 
-Design: a shift buffer of ``in_lanes + out_lanes - 1`` lanes holding ``count`` valid lanes (lane 0
+Integer ratios (the common case: ``out = k*in`` or ``in = k*out``) use a cheap dedicated design:
+widening collects ``k-1`` beats in a register and forms the wide beat with the k-th (output
+register ``out`` lanes); narrowing loads a wide beat into a register and shifts a slice out per
+cycle.  No barrel shifter: the general design below cost 536 LUT4 for 1 -> 8 lanes on ECP5, the
+widening one a few dozen.
+
+General ratios: a shift buffer of ``in_lanes + out_lanes - 1`` lanes holding ``count`` valid lanes (lane 0
 oldest).  ``o`` is valid while ``count >= out_lanes`` (never depends on ready); an input beat is
 accepted when it fits after this cycle's output, and is written just above the lanes that remain.
 That capacity is exactly enough for one beat per cycle on the narrow side: widening accepts an input
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 from math import gcd
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,7 +54,16 @@ class Resize(wiring.Component):
         self.out_lanes = out_lanes
         self.channels = channels
         self.identity = in_lanes == out_lanes
-        self.cap_lanes = 0 if self.identity else in_lanes + out_lanes - 1
+        self.widen = not self.identity and out_lanes % in_lanes == 0
+        self.narrow = not self.identity and in_lanes % out_lanes == 0
+        if self.identity:
+            self.cap_lanes = 0
+        elif self.widen:
+            self.cap_lanes = 2 * out_lanes - in_lanes       # k-1 collected beats + the output beat
+        elif self.narrow:
+            self.cap_lanes = in_lanes
+        else:
+            self.cap_lanes = in_lanes + out_lanes - 1
         self.memory_bits = 8 * self.cap_lanes
         self.latency = 0 if self.identity else 1
         super().__init__({
@@ -65,6 +80,10 @@ class Resize(wiring.Component):
                 self.i.ready.eq(self.o.ready),
             ]
             return m
+        if self.widen:
+            return self._widen(m)
+        if self.narrow:
+            return self._narrow(m)
         li, lo, cap = self.in_lanes, self.out_lanes, self.cap_lanes
         g = gcd(li, lo)  # the fill level is always a multiple of g lanes: shift in g-lane units
         buf = Signal(8 * cap)
@@ -86,4 +105,42 @@ class Resize(wiring.Component):
             buf.eq(Mux(push, shifted | inserted, shifted)),
             count.eq(remain + Mux(push, li // g, 0)),
         ]
+        return m
+
+    def _widen(self, m):
+        """out = k*in: k-1 beats collected, the k-th completes the registered output beat."""
+        li, lo = self.in_lanes, self.out_lanes
+        k = lo // li
+        parts = Signal(8 * (lo - li))       # the first k-1 beats of the beat being collected
+        n = Signal(range(k))                # beats collected
+        m.d.comb += self.i.ready.eq((n != k - 1) | ~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(n == k - 1):
+                m.d.sync += [self.o.payload.eq(Cat(parts, self.i.payload)), self.o.valid.eq(1), n.eq(0)]
+            with m.Else():
+                with m.Switch(n):
+                    for j in range(k - 1):
+                        with m.Case(j):
+                            m.d.sync += parts[8 * li * j:8 * li * (j + 1)].eq(self.i.payload)
+                m.d.sync += n.eq(n + 1)
+        return m
+
+    def _narrow(self, m):
+        """in = k*out: a wide beat is loaded and shifted out a slice per cycle."""
+        li, lo = self.in_lanes, self.out_lanes
+        k = li // lo
+        buf = Signal(8 * li)
+        left = Signal(range(k + 1))         # slices of buf still to send
+        pop = self.o.valid & self.o.ready
+        m.d.comb += [
+            self.o.valid.eq(left != 0),
+            self.o.payload.eq(buf[:8 * lo]),
+            self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), left.eq(k)]
+        with m.Elif(pop):
+            m.d.sync += [buf.eq(buf >> (8 * lo)), left.eq(left - 1)]
         return m
