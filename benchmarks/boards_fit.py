@@ -89,7 +89,8 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
         requant = "serial"
         board, mhz, top_cls = "icebreaker", ice40_mhz, ICEBreakerTop
     # router1 crawled on the large design (about 30 s per 1,000 of 119,200 arcs on this machine)
-    extra = ("--router", "router2") if which == "ulx3s-large" else ()
+    # and stalled at ~46,000 overused arcs on the default model at 100 MHz: router2 for ECP5
+    extra = ("--router", "router2") if which.startswith("ulx3s") else ()
     accel = Accelerator(model=model, folding=fold, requant=requant)
     top = top_cls(accel, baud=baud, core_hz=mhz * 1e6)
     summ = fold.summary(model)
