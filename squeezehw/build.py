@@ -47,9 +47,10 @@ def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
     fifos = accel.fifos()
     s = folding.summary(model)
     fifo_bits = sum(v["memory_bits"] for v in fifos.values())
-    from .resources import estimate, memory_inventory
-    mems = memory_inventory(accel)
-    resources = {fam: {k: v for k, v in estimate(model, folding, fam, memories=mems).items() if k != "memories"}
+    from .resources import design_inventory, estimate
+    mems, blocks = design_inventory(accel)
+    resources = {fam: {k: v for k, v in estimate(model, folding, fam, memories=mems, blocks_in=blocks).items()
+                       if k != "memories"}
                  for fam in ("ecp5", "ice40", "xilinx36")}
     return {
         "format": "squeezehw-design", "version": 1,

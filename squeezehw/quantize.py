@@ -106,8 +106,9 @@ def quantize_weights(w: np.ndarray, w_bits: int) -> tuple[np.ndarray, np.ndarray
     wf = np.asarray(w, np.float64)
     amax = np.abs(wf.reshape(wf.shape[0], -1)).max(1)
     # weights a billion times below the layer's largest are numerically dead (training leaves
-    # denormals behind); treating them as zero keeps such a channel's bias representable
-    amax = np.where(amax > 1e-9 * amax.max(), amax, 0.0)
+    # denormals behind); treating them as zero keeps such a channel's bias representable.  So is a
+    # channel whose step amax/qmax underflows to zero (denormal weights in a layer of denormals).
+    amax = np.where((amax > 1e-9 * amax.max()) & (amax / qmax > 0), amax, 0.0)
     scale = amax / qmax
     safe = np.where(scale > 0, scale, 1.0)
     wq = np.clip(np.rint(wf / safe[:, None, None, None]), -qmax, qmax).astype(np.int8)
