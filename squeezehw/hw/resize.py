@@ -11,12 +11,12 @@ register ``out`` lanes); narrowing loads a wide beat into a register and shifts 
 cycle.  No barrel shifter: the general design below cost 536 LUT4 for 1 -> 8 lanes on ECP5, the
 widening one a few dozen.
 
-General ratios: a shift buffer of ``in_lanes + out_lanes - 1`` lanes holding ``count`` valid lanes (lane 0
+General ratios: a shift buffer of ``in_lanes + 2*out_lanes - 1`` lanes holding ``count`` valid lanes (lane 0
 oldest).  ``o`` is valid while ``count >= out_lanes`` (never depends on ready); an input beat is
-accepted when it fits after this cycle's output, and is written just above the lanes that remain.
-That capacity is exactly enough for one beat per cycle on the narrow side: widening accepts an input
-every cycle and emits a wide beat every ``out/in`` inputs; narrowing emits every cycle and accepts a
-wide beat whenever the remainder would drop below ``out_lanes``.  Identity (a wire) when
+accepted when it fits even if nothing leaves this cycle (``i.ready`` depends on registered state
+only, so a consumer's ready does not ripple through the converter), and is written just above the
+lanes held; this cycle's output beat, if taken, is shifted out after.  The ``out_lanes`` beyond
+``in + out - 1`` keep one beat per cycle on the narrow side under that rule.  Identity (a wire) when
 ``in_lanes == out_lanes``.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Resize(wiring.Component):
         elif self.narrow:
             self.cap_lanes = in_lanes
         else:
-            self.cap_lanes = in_lanes + out_lanes - 1
+            self.cap_lanes = in_lanes + 2 * out_lanes - 1
         self.memory_bits = 8 * self.cap_lanes
         self.latency = 0 if self.identity else 1
         super().__init__({
@@ -89,21 +89,23 @@ class Resize(wiring.Component):
         buf = Signal(8 * cap)
         count = Signal(range(cap // g + 1))  # valid lanes / g
         pop = Signal()
-        remain = Signal(range(cap // g + 1))
         m.d.comb += [
             self.o.valid.eq(count >= lo // g),
             self.o.payload.eq(buf[:8 * lo]),
             pop.eq(self.o.valid & self.o.ready),
-            remain.eq(count - Mux(pop, lo // g, 0)),
-            self.i.ready.eq(remain <= (cap - li) // g),
+            # ready from registered state only (the fill level before this cycle's pop), so a
+            # consumer's ready does not ripple through this block's arithmetic (it was the ULX3S
+            # critical path); the extra out_lanes of capacity keep one beat per cycle
+            self.i.ready.eq(count <= (cap - li) // g),
         ]
         push = self.i.valid & self.i.ready
-        # Lanes at and above `count` are always zero, so the new beat can be OR-ed in.
-        shifted = Mux(pop, buf >> (8 * lo), buf)
-        inserted = (self.i.payload.as_unsigned() << (remain * (8 * g)))[:8 * cap]
+        # Lanes at and above `count` are always zero, so the new beat can be OR-ed in at `count`
+        # (a register), and this cycle's pop shifts the result.
+        inserted = (self.i.payload.as_unsigned() << (count * (8 * g)))[:8 * cap]
+        merged = Mux(push, buf | inserted, buf)
         m.d.sync += [
-            buf.eq(Mux(push, shifted | inserted, shifted)),
-            count.eq(remain + Mux(push, li // g, 0)),
+            buf.eq(Mux(pop, merged >> (8 * lo), merged)),
+            count.eq(count + Mux(push, li // g, 0) - Mux(pop, lo // g, 0)),
         ]
         return m
 
