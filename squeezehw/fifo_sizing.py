@@ -55,7 +55,7 @@ def window_skew_pixels(width: int, kernel: int = 3, padding: int = 1, window_ext
     return (kernel - 1 - padding) * width + (kernel - 1 - padding) + window_extra
 
 
-MARGIN_BEATS = 1   # one beat in flight through the fork (StreamFIFO holds depth + 1 with its output register)
+MARGIN_BEATS = 1   # one beat in flight through the fork (the StreamFIFO's output register adds slots of its own)
 THROUGHPUT_PIXELS = 4   # pixels in flight on the long path beyond the skew (module docstring)
 
 

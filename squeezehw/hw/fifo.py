@@ -5,7 +5,7 @@ parallel branches (depths come from the FIFO-depth pass).  ``depth=0`` is a plai
 builder can instantiate a FIFO everywhere and let the pass decide.
 
 The output is registered (a StreamRegister after the memory's read port: ECP5 block RAM is slow
-to its output), so the FIFO holds ``depth + 1`` beats.
+to its output, and the register also cuts the ready path), so the FIFO holds ``depth + 2`` beats.
 
 Throughput: one beat per cycle in and out.  ``SyncFIFOBuffered`` with depth 1 or 2 moves a beat
 only every other cycle (its write side does not accept while full, even when a read frees a slot
@@ -50,7 +50,7 @@ class StreamFIFO(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(width)),
             "o": Out(stream.Signature(width)),
-            "level": Out(range(depth + 2)),
+            "level": Out(range(depth + StreamRegister.CAPACITY + 1)),
         })
 
     def elaborate(self, platform):
@@ -72,7 +72,7 @@ class StreamFIFO(wiring.Component):
             out.i.payload.eq(fifo.r_data),
             out.i.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(out.i.ready),
-            self.level.eq(fifo.level + out.o.valid),
+            self.level.eq(fifo.level + out.held),
         ]
         wiring.connect(m, out.o, wiring.flipped(self.o))
         return m

@@ -5,6 +5,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from squeezehw.hw.fifo import StreamFIFO
+from squeezehw.hw.stream_register import StreamRegister
 from squeezehw.hw.streamsim import Traffic, simulate
 from squeezehw.errors import UserError
 
@@ -50,8 +51,8 @@ def test_fifo_level_and_memory_bits():
         assert ctx.get(dut.i.ready) == 0  # full
     sim.add_testbench(tb)
     sim.run()
-    # depth entries in the FIFO proper plus the output register
-    assert levels[-1] == dut.depth + 1 and levels[0] == 1
+    # depth entries in the FIFO proper plus the output register's two slots
+    assert levels[-1] == dut.depth + StreamRegister.CAPACITY and levels[0] == 1
 
 
 def test_fifo_small_depths_are_full_rate():
