@@ -67,8 +67,9 @@ def fire_fifos(*, width: int, squeeze_ch: int, e1_simd: int, in_ch: int, bypass:
 
     ``bypass``: None, "simple" (the FIFO holds Fire input beats of ``bypass_lanes`` lanes) or
     "complex" (it holds the bypass conv's output beats: ``bypass_ch`` channels in ``bypass_lanes``).
-    ``e1_buffered_pixels``: pixels the expand1x1 MVU itself takes in ahead of its compute (the free
-    half of its ping-pong input buffer: 1 when it has more than one fold), which the FIFO need not hold.
+    ``e1_buffered_pixels``: whole pixels the expand1x1 branch holds behind the FIFO (the MVU's
+    ping-pong input, its output FIFO, the FIFO before the concat: FireEngine._e1_buffered_pixels),
+    which the FIFO need not hold.
     """
     skew = window_skew_pixels(width, window_extra=window_extra)
     extra = THROUGHPUT_PIXELS if throughput else 0

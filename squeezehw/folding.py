@@ -38,8 +38,9 @@ def fire_out_lanes(fire, folds) -> int:
     The smallest common divisor of both expand widths that is at least the wider expand PE and
     carries a pixel's ``e1 + e3`` channels in at most half as many beats as the slower expand unit
     takes cycles per pixel, so the concat (one beat per cycle) never sets the pace and has room to
-    catch up after a stall; the largest common divisor when none qualifies.  (Without the second rule a 3x3 expand folded as SIMD 144 x PE 1 gave a
-    1-lane concat that halved the frame rate of SqueezeNet v1.1 at 2,000 multipliers.)"""
+    catch up after a stall; the largest common divisor when none qualifies.  (Without the second
+    rule a 3x3 expand folded as SIMD 144 x PE 1 gave a 1-lane concat that halved the frame rate of
+    SqueezeNet v1.1 at 2,000 multipliers.)"""
     e1, e3 = fire.expand1x1.out_ch, fire.expand3x3.out_ch
     f1, f3 = folds[fire.expand1x1.name], folds[fire.expand3x3.name]
     n1 = fire.expand1x1.kernel ** 2 * fire.squeeze.out_ch

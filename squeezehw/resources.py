@@ -66,11 +66,6 @@ class MemoryUse:
         return self.bits <= LUTRAM_MAX_BITS and self.depth <= LUTRAM_MAX_DEPTH
 
 
-def memory_inventory(design) -> list[MemoryUse]:
-    """Every memory of an elaborated design, with its hierarchical path."""
-    return design_inventory(design)[0]
-
-
 def design_inventory(design) -> tuple[list[MemoryUse], list[object]]:
     """(every memory, every squeezehw block object) of an elaborated design, in one walk."""
     from amaranth.hdl import Fragment, Shape
@@ -158,11 +153,8 @@ def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=Non
     requant = sum(folding[r["layer"]].pe * (_ceil(acc_bits[r["layer"]], 18) if family == "ecp5" else 1)
                   for r in rows if r["kind"] == "conv")
     # bypass adds: two 8x16-bit multipliers per output lane
-    from .folding import fire_out_lanes
-    from .intmodel import QFire
-    add = sum(2 * fire_out_lanes(l, folding.layers)
-              for l in model.layers if isinstance(l, QFire) and l.bypass is not None)
-    requant += add
+    from .hw.bypass_add import BypassAdd
+    requant += sum(2 * b.lanes for b in blocks_in if isinstance(b, BypassAdd))
     logic = [block_logic(b) for b in blocks_in]
     lut = sum(x for x, _ in logic)
     ff = sum(y for _, y in logic)

@@ -43,8 +43,7 @@ class StreamFIFO(wiring.Component):
             raise FoldingError(f"StreamFIFO: depth={depth!r} must be an integer >= 0 (0 = wire-through)")
         self.width = width
         self.requested_depth = depth
-        # SyncFIFOBuffered(depth<=2) moves a beat only every other cycle: a silent throughput trap.
-        self.depth = depth = 3 if depth in (1, 2) else depth
+        self.depth = depth = self.built_depth(depth)
         self.memory_bits = width * depth
         self.latency = 0 if depth == 0 else 3
         super().__init__({
@@ -52,6 +51,12 @@ class StreamFIFO(wiring.Component):
             "o": Out(stream.Signature(width)),
             "level": Out(range(depth + StreamRegister.CAPACITY + 1)),
         })
+
+    @staticmethod
+    def built_depth(depth: int) -> int:
+        """The depth instantiated for a requested one: SyncFIFOBuffered(depth <= 2) moves a beat
+        only every other cycle (a silent throughput trap), so 1 and 2 become 3."""
+        return 3 if depth in (1, 2) else depth
 
     def elaborate(self, platform):
         m = Module()

@@ -106,8 +106,9 @@ class FireEngine(wiring.Component):
         e1 = f.expand1x1.out_ch
         ping_pong = 2 if e1 > p else 0
         out_beats = MVU_FIFO_LATENCY + 1 + self.e1_out_buffer + 1
-        cat_depth = self._cat_fifo_depth(p, e1)
-        cat_beats = (max(3, cat_depth) + 1) if cat_depth else 0
+        # the concat FIFO as built, plus (at least) one beat in its output register
+        cat_depth = StreamFIFO.built_depth(self._cat_fifo_depth(p, e1))
+        cat_beats = cat_depth + 1 if cat_depth else 0
         return ping_pong + out_beats * p // e1 + cat_beats * self.out_lanes // e1
 
     @property
@@ -164,10 +165,11 @@ class FireEngine(wiring.Component):
         # larger of the two: this held SqueezeNet v1.1's Fire 2/3 at 92 instead of 72 cycles per
         # pixel).  A FIFO of one pixel of that side (at the concat's lanes) lets both fill at once.
         for side, mvu, pe, ch, port in (("a", x1, self.f_e1.pe, e1, cat.a), ("b", x3, self.f_e3.pe, e3, cat.b)):
-            if not self._cat_fifo_depth(pe, ch):
+            depth = self._cat_fifo_depth(pe, ch)
+            if not depth:
                 wiring.connect(m, mvu.o, port)
                 continue
-            buf = c.add(f"cat_{side}_fifo", StreamFIFO(width=8 * lo, depth=self._cat_fifo_depth(pe, ch)))
+            buf = c.add(f"cat_{side}_fifo", StreamFIFO(width=8 * lo, depth=depth))
             c.link(mvu.o, pe, buf.i, lo, ch, f"cat_{side}")
             wiring.connect(m, buf.o, port)
         if not self.mode:
