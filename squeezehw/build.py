@@ -86,18 +86,24 @@ def summary_text(d: dict) -> str:
     return "\n".join(lines)
 
 
-def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool = True) -> dict:
+def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool = True,
+                 dsp: str = "generic") -> dict:
+    """``dsp="ecp5"``: every multiply as an ECP5 MULT18X18D with its own registers
+    (hw/multiplier.py); ``"generic"``: ``*`` between the same registers, for any tool."""
     from amaranth.back import verilog
 
     from .hw.accelerator import Accelerator
+    from .hw.multiplier import dsp_primitives
     out_dir = Path(out_dir)
     accel = Accelerator(model=model, folding=folding)
-    summary = design_summary(model, folding, accel)
-    top = summary["top"]
-    if progress:
-        import sys
-        print(f"[squeezehw] generating Verilog for {top} ...", file=sys.stderr, flush=True)
-    text = verilog.convert(accel, name=top, emit_src=False)
+    with dsp_primitives(dsp):     # checks the name before anything is built
+        summary = design_summary(model, folding, accel)
+        summary["dsp"] = dsp
+        top = summary["top"]
+        if progress:
+            import sys
+            print(f"[squeezehw] generating Verilog for {top} ({dsp} multipliers) ...", file=sys.stderr, flush=True)
+        text = verilog.convert(accel, name=top, emit_src=False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:

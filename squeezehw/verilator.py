@@ -66,11 +66,19 @@ class Build:
     cached: bool
 
 
+def vendor_models(text: str) -> str:
+    """Simulation models of the vendor primitives a design instantiates (ECP5 MULT18X18D from
+    squeezehw.hw.multiplier under ``dsp_primitives("ecp5")``), to append to its Verilog."""
+    models = [SIM_DIR / "models" / "MULT18X18D.v"] if "MULT18X18D " in text else []
+    return "".join("\n" + m.read_text() for m in models)
+
+
 def build(harness, *, name: str = "harness", waves: bool = False, progress: bool = True,
           extra_meta: dict | None = None) -> Build:
     """Convert ``harness`` to Verilog and compile it (cached by content)."""
     from amaranth.back import verilog
     text = verilog.convert(harness, name=name, emit_src=False)
+    text += vendor_models(text)
     # VCD, not FST: the wheel's FST writer needs lz4 headers that a pip-only machine lacks
     opts = list(BUILD_ARGS) + (["--trace", "--trace-structs"] if waves else [])
     key = hashlib.sha256((text + repr(opts) + sys.version).encode()).hexdigest()[:20]

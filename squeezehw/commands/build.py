@@ -16,6 +16,7 @@ nothing is written.
 
 examples:
   squeezehw build default -o rtl_out/default
+  squeezehw build default --dsp ecp5 -o build/default-ecp5   # then: squeezehw synth build/default-ecp5 --board ulx3s-85f
   squeezehw build sq11.npz --fold auto --max-multipliers 2000 -o rtl_out/sq11"""
 
 
@@ -24,6 +25,11 @@ def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="integer-model file, or `default`")
     add_fold_arguments(p)
     p.add_argument("-o", "--output", metavar="DIR", help="output folder (default rtl_out/<model name>)")
+    p.add_argument("--dsp", choices=("generic", "ecp5"), default="generic",
+                   help="multiplier form: `generic` (`*` between registers, any tool and simulator; the "
+                        "default) or `ecp5` (MULT18X18D instances using the DSP's own input/output "
+                        "registers, for an ECP5 build such as `squeezehw synth DIR --board ulx3s-85f`: "
+                        "without them Yosys leaves the registers in the fabric and the multiplies limit Fmax)")
     p.add_argument("--json", action="store_true", help="print design.json instead of the table")
 
 
@@ -33,7 +39,7 @@ def run(args):
     model = resolve_model(args.model)
     fold = folding_from_args(args, model)
     out = Path(args.output or Path("rtl_out") / model.name)
-    summary = write_design(model, fold, out)
+    summary = write_design(model, fold, out, dsp=args.dsp)
     print(json.dumps(summary, indent=1) if args.json else summary_text(summary))
     print(f"wrote {out}/", file=sys.stderr)
     return 0

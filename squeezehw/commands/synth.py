@@ -107,6 +107,14 @@ def run(args) -> int:
         out = Path(args.design) / f"synth-{board.name}"
     else:
         out = Path("synth_out") / f"{top}-{board.name}"
+    if is_build:
+        dsp = json.loads((Path(args.design) / "design.json").read_text()).get("dsp", "generic")
+        if dsp == "ecp5" and board.family != "ecp5":
+            raise UserError(f"{args.design} was built with ECP5 DSP primitives (--dsp ecp5), which "
+                            f"{board.name} ({board.family}) does not have; rebuild it with --dsp generic")
+        if dsp != "ecp5" and board.family == "ecp5":
+            print(f"note: {args.design} has generic multipliers; `squeezehw build ... --dsp ecp5` puts their "
+                  "registers inside the MULT18X18Ds (higher Fmax)", file=sys.stderr)
     if args.pins and board.family != "ecp5":
         raise UserError(f"--pins only applies to ECP5 targets; {board.name} always uses pins")
     report = synthesize(verilog, top=top, board=board.name, out_dir=out, target_mhz=args.target_mhz,

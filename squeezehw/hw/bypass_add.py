@@ -17,6 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .errors import FoldingError
+from .multiplier import RegisteredMultiplier
 
 __all__ = ["BypassAdd"]
 
@@ -63,7 +64,6 @@ class BypassAdd(wiring.Component):
         # route to the DSP column would otherwise precede the multiply).  Stage 1: products.
         # Stage 2: output lanes.  v0/v1/v2 = stage holds a beat.
         v0, v1 = Signal(), Signal()
-        ra, rb = Signal(8 * L), Signal(8 * L)
         pa = [Signal(unsigned(8 + 16), name=f"pa{k}") for k in range(L)]
         pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}") for k in range(L)]
         out = Signal(8 * L)
@@ -82,14 +82,19 @@ class BypassAdd(wiring.Component):
             self.b.ready.eq(adv0 & self.a.valid),
         ]
         with m.If(adv0):
-            m.d.sync += [v0.eq(self.a.valid & self.b.valid), ra.eq(self.a.payload), rb.eq(self.b.payload)]
+            m.d.sync += v0.eq(self.a.valid & self.b.valid)
+        # the stage-0 registers are the multipliers' operand registers (on ECP5 inside the DSP)
+        b_shape = signed(8) if self.b_signed else unsigned(8)
+        for k in range(L):
+            for side, payload, shape, mult, product in (("a", self.a.payload, unsigned(8), self.mult_a, pa[k]),
+                                                        ("b", self.b.payload, b_shape, self.mult_b, pb[k])):
+                mul = RegisteredMultiplier(shape, unsigned(16), out_reg=False, name=f"mul_{side}{k}")
+                m.submodules[f"mul_{side}{k}"] = mul
+                m.d.comb += [mul.a.eq(payload[8 * k:8 * k + 8]), mul.b.eq(mult), mul.ce.eq(adv0)]
+                with m.If(adv1):
+                    m.d.sync += product.eq(mul.p)
         with m.If(adv1):
             m.d.sync += v1.eq(v0)
-            for k in range(L):
-                a = ra[8 * k:8 * k + 8]
-                b = rb[8 * k:8 * k + 8]
-                b = b.as_signed() if self.b_signed else b.as_unsigned()
-                m.d.sync += [pa[k].eq(a * self.mult_a), pb[k].eq(b * self.mult_b)]
         with m.If(adv2):
             m.d.sync += v2.eq(v1)
             lanes = []

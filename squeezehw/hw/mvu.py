@@ -47,10 +47,13 @@ Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a f
 its beat appearing on ``o``):
   0 issue: counters, weight/buffer memory reads          5 acc * mult, as two DSP-sized halves
   1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
-  2 PE*SIMD products                                     7 >> (shift - 1)
-  3 adder tree (per PE); parameters registered           8 +1 >> 1 (round half up), clamp
-  4 accumulate (bias loaded on the first step)           9 FIFO write, on ``o`` 3 cycles later
-  4b requant operands registered beside the multipliers
+  2a operands into the multipliers' own registers       7 >> (shift - 1)
+  2 PE*SIMD products (the multipliers' output registers) 8 +1 >> 1 (round half up), clamp
+  3 adder tree (per PE); parameters registered           9 FIFO write, on ``o`` 3 cycles later
+  4 accumulate (bias loaded on the first step)
+  4b requant operands into the multipliers' registers
+Every multiply is a RegisteredMultiplier (hw/multiplier.py): on ECP5 a MULT18X18D with its input
+and output registers (2a/2 and 4b/5), elsewhere the same registers around ``*``.
 """
 from __future__ import annotations
 
@@ -67,13 +70,14 @@ from amaranth.lib.wiring import In, Out
 from ..errors import UserError
 from ..ir import bits_for_signed
 from .errors import FoldingError
+from .multiplier import RegisteredMultiplier
 from .stream_register import StreamRegister
 
 __all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 10      # cycles from issue to the FIFO write (stages 0..9 above, and 4b)
+_ISSUE_TO_FIFO_WRITE = 11      # cycles from issue to the FIFO write (stages 0..9 above, 2a and 4b)
 _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
 MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
 
@@ -384,21 +388,28 @@ class MVU(wiring.Component):
                      op_nf.eq(s1_nf), op_x.eq(x_word), op_w.eq(wrd.data)]
 
         # ---- stage 2: products ---------------------------------------------------------------
+        # 2a: operands registered inside the multiplier, 2b: product register (RegisteredMultiplier:
+        # on ECP5 both are the MULT18X18D's own registers, so the multiply is register to register)
         prod_bits = bits_for_signed(min(self.in_lo * (1 << (self.w_bits - 1)),
                                         self.in_hi * -(1 << (self.w_bits - 1))),
                                     max(self.in_hi * ((1 << (self.w_bits - 1)) - 1),
                                         self.in_lo * -(1 << (self.w_bits - 1))))
         s2_prod = [[Signal(signed(prod_bits), name=f"prod_{p}_{s}") for s in range(SIMD)]
                    for p in range(PE)]
+        x_shape = signed(8) if self.in_signed else unsigned(8)
         for p in range(PE):
             for s in range(SIMD):
-                xw = op_x[8 * s:8 * s + 8]
-                xv = xw.as_signed() if self.in_signed else xw
+                mul = RegisteredMultiplier(signed(self.w_bits), x_shape, name=f"mul_{p}_{s}")
+                m.submodules[f"mul_{p}_{s}"] = mul
                 lsb = (p * SIMD + s) * self.w_bits
-                wv = op_w[lsb:lsb + self.w_bits].as_signed()
-                m.d.sync += s2_prod[p][s].eq(wv * xv)
+                m.d.comb += [mul.a.eq(op_w[lsb:lsb + self.w_bits].as_signed()),
+                             mul.b.eq(op_x[8 * s:8 * s + 8]), mul.ce.eq(1),
+                             s2_prod[p][s].eq(mul.p)]
+        s2a_valid, s2a_first, s2a_last = Signal(), Signal(), Signal()
+        s2a_nf = Signal(range(NF))
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
-        m.d.sync += [s2_valid.eq(op_valid), s2_first.eq(op_first), s2_last.eq(op_last)]
+        m.d.sync += [s2a_valid.eq(op_valid), s2a_first.eq(op_first), s2a_last.eq(op_last), s2a_nf.eq(op_nf),
+                     s2_valid.eq(s2a_valid), s2_first.eq(s2a_first), s2_last.eq(s2a_last)]
 
         # ---- stage 3: adder tree; parameter ROM read ---------------------------------------
         tw = max(self.tree_bits, prod_bits)
@@ -415,7 +426,7 @@ class MVU(wiring.Component):
             # read a stage early and register the word: the bias feeds the accumulator's adder,
             # and a memory's output straight into a carry chain is slow on ECP5
             prd = pmem.read_port()
-            m.d.comb += prd.addr.eq(op_nf)
+            m.d.comb += prd.addr.eq(s2a_nf)
             pword = Signal(PE * lane_w, name="pword")
             m.d.sync += pword.eq(prd.data)
         else:
@@ -440,21 +451,22 @@ class MVU(wiring.Component):
         for p in range(PE):
             m.d.sync += [s4_mult[p].eq(field(p, 1)), s4_shm1[p].eq(field(p, 2))]
 
-        # ---- stage 4b: requant operands, registered next to the multipliers ------------------
-        # The accumulator's flip-flops sit by its adder; a copy that feeds only the multiplier
-        # lets the placer put it beside the DSP (the FF -> route -> MULT18X18D -> route -> FF path
-        # set the ULX3S Fmax at 82 MHz).
+        # ---- stage 4b: requant operands registered beside (on ECP5: inside) the multipliers --
+        # The accumulator's flip-flops sit by its adder; the multiplier's own operand registers
+        # keep the route to the DSP column off the multiply path (FF -> route -> MULT18X18D ->
+        # route -> FF set the ULX3S Fmax at 70-82 MHz).
         rq_valid = Signal()
-        rq_acc = [Signal(signed(self.acc_bits), name=f"rqacc_{p}") for p in range(PE)]
-        rq_mult = [Signal(MULT_BITS, name=f"rqmult_{p}") for p in range(PE)]
         rq_shm1 = [Signal(self.shift_bits, name=f"rqshm1_{p}") for p in range(PE)]
         m.d.sync += rq_valid.eq(s4_valid)
         for p in range(PE):
-            m.d.sync += [rq_acc[p].eq(acc[p]), rq_mult[p].eq(s4_mult[p]), rq_shm1[p].eq(s4_shm1[p])]
-        s4_valid, acc, s4_mult, s4_shm1 = rq_valid, rq_acc, rq_mult, rq_shm1
+            m.d.sync += rq_shm1[p].eq(s4_shm1[p])
 
         if self.requant == "serial":
-            s5_valid, s5_prod, s5_shm1 = self._serial_requant(m, s4_valid, acc, s4_mult, s4_shm1)
+            rq_acc = [Signal(signed(self.acc_bits), name=f"rqacc_{p}") for p in range(PE)]
+            rq_mult = [Signal(MULT_BITS, name=f"rqmult_{p}") for p in range(PE)]
+            for p in range(PE):
+                m.d.sync += [rq_acc[p].eq(acc[p]), rq_mult[p].eq(s4_mult[p])]
+            s5_valid, s5_prod, s5_shm1 = self._serial_requant(m, rq_valid, rq_acc, rq_mult, rq_shm1)
             return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1, self.prod_bits - self.requant_base_shift)
 
         # ---- stage 5: requant partial products ------------------------------------------------
@@ -466,14 +478,15 @@ class MVU(wiring.Component):
         pp_lo = [Signal(signed(self.prod_bits), name=f"pplo_{p}") for p in range(PE)]
         pp_hi = [Signal(signed(max(1, self.prod_bits - 17)), name=f"pphi_{p}") for p in range(PE)]
         pp_shm1 = [Signal(self.shift_bits, name=f"shm1a_{p}") for p in range(PE)]
-        m.d.sync += pp_valid.eq(s4_valid)
+        m.d.sync += pp_valid.eq(rq_valid)
         for p in range(PE):
-            m.d.sync += pp_shm1[p].eq(s4_shm1[p])
-            if split:
-                m.d.sync += [pp_lo[p].eq(acc[p][:17] * s4_mult[p]),
-                             pp_hi[p].eq(acc[p][17:].as_signed() * s4_mult[p])]
-            else:
-                m.d.sync += pp_lo[p].eq(acc[p] * s4_mult[p])
+            m.d.sync += pp_shm1[p].eq(rq_shm1[p])
+            parts = [(acc[p][:17], pp_lo[p]), (acc[p][17:].as_signed(), pp_hi[p])] if split \
+                else [(acc[p], pp_lo[p])]
+            for k, (operand, product) in enumerate(parts):
+                mul = RegisteredMultiplier(operand.shape(), unsigned(MULT_BITS), name=f"rqmul_{p}_{k}")
+                m.submodules[f"rqmul_{p}_{k}"] = mul
+                m.d.comb += [mul.a.eq(operand), mul.b.eq(s4_mult[p]), mul.ce.eq(1), product.eq(mul.p)]
 
         # ---- stage 6: requant product ----------------------------------------------------------
         s5_valid = Signal()
