@@ -119,6 +119,10 @@ def test_board_wrappers_elaborate(default_design, board):
     text = files["top.il"] if "top.il" in files else next(v for k, v in files.items() if k.endswith(".il"))
     text = text.decode() if isinstance(text, bytes) else text
     assert ("EHXPLLL" if board == "ulx3s" else "SB_PLL40_PAD") in text
+    # on the ECP5 platform every multiply is a MULT18X18D with its own registers (hw/multiplier.py)
+    assert ("MULT18X18D" in text) == (board == "ulx3s")
+    if board == "ulx3s":
+        assert "REG_OUTPUT_CLK" in text and '"CLK0"' in text
     constraints = next(v for k, v in files.items() if k.endswith((".lpf", ".pcf")))
     constraints = constraints.decode() if isinstance(constraints, bytes) else constraints
     assert ("M1" in constraints and "L4" in constraints) if board == "ulx3s" else (" 6" in constraints and " 9" in constraints)

@@ -27,8 +27,8 @@ consumer that runs at the pipeline's average rate (``Ho*Wo*C/lanes`` beats per `
 taken evenly) falls behind during those rows; ``burst_beats`` is the largest backlog it builds up
 (computed row by row over back-to-back frames), about ``Wo*C/lanes * (S-1)/S``.  Those beats must
 wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically): the
-accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 2 cycles from the input beat that completes an output
-beat to that beat being valid.  Buffers: horizontal ``2*C*8`` register bits, vertical
+accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 3 cycles from the input beat that completes an output
+beat to that beat being valid (the row-max beat crosses a StreamRegister between the stages).  Buffers: horizontal ``2*C*8`` register bits, vertical
 ``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
 """
 from __future__ import annotations
@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir import pool_out_size
 from .errors import FoldingError
 from .fifo import StreamFIFO
+from .stream_register import StreamRegister
 
 __all__ = ["MaxPool"]
 
@@ -94,10 +95,10 @@ class MaxPool(wiring.Component):
         self.burst_beats = self._burst_beats()
         # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
-        self.register_bits = 2 * B * 8 * lanes
+        self.register_bits = 2 * B * 8 * lanes + StreamRegister.CAPACITY * (8 * lanes + 1)
         self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
         self.memory_bits = self.register_bits + self.fifo_bits
-        self.latency = 2
+        self.latency = 3
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
 
@@ -147,7 +148,13 @@ class MaxPool(wiring.Component):
         hdata = Signal(8 * L)
         hcol = lookup(x, _windows(W, K, S, Wo), "hcol")
         banks = [[Signal(8 * L, name=f"hbank{j}_{n}") for n in range(B)] for j in (0, 1)]
-        v_take = Signal()     # the vertical stage consumes the row-max register this cycle
+        # row-max beats reach the vertical stage through a skid buffer: the vertical stage's
+        # decision (bank FIFO levels, output register) then no longer ripples combinationally into
+        # this stage's ready and the clock enable of its banks (that chain set the ULX3S Fmax at
+        # 76.75 MHz once the multipliers had their DSP registers)
+        hreg = m.submodules.hreg = StreamRegister(width=8 * L)
+        v_take = Signal()     # the skid buffer takes the row-max register this cycle
+        m.d.comb += [hreg.i.valid.eq(hv), hreg.i.payload.eq(hdata), v_take.eq(hv & hreg.i.ready)]
         m.d.comb += self.i.ready.eq(~hv | v_take)
         accept = self.i.valid & self.i.ready
         val = self.i.payload
@@ -184,17 +191,18 @@ class MaxPool(wiring.Component):
             fifos.append(f)
         # every bank this beat pops must have its head, every push must fit, an emit needs ofree
         ok = Signal()
-        conds = [hv]
+        rdata = hreg.o.payload
+        conds = [hreg.o.valid]
         for j, f in enumerate(fifos):
             inside, first, last = vrow[j]
             conds.append(~(inside & ~first) | f.o.valid)
             conds.append(~(inside & ~last) | f.i.ready)
         emit_v = vrow[0][2] | vrow[1][2]
         conds.append(~emit_v | ofree)
-        m.d.comb += [ok.eq(Cat(*conds).all()), v_take.eq(ok)]
+        m.d.comb += [ok.eq(Cat(*conds).all()), hreg.o.ready.eq(ok)]
         for j, f in enumerate(fifos):
             inside, first, last = vrow[j]
-            new = Mux(first, hdata, lane_max(f.o.payload, hdata))
+            new = Mux(first, rdata, lane_max(f.o.payload, rdata))
             m.d.comb += [
                 f.o.ready.eq(ok & inside & ~first),
                 f.i.valid.eq(ok & inside & ~last),
