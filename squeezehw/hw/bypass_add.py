@@ -64,9 +64,9 @@ class BypassAdd(wiring.Component):
         # route to the DSP column would otherwise precede the multiply).  Stage 1: products.
         # Stage 2: output lanes.  v0/v1/v2 = stage holds a beat.
         v0, v1 = Signal(), Signal()
-        pa = [Signal(unsigned(8 + 16), name=f"pa{k}") for k in range(L)]
-        pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}") for k in range(L)]
-        out = Signal(8 * L)
+        pa = [Signal(unsigned(8 + 16), name=f"pa{k}", reset_less=True) for k in range(L)]
+        pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}", reset_less=True) for k in range(L)]
+        out = Signal(8 * L, reset_less=True)
         v2 = Signal()
         adv2 = Signal()  # stage 2 takes a new beat (or empties) this cycle
         adv1 = Signal()

@@ -136,7 +136,7 @@ class MaxPool(wiring.Component):
 
         # ---- output register --------------------------------------------------------------------
         ov = Signal()
-        odata = Signal(8 * L)
+        odata = Signal(8 * L, reset_less=True)
         m.d.comb += [self.o.valid.eq(ov), self.o.payload.eq(odata)]
         ofree = Signal()
         m.d.comb += ofree.eq(~ov | self.o.ready)
@@ -145,9 +145,9 @@ class MaxPool(wiring.Component):
         x = Signal(range(W))
         hb = Signal(range(B))
         hv = Signal()
-        hdata = Signal(8 * L)
+        hdata = Signal(8 * L, reset_less=True)
         hcol = lookup(x, _windows(W, K, S, Wo), "hcol")
-        banks = [[Signal(8 * L, name=f"hbank{j}_{n}") for n in range(B)] for j in (0, 1)]
+        banks = [[Signal(8 * L, name=f"hbank{j}_{n}", reset_less=True) for n in range(B)] for j in (0, 1)]
         # row-max beats reach the vertical stage through a skid buffer: the vertical stage's
         # decision (bank FIFO levels, output register) then no longer ripples combinationally into
         # this stage's ready and the clock enable of its banks (that chain set the ULX3S Fmax at

@@ -49,6 +49,7 @@ its beat appearing on ``o``):
   1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
   2a operands into the multipliers' own registers       7 >> (shift - 1)
   2 PE*SIMD products (the multipliers' output registers) 8 +1 >> 1 (round half up), clamp
+  2c products copied next to the adder tree (fabric)
   3 adder tree (per PE); parameters registered           9 FIFO write, on ``o`` 3 cycles later
   4 accumulate (bias loaded on the first step)
   4b requant operands into the multipliers' registers
@@ -77,7 +78,7 @@ __all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "requant_mode"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 11      # cycles from issue to the FIFO write (stages 0..9 above, 2a and 4b)
+_ISSUE_TO_FIFO_WRITE = 12      # cycles from issue to the FIFO write (stages 0..9 above, 2a, 2c and 4b)
 _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
 MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
 
@@ -299,6 +300,8 @@ class MVU(wiring.Component):
         m = Module()
         SF, NF, PE, SIMD = self.SF, self.NF, self.pe, self.simd
 
+        # Datapath registers are ``reset_less``: the valid flags beside them are reset, and the
+        # reset net's fanout (thousands of LSR pins) set the largest ULX3S build's Fmax at 61 MHz.
         # ---- stage 0: issue ----------------------------------------------------------------
         sf = Signal(range(SF), name="sf")
         nf = Signal(range(NF), name="nf")
@@ -309,7 +312,7 @@ class MVU(wiring.Component):
         credits_used = Signal(range(self.fifo_depth + 1))
         can_issue = ~last_step | (credits_used < self.fifo_depth)
         fire = Signal()
-        s1_x = Signal(8 * SIMD)
+        s1_x = Signal(8 * SIMD, reset_less=True)
         m.d.sync += s1_x.eq(self.i.payload)
 
         if NF > 1:
@@ -382,8 +385,8 @@ class MVU(wiring.Component):
         # memory outputs get a register of their own before the multipliers.
         op_valid, op_first, op_last = Signal(), Signal(), Signal()
         op_nf = Signal(range(NF))
-        op_x = Signal(8 * SIMD)
-        op_w = Signal(self.weight_width)
+        op_x = Signal(8 * SIMD, reset_less=True)
+        op_w = Signal(self.weight_width, reset_less=True)
         m.d.sync += [op_valid.eq(s1_valid), op_first.eq(s1_first), op_last.eq(s1_last),
                      op_nf.eq(s1_nf), op_x.eq(x_word), op_w.eq(wrd.data)]
 
@@ -408,16 +411,27 @@ class MVU(wiring.Component):
         s2a_valid, s2a_first, s2a_last = Signal(), Signal(), Signal()
         s2a_nf = Signal(range(NF))
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        s2_nf = Signal(range(NF))
         m.d.sync += [s2a_valid.eq(op_valid), s2a_first.eq(op_first), s2a_last.eq(op_last), s2a_nf.eq(op_nf),
-                     s2_valid.eq(s2a_valid), s2_first.eq(s2a_first), s2_last.eq(s2a_last)]
+                     s2_valid.eq(s2a_valid), s2_first.eq(s2a_first), s2_last.eq(s2a_last), s2_nf.eq(s2a_nf)]
+
+        # ---- stage 2c: products copied into fabric registers by the adder tree ----------------------
+        # the route from the DSP column to the tree gets a cycle of its own (DSP output -> 5.6 ns
+        # route -> SIMD-input adder tree set the ULX3S Fmax at 80 MHz)
+        s2c_prod = [[Signal(signed(prod_bits), name=f"prodc_{p}_{s}", reset_less=True) for s in range(SIMD)]
+                    for p in range(PE)]
+        for p in range(PE):
+            m.d.sync += [s2c_prod[p][s].eq(s2_prod[p][s]) for s in range(SIMD)]
+        s2c_valid, s2c_first, s2c_last = Signal(), Signal(), Signal()
+        m.d.sync += [s2c_valid.eq(s2_valid), s2c_first.eq(s2_first), s2c_last.eq(s2_last)]
 
         # ---- stage 3: adder tree; parameter ROM read ---------------------------------------
         tw = max(self.tree_bits, prod_bits)
-        s3_sum = [Signal(signed(tw), name=f"dot_{p}") for p in range(PE)]
+        s3_sum = [Signal(signed(tw), name=f"dot_{p}", reset_less=True) for p in range(PE)]
         for p in range(PE):
-            m.d.sync += s3_sum[p].eq(_tree_sum(s2_prod[p], tw))
+            m.d.sync += s3_sum[p].eq(_tree_sum(s2c_prod[p], tw))
         s3_valid, s3_first, s3_last = Signal(), Signal(), Signal()
-        m.d.sync += [s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last)]
+        m.d.sync += [s3_valid.eq(s2c_valid), s3_first.eq(s2c_first), s3_last.eq(s2c_last)]
 
         lane_w = sum(f[0] for f in self._param_fields())
         if NF > 1:
@@ -426,8 +440,8 @@ class MVU(wiring.Component):
             # read a stage early and register the word: the bias feeds the accumulator's adder,
             # and a memory's output straight into a carry chain is slow on ECP5
             prd = pmem.read_port()
-            m.d.comb += prd.addr.eq(s2a_nf)
-            pword = Signal(PE * lane_w, name="pword")
+            m.d.comb += prd.addr.eq(s2_nf)
+            pword = Signal(PE * lane_w, name="pword", reset_less=True)
             m.d.sync += pword.eq(prd.data)
         else:
             pword = Const(self.param_words()[0], PE * lane_w)
@@ -439,10 +453,10 @@ class MVU(wiring.Component):
             return v.as_signed() if sgn else v
 
         # ---- stage 4: accumulate -------------------------------------------------------------
-        acc = [Signal(signed(self.acc_bits), name=f"acc_{p}") for p in range(PE)]
+        acc = [Signal(signed(self.acc_bits), name=f"acc_{p}", reset_less=True) for p in range(PE)]
         s4_valid = Signal()
-        s4_mult = [Signal(MULT_BITS, name=f"mult_{p}") for p in range(PE)]
-        s4_shm1 = [Signal(self.shift_bits, name=f"shm1_{p}") for p in range(PE)]
+        s4_mult = [Signal(MULT_BITS, name=f"mult_{p}", reset_less=True) for p in range(PE)]
+        s4_shm1 = [Signal(self.shift_bits, name=f"shm1_{p}", reset_less=True) for p in range(PE)]
         with m.If(s3_valid):
             for p in range(PE):
                 # partial sums (bias + any subset of products) lie inside the acc range: exact
@@ -456,7 +470,7 @@ class MVU(wiring.Component):
         # keep the route to the DSP column off the multiply path (FF -> route -> MULT18X18D ->
         # route -> FF set the ULX3S Fmax at 70-82 MHz).
         rq_valid = Signal()
-        rq_shm1 = [Signal(self.shift_bits, name=f"rqshm1_{p}") for p in range(PE)]
+        rq_shm1 = [Signal(self.shift_bits, name=f"rqshm1_{p}", reset_less=True) for p in range(PE)]
         m.d.sync += rq_valid.eq(s4_valid)
         for p in range(PE):
             m.d.sync += rq_shm1[p].eq(s4_shm1[p])
@@ -477,7 +491,7 @@ class MVU(wiring.Component):
         pp_valid = Signal()
         pp_lo = [Signal(signed(self.prod_bits), name=f"pplo_{p}") for p in range(PE)]
         pp_hi = [Signal(signed(max(1, self.prod_bits - 17)), name=f"pphi_{p}") for p in range(PE)]
-        pp_shm1 = [Signal(self.shift_bits, name=f"shm1a_{p}") for p in range(PE)]
+        pp_shm1 = [Signal(self.shift_bits, name=f"shm1a_{p}", reset_less=True) for p in range(PE)]
         m.d.sync += pp_valid.eq(rq_valid)
         for p in range(PE):
             m.d.sync += pp_shm1[p].eq(rq_shm1[p])
@@ -490,8 +504,8 @@ class MVU(wiring.Component):
 
         # ---- stage 6: requant product ----------------------------------------------------------
         s5_valid = Signal()
-        s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}") for p in range(PE)]
-        s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}") for p in range(PE)]
+        s5_prod = [Signal(signed(self.prod_bits), name=f"rq_{p}", reset_less=True) for p in range(PE)]
+        s5_shm1 = [Signal(self.shift_bits, name=f"shm1b_{p}", reset_less=True) for p in range(PE)]
         m.d.sync += s5_valid.eq(pp_valid)
         for p in range(PE):
             total = (pp_hi[p] << 17) + pp_lo[p] if split else pp_lo[p]
@@ -526,7 +540,7 @@ class MVU(wiring.Component):
             a = Signal(signed(self.acc_bits), name=f"rqa_{p}")
             hi = Signal(signed(hi_bits), name=f"rqhi_{p}")
             lo = Signal(lo_bits, name=f"rqlo_{p}")
-            shm1 = Signal(self.requant_var_shift_bits, name=f"rqshm1_{p}")
+            shm1 = Signal(self.requant_var_shift_bits, name=f"rqshm1_{p}", reset_less=True)
             d = lo[:r]
             terms = [Mux(d[j], a << j, 0) for j in range(r)]
             s = Signal(signed(hi_bits), name=f"rqs_{p}")
@@ -546,14 +560,14 @@ class MVU(wiring.Component):
         # (x + 2**(s-1)) >> s == ((x >> (s-1)) + 1) >> 1 (floor division composes), which
         # avoids a variable-position rounding constant.
         s6_valid = Signal()
-        s6_q = [Signal(signed(prod_bits), name=f"q_{p}") for p in range(PE)]
+        s6_q = [Signal(signed(prod_bits), name=f"q_{p}", reset_less=True) for p in range(PE)]
         m.d.sync += s6_valid.eq(s5_valid)
         for p in range(PE):
             m.d.sync += s6_q[p].eq(s5_prod[p] >> s5_shm1[p])
 
         # ---- stage 8: round, clamp -----------------------------------------------------------
         s7_valid = Signal()
-        s7_y = Signal(8 * PE)
+        s7_y = Signal(8 * PE, reset_less=True)
         m.d.sync += s7_valid.eq(s6_valid)
         for p in range(PE):
             r = Signal(signed(prod_bits + 1), name=f"r_{p}")

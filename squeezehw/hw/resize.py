@@ -86,7 +86,7 @@ class Resize(wiring.Component):
             return self._narrow(m)
         li, lo, cap = self.in_lanes, self.out_lanes, self.cap_lanes
         g = gcd(li, lo)  # the fill level is always a multiple of g lanes: shift in g-lane units
-        buf = Signal(8 * cap)
+        buf = Signal(8 * cap, reset_less=True)     # data: only the fill level needs a reset
         count = Signal(range(cap // g + 1))  # valid lanes / g
         pop = Signal()
         m.d.comb += [
@@ -113,14 +113,16 @@ class Resize(wiring.Component):
         """out = k*in: k-1 beats collected, the k-th completes the registered output beat."""
         li, lo = self.in_lanes, self.out_lanes
         k = lo // li
-        parts = Signal(8 * (lo - li))       # the first k-1 beats of the beat being collected
+        parts = Signal(8 * (lo - li), reset_less=True)   # the first k-1 beats of the beat being collected
+        data = Signal(8 * lo, reset_less=True)
         n = Signal(range(k))                # beats collected
+        m.d.comb += self.o.payload.eq(data)
         m.d.comb += self.i.ready.eq((n != k - 1) | ~self.o.valid | self.o.ready)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             with m.If(n == k - 1):
-                m.d.sync += [self.o.payload.eq(Cat(parts, self.i.payload)), self.o.valid.eq(1), n.eq(0)]
+                m.d.sync += [data.eq(Cat(parts, self.i.payload)), self.o.valid.eq(1), n.eq(0)]
             with m.Else():
                 with m.Switch(n):
                     for j in range(k - 1):
@@ -133,7 +135,7 @@ class Resize(wiring.Component):
         """in = k*out: a wide beat is loaded and shifted out a slice per cycle."""
         li, lo = self.in_lanes, self.out_lanes
         k = li // lo
-        buf = Signal(8 * li)
+        buf = Signal(8 * li, reset_less=True)
         left = Signal(range(k + 1))         # slices of buf still to send
         pop = self.o.valid & self.o.ready
         m.d.comb += [

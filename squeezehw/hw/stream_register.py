@@ -40,13 +40,16 @@ class StreamRegister(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
-        skid_data = Signal(self.width)
-        m.d.comb += [self.i.ready.eq(~skid_valid), self.held.eq(self.o.valid + skid_valid)]
+        # payload registers without reset (only the valid flags need one: fewer reset loads)
+        skid_data = Signal(self.width, reset_less=True)
+        main_data = Signal(self.width, reset_less=True)
+        m.d.comb += [self.i.ready.eq(~skid_valid), self.held.eq(self.o.valid + skid_valid),
+                     self.o.payload.eq(main_data)]
         with m.If(~self.o.valid | self.o.ready):            # main is free after this cycle
             with m.If(skid_valid):
-                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid_data), skid_valid.eq(0)]
+                m.d.sync += [self.o.valid.eq(1), main_data.eq(skid_data), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+                m.d.sync += [self.o.valid.eq(self.i.valid), main_data.eq(self.i.payload)]
         with m.Elif(self.i.valid & ~skid_valid):            # main stalls: catch the arriving beat
             m.d.sync += [skid_valid.eq(1), skid_data.eq(self.i.payload)]
         return m
