@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .errors import FoldingError
 from .multiplier import RegisteredMultiplier
+from .stream_register import StreamRegister
 
 __all__ = ["BypassAdd"]
 
@@ -25,8 +26,9 @@ __all__ = ["BypassAdd"]
 class BypassAdd(wiring.Component):
     """Ports: ``a``, ``b`` (in streams, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
 
-    Attributes: ``latency`` = 3, ``memory_bits`` = 0 (pipeline registers only),
-    ``sum_bits`` = signed width of the exact sum (8 + 16 + 2 bits per the numerics contract).
+    Attributes: ``latency`` = 4, ``capacity`` = 5 beats in flight, ``memory_bits`` = 0 (pipeline
+    registers only), ``sum_bits`` = signed width of the exact sum (8 + 16 + 2 bits per the
+    numerics contract).
     """
 
     def __init__(self, *, lanes: int, mult_a: int, mult_b: int, shift: int, b_signed: bool):
@@ -43,7 +45,11 @@ class BypassAdd(wiring.Component):
         self.mult_b = mult_b
         self.shift = shift
         self.b_signed = bool(b_signed)
-        self.latency = 3
+        # three pipeline stages, then a StreamRegister: the consumer's ready stops there instead of
+        # rippling through the stage enables into both producers (fork -> add -> expand FIFO was
+        # the ULX3S critical path at 88 MHz)
+        self.latency = 3 + StreamRegister.latency_cycles()
+        self.capacity = 3 + StreamRegister.CAPACITY
         self.memory_bits = 0
         # 8 + 16 + 2 bits hold the exact sum (numerics.md); the rounding constant 2**(shift-1)
         # needs more when the shift is large.
@@ -71,10 +77,11 @@ class BypassAdd(wiring.Component):
         adv2 = Signal()  # stage 2 takes a new beat (or empties) this cycle
         adv1 = Signal()
         adv0 = Signal()
+        oreg = m.submodules.oreg = StreamRegister(width=8 * L)
         m.d.comb += [
-            self.o.valid.eq(v2),
-            self.o.payload.eq(out),
-            adv2.eq(~v2 | self.o.ready),
+            oreg.i.valid.eq(v2),
+            oreg.i.payload.eq(out),
+            adv2.eq(~v2 | oreg.i.ready),
             adv1.eq(~v1 | adv2),
             adv0.eq(~v0 | adv1),
             # join: take a pair only when both are present and stage 0 can move
@@ -106,4 +113,5 @@ class BypassAdd(wiring.Component):
                 m.d.comb += q.eq(s >> self.shift)  # arithmetic shift: floor
                 lanes.append(Mux(q < 0, 0, Mux(q > 255, 255, q[:8])))
             m.d.sync += out.eq(Cat(*lanes))
+        wiring.connect(m, oreg.o, wiring.flipped(self.o))
         return m

@@ -28,11 +28,15 @@ class StreamRegister(wiring.Component):
 
     CAPACITY = 2
 
+    @staticmethod
+    def latency_cycles() -> int:
+        return 1
+
     def __init__(self, *, width: int):
         if not isinstance(width, int) or width < 1:
             raise FoldingError(f"StreamRegister: width={width!r} must be a positive integer (bits per beat)")
         self.width = width
-        self.latency = 1
+        self.latency = self.latency_cycles()
         self.register_bits = 2 * (width + 1)
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
         self.held = Signal(range(self.CAPACITY + 1))
