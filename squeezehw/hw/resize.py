@@ -88,24 +88,32 @@ class Resize(wiring.Component):
         g = gcd(li, lo)  # the fill level is always a multiple of g lanes: shift in g-lane units
         buf = Signal(8 * cap, reset_less=True)     # data: only the fill level needs a reset
         count = Signal(range(cap // g + 1))  # valid lanes / g
+        # valid and ready are registered flags computed from the next fill level, so neither the
+        # consumer's logic nor this block's wide buffer clock enable waits on a comparator
+        # (count -> compare -> pop -> buffer enable was the ULX3S critical path at 90 MHz)
+        valid = Signal()
+        ready = Signal(init=1)
         pop = Signal()
         m.d.comb += [
-            self.o.valid.eq(count >= lo // g),
+            self.o.valid.eq(valid),
             self.o.payload.eq(buf[:8 * lo]),
-            pop.eq(self.o.valid & self.o.ready),
-            # ready from registered state only (the fill level before this cycle's pop), so a
-            # consumer's ready does not ripple through this block's arithmetic (it was the ULX3S
-            # critical path); the extra out_lanes of capacity keep one beat per cycle
-            self.i.ready.eq(count <= (cap - li) // g),
+            pop.eq(valid & self.o.ready),
+            # the fill level before this cycle's pop, so a consumer's ready does not ripple
+            # through this block's arithmetic; the extra out_lanes of capacity keep one beat per cycle
+            self.i.ready.eq(ready),
         ]
-        push = self.i.valid & self.i.ready
+        push = self.i.valid & ready
         # Lanes at and above `count` are always zero, so the new beat can be OR-ed in at `count`
         # (a register), and this cycle's pop shifts the result.
         inserted = (self.i.payload.as_unsigned() << (count * (8 * g)))[:8 * cap]
         merged = Mux(push, buf | inserted, buf)
+        next_count = Signal.like(count)
+        m.d.comb += next_count.eq(count + Mux(push, li // g, 0) - Mux(pop, lo // g, 0))
         m.d.sync += [
             buf.eq(Mux(pop, merged >> (8 * lo), merged)),
-            count.eq(count + Mux(push, li // g, 0) - Mux(pop, lo // g, 0)),
+            count.eq(next_count),
+            valid.eq(next_count >= lo // g),
+            ready.eq(next_count <= (cap - li) // g),
         ]
         return m
 
