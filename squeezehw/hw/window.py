@@ -193,8 +193,21 @@ class SlidingWindow(wiring.Component):
         need_col = Signal(range(W), init=col0)
         need_row = Signal(range(H * W), init=row0)
         need = Signal(range(H * W), init=row0 + col0)
-        next_col = Mux(need_col + S > W - 1, W - 1, need_col + S)
-        next_row = Mux(need_row + S * W > (H - 1) * W, (H - 1) * W, need_row + S * W)
+        col_step = Mux(need_col + S > W - 1, W - 1, need_col + S)
+        row_step = Mux(need_row + S * W > (H - 1) * W, (H - 1) * W, need_row + S * W)
+        if K * K * B >= 2:
+            # the next pixel's / row's values are registered a cycle after need_col / need_row
+            # change (a pixel step is K*K*B >= 2 issues away), so the step itself is a plain load:
+            # need_row -> compare -> add -> need was the ULX3S critical path at 93 MHz
+            next_col = Signal(range(W), init=min(W - 1, col0 + S))
+            next_row = Signal(range(H * W), init=min((H - 1) * W, row0 + S * W))
+            need_next_col = Signal(range(H * W), init=row0 + min(W - 1, col0 + S))
+            need_next_row = Signal(range(H * W), init=min((H - 1) * W, row0 + S * W) + col0)
+            m.d.sync += [next_col.eq(col_step), next_row.eq(row_step),
+                         need_next_col.eq(need_row + col_step), need_next_row.eq(row_step + col0)]
+        else:
+            next_col, next_row = col_step, row_step
+            need_next_col, need_next_row = need_row + col_step, row_step + col0
         available = Signal()
         m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > need)))
 
@@ -237,7 +250,7 @@ class SlidingWindow(wiring.Component):
                         with m.If(ox != Wo - 1):   # next pixel of this output row
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
                                          colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
-                                         need_col.eq(next_col), need.eq(need_row + next_col)]
+                                         need_col.eq(next_col), need.eq(need_next_col)]
                         with m.Else():
                             m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
                                          need_col.eq(col0)]
@@ -245,7 +258,7 @@ class SlidingWindow(wiring.Component):
                                 nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
                                              rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(next_row), need.eq(next_row + col0)]
+                                             need_row.eq(next_row), need.eq(need_next_row)]
                                 # lo = max(0, iy0) steps to max(0, iy0 + S)
                                 m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
                                                               Mux(iy0 < 0, iy0 + S, S)))
