@@ -76,3 +76,20 @@ def test_resource_budgets_are_checked(capsys):
     assert "DP16KD" in err and "more than --max-bram (5)" in err
     assert main(["fold", "default", "--fold", "auto", "--max-dsp", "4"]) == 2
     assert "needs at least" in capsys.readouterr().err
+
+
+def test_dsp_ecp5_build_uses_registered_mult18x18d_and_is_refused_off_ecp5(built, tmp_path, capsys):
+    """`--dsp ecp5` writes MULT18X18D instances (their own input/output registers); the same multiplies
+    as the generic build, which has none; synthesising it for an iCE40 part is refused by name."""
+    generic, _ = built
+    out = tmp_path / "ecp5"
+    assert main(["build", "default", "--dsp", "ecp5", "-o", str(out)]) == 0
+    info = json.loads((out / "design.json").read_text())
+    assert info["dsp"] == "ecp5" and json.loads((generic / "design.json").read_text())["dsp"] == "generic"
+    text = (out / info["verilog"]).read_text()
+    n_dsp = text.count("MULT18X18D #(")
+    assert n_dsp >= info["totals"]["multipliers"] and text.count('.REG_OUTPUT_CLK("CLK0")') > 0
+    assert "MULT18X18D" not in (generic / info["verilog"]).read_text()
+    capsys.readouterr()
+    assert main(["synth", str(out), "--board", "up5k", "--no-progress"]) == 2
+    assert "--dsp ecp5" in capsys.readouterr().err
