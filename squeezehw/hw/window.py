@@ -129,6 +129,7 @@ class SlidingWindow(wiring.Component):
         wx = Signal(range(W))
         wy = Signal(range(H))
         wpix = Signal(range(H * W + 1))      # pixels of the writer's frame completed
+        wpix_d = Signal.like(wpix)           # its next value (for the registered `available`)
         waddr = Signal(range(self.depth))     # slots are consecutive mod R: one wrapping counter
 
         # ---- reader counters --------------------------------------------------------------------
@@ -167,15 +168,19 @@ class SlidingWindow(wiring.Component):
             wp.en.eq(self.i.valid & can_write),
         ]
         m.d.sync += ahead.eq(ahead + ahead_up - ahead_down)
+        m.d.comb += wpix_d.eq(wpix)        # default; the writer's steps below override it
+        m.d.sync += wpix.eq(wpix_d)
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
             with m.If(wb == B - 1):
-                m.d.sync += [wb.eq(0), wpix.eq(wpix + 1)]
+                m.d.sync += wb.eq(0)
+                m.d.comb += wpix_d.eq(wpix + 1)
                 with m.If(wx == W - 1):
                     m.d.sync += wx.eq(0)
                     m.d.comb += ahead_up.eq(1)
                     with m.If(wy == H - 1):
-                        m.d.sync += [wy.eq(0), wpix.eq(0)]
+                        m.d.sync += wy.eq(0)
+                        m.d.comb += wpix_d.eq(0)
                         m.d.comb += lead_inc.eq(1)
                     with m.Else():
                         m.d.sync += wy.eq(wy + 1)
@@ -193,6 +198,9 @@ class SlidingWindow(wiring.Component):
         need_col = Signal(range(W), init=col0)
         need_row = Signal(range(H * W), init=row0)
         need = Signal(range(H * W), init=row0 + col0)
+        need_d = Signal.like(need)
+        m.d.comb += need_d.eq(need)        # default; the reader's steps below override it
+        m.d.sync += need.eq(need_d)
         col_step = Mux(need_col + S > W - 1, W - 1, need_col + S)
         row_step = Mux(need_row + S * W > (H - 1) * W, (H - 1) * W, need_row + S * W)
         if K * K * B >= 2:
@@ -208,8 +216,11 @@ class SlidingWindow(wiring.Component):
         else:
             next_col, next_row = col_step, row_step
             need_next_col, need_next_row = need_row + col_step, row_step + col0
+        # `available` is a register computed from the next lead / wpix / need, so the issue
+        # decision (and the clock enables of every reader counter) does not wait on the wide
+        # wpix > need compare (that was the ULX3S critical path at 94.6 MHz)
         available = Signal()
-        m.d.comb += available.eq((lead > 0) | ((lead == 0) & (wpix > need)))
+        lead_d = Signal.like(lead)
 
         # the read port's data (plus the padding mux) is registered before it leaves the block
         m.submodules.out = out = StreamRegister(width=8 * self.lanes)
@@ -250,7 +261,8 @@ class SlidingWindow(wiring.Component):
                         with m.If(ox != Wo - 1):   # next pixel of this output row
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
                                          colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
-                                         need_col.eq(next_col), need.eq(need_next_col)]
+                                         need_col.eq(next_col)]
+                            m.d.comb += need_d.eq(need_next_col)
                         with m.Else():
                             m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
                                          need_col.eq(col0)]
@@ -258,7 +270,8 @@ class SlidingWindow(wiring.Component):
                                 nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
                                              rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(next_row), need.eq(need_next_row)]
+                                             need_row.eq(next_row)]
+                                m.d.comb += need_d.eq(need_next_row)
                                 # lo = max(0, iy0) steps to max(0, iy0 + S)
                                 m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
                                                               Mux(iy0 < 0, iy0 + S, S)))
@@ -267,12 +280,12 @@ class SlidingWindow(wiring.Component):
                                 nb = mod_r(fslot + ((H - P) % R) * WB)
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
                                              rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(row0), need.eq(row0 + col0)]
+                                             need_row.eq(row0)]
+                                m.d.comb += need_d.eq(row0 + col0)
                                 m.d.comb += [lead_dec.eq(1), ahead_down.eq(H - lo_last)]
 
-        with m.If(lead_inc & ~lead_dec):
-            m.d.sync += lead.eq(lead + 1)
-        with m.Elif(lead_dec & ~lead_inc):
-            m.d.sync += lead.eq(lead - 1)
+        m.d.comb += lead_d.eq(lead + lead_inc - lead_dec)
+        m.d.sync += [lead.eq(lead_d),
+                     available.eq((lead_d > 0) | ((lead_d == 0) & (wpix_d > need_d)))]
 
         return m
