@@ -9,11 +9,12 @@
   in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80
   were estimated at 236 and 256 DP16KD; Yosys used 148 for base_e 64.)
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
-  (``tiny_family_up5k``: 1x12x12 input, conv1 8 channels 3x3, max-pool, one Fire (s=2, e1=4, e3=4,
-  no bypass), 4 classes; random weights, seed 7), one multiplier per conv (auto_fold with 5), built
-  with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
-  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz: at 24 MHz
-  nextpnr gave 23.99).
+  (``tiny_family_up5k``: 1x10x10 input, conv1 8 channels 3x3, one Fire (s=2, e1=4, e3=4, no
+  bypass), no max-pool, 4 classes; random weights, seed 7), one multiplier per conv (auto_fold
+  with 5), built with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16
+  are the MACs only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz).
+  The earlier 12x12 member with a max-pool no longer fits (5,846 LC) since the ECP5 timing
+  registers (skid buffers, DSP operand/product stages) were added.
 
 Each build goes through squeezehw.synth.build_board (Yosys with the registry's synth options +
 nextpnr + ecppack/icepack, YoWASP); the reports are printed and written to
@@ -50,8 +51,8 @@ def tiny_up5k_model():
     """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below)."""
     from squeezehw.family import FamilyConfig
     cfg = FamilyConfig(name="tiny_family_up5k", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
-                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(0,),
-                       input_size=12, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
+                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(),
+                       input_size=10, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
     return cfg, _random_member(cfg, seed=7)
 
 
