@@ -84,7 +84,9 @@ def main(argv=None) -> int:
                     "--max-multipliers", str(args.multipliers), "-o", str(rtl)], check=True,
                    stdout=subprocess.DEVNULL)
     design = json.loads((rtl / "design.json").read_text())
-    top, verilog = design["top"], (rtl / design["verilog"]).resolve()
+    # relative to OUT (Yosys's working folder): a YoWASP tool sees only its working folder, so an
+    # absolute path outside it (e.g. a checkout under /tmp) is "not found"
+    top, verilog = design["top"], Path("rtl") / design["verilog"]
     t1 = yosys(STEP1.format(verilog=verilog, top=top), "step1", OUT)
     t2 = yosys(STEP2.format(top=top), "step2", OUT)
     rep = {"part": "XCZU9EG (synthesis only, Yosys synth_xilinx -family xcup; LUT mapping with abc -lut 6)",
