@@ -255,14 +255,14 @@ def concat_order(beats_a: int, beats_b: int):
 
 def bypass_ref(mult_a, mult_b, shift, b_signed):
     """a and b joined beat by beat; output beat N == clamp((a*ma + b*mb + 2**(s-1)) >> s) of the
-    N-th input pair (lanes = 1), at most 5 beats in flight (input pair, products, sum, and the
-    output StreamRegister's two slots)."""
+    N-th input pair (lanes = 1), at most ``capacity`` (5) beats in flight (input pair, products,
+    sum, and the output StreamRegister's two slots)."""
     def prop(m, h):
         m.d.comb += [Assert(h.count["a"] == h.count["b"], "a and b counts differ (join broken)"),
                      Assert(h.xfer["a"] == h.xfer["b"], "a and b not taken together")]
         inflight = Signal(CW, name="inflight")
         m.d.comb += inflight.eq(h.count["a"] - h.count["o"])
-        m.d.comb += Assert(inflight <= 5, "more than 5 beats in flight")
+        m.d.comb += Assert(inflight <= h.dut.capacity, f"more than {h.dut.capacity} beats in flight")
         N = Signal(CW, name="tracked_beat")
         m.d.comb += N.eq(AnyConst(CW))
         exp = Signal(8, name="expected")

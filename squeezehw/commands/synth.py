@@ -68,8 +68,9 @@ def _list_boards(as_json: bool) -> int:
     return 0
 
 
-def resolve_design(path: str, top: str | None) -> tuple[Path, str, bool]:
-    """(Verilog file, top module, is_build_folder) for a build folder or a Verilog file."""
+def resolve_design(path: str, top: str | None) -> tuple[Path, str, dict | None]:
+    """(Verilog file, top module, design.json contents) for a build folder, or (file, top, None)
+    for a Verilog file."""
     p = Path(path)
     if p.is_dir():
         meta = p / "design.json"
@@ -84,12 +85,12 @@ def resolve_design(path: str, top: str | None) -> tuple[Path, str, bool]:
                             f"`squeezehw build`") from None
         if top and top != design_top:
             raise UserError(f"--top {top} disagrees with {meta} (top {design_top!r}); drop --top")
-        return p / verilog, design_top, True
+        return p / verilog, design_top, info
     if not p.exists():
         raise UserError(f"{p} does not exist; pass a `squeezehw build` folder or a Verilog file")
     if not top:
         raise UserError(f"{p} is a Verilog file: name its top module with --top NAME")
-    return p, top, False
+    return p, top, None
 
 
 def run(args) -> int:
@@ -100,7 +101,8 @@ def run(args) -> int:
     from ..boards import get_board
     from ..synth import synthesize
     board = get_board(args.board)
-    verilog, top, is_build = resolve_design(args.design, args.top)
+    verilog, top, info = resolve_design(args.design, args.top)
+    is_build = info is not None
     if args.output:
         out = Path(args.output)
     elif is_build:
@@ -108,7 +110,7 @@ def run(args) -> int:
     else:
         out = Path("synth_out") / f"{top}-{board.name}"
     if is_build:
-        dsp = json.loads((Path(args.design) / "design.json").read_text()).get("dsp", "generic")
+        dsp = info.get("dsp", "generic")
         if dsp == "ecp5" and board.family != "ecp5":
             raise UserError(f"{args.design} was built with ECP5 DSP primitives (--dsp ecp5), which "
                             f"{board.name} ({board.family}) does not have; rebuild it with --dsp generic")

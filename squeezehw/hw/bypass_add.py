@@ -48,7 +48,7 @@ class BypassAdd(wiring.Component):
         # three pipeline stages, then a StreamRegister: the consumer's ready stops there instead of
         # rippling through the stage enables into both producers (fork -> add -> expand FIFO was
         # the ULX3S critical path at 88 MHz)
-        self.latency = 3 + StreamRegister.latency_cycles()
+        self.latency = 3 + StreamRegister.LATENCY
         self.capacity = 3 + StreamRegister.CAPACITY
         self.memory_bits = 0
         # 8 + 16 + 2 bits hold the exact sum (numerics.md); the rounding constant 2**(shift-1)

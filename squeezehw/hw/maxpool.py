@@ -95,10 +95,10 @@ class MaxPool(wiring.Component):
         self.burst_beats = self._burst_beats()
         # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
-        self.register_bits = 2 * B * 8 * lanes + StreamRegister.CAPACITY * (8 * lanes + 1)
+        self.register_bits = 2 * B * 8 * lanes + StreamRegister.bits(8 * lanes)
         self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
         self.memory_bits = self.register_bits + self.fifo_bits
-        self.latency = 3
+        self.latency = 2 + StreamRegister.LATENCY     # the stages, then the StreamRegister between them
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
 

@@ -27,17 +27,19 @@ class StreamRegister(wiring.Component):
     ``held``: beats inside (0..2), for a FIFO's level."""
 
     CAPACITY = 2
+    LATENCY = 1
 
-    @staticmethod
-    def latency_cycles() -> int:
-        return 1
+    @classmethod
+    def bits(cls, width: int) -> int:
+        """Flip-flops of a StreamRegister of ``width`` bits: its slots' data and valid flags."""
+        return cls.CAPACITY * (width + 1)
 
     def __init__(self, *, width: int):
         if not isinstance(width, int) or width < 1:
             raise FoldingError(f"StreamRegister: width={width!r} must be a positive integer (bits per beat)")
         self.width = width
-        self.latency = self.latency_cycles()
-        self.register_bits = 2 * (width + 1)
+        self.latency = self.LATENCY
+        self.register_bits = self.bits(width)
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
         self.held = Signal(range(self.CAPACITY + 1))
 

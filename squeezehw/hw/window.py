@@ -33,7 +33,7 @@ synchronous read, then a StreamRegister: block RAM is slow to its output on ECP5
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -129,7 +129,6 @@ class SlidingWindow(wiring.Component):
         wx = Signal(range(W))
         wy = Signal(range(H))
         wpix = Signal(range(H * W + 1))      # pixels of the writer's frame completed
-        wpix_d = Signal.like(wpix)           # its next value
         px_done = Signal()                   # the writer completes a pixel this cycle
         frame_done = Signal()                # ... and the frame (wpix returns to 0)
         waddr = Signal(range(self.depth))     # slots are consecutive mod R: one wrapping counter
@@ -170,19 +169,18 @@ class SlidingWindow(wiring.Component):
             wp.en.eq(self.i.valid & can_write),
         ]
         m.d.sync += ahead.eq(ahead + ahead_up - ahead_down)
-        m.d.comb += wpix_d.eq(wpix)        # default; the writer's steps below override it
-        m.d.sync += wpix.eq(wpix_d)
+        m.d.sync += wpix.eq(Mux(frame_done, 0, wpix + px_done))
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
             with m.If(wb == B - 1):
                 m.d.sync += wb.eq(0)
-                m.d.comb += [wpix_d.eq(wpix + 1), px_done.eq(1)]
+                m.d.comb += px_done.eq(1)
                 with m.If(wx == W - 1):
                     m.d.sync += wx.eq(0)
                     m.d.comb += ahead_up.eq(1)
                     with m.If(wy == H - 1):
                         m.d.sync += wy.eq(0)
-                        m.d.comb += [wpix_d.eq(0), frame_done.eq(1)]
+                        m.d.comb += frame_done.eq(1)
                         m.d.comb += lead_inc.eq(1)
                     with m.Else():
                         m.d.sync += wy.eq(wy + 1)
@@ -200,10 +198,7 @@ class SlidingWindow(wiring.Component):
         need_col = Signal(range(W), init=col0)
         need_row = Signal(range(H * W), init=row0)
         need = Signal(range(H * W), init=row0 + col0)
-        need_d = Signal.like(need)
-        need_step = Signal(2)              # need_d is: 0 need, 1 the next pixel's, 2 the next row's, 3 row0+col0
-        m.d.comb += need_d.eq(need)        # default; the reader's steps below override it
-        m.d.sync += need.eq(need_d)
+        need_step = Signal(2)              # need's next value: 0 need, 1 the next pixel's, 2 the next row's, 3 row0+col0
         col_step = Mux(need_col + S > W - 1, W - 1, need_col + S)
         row_step = Mux(need_row + S * W > (H - 1) * W, (H - 1) * W, need_row + S * W)
         if K * K * B >= 2:
@@ -219,6 +214,8 @@ class SlidingWindow(wiring.Component):
         else:
             next_col, next_row = col_step, row_step
             need_next_col, need_next_row = need_row + col_step, row_step + col0
+        need_candidates = [need, need_next_col, need_next_row, Const(row0 + col0, need.shape())]
+        m.d.sync += need.eq(Array(need_candidates)[need_step])
         # `available` is a register computed from the next lead / wpix / need, so the issue
         # decision (and the clock enables of every reader counter) does not wait on the wide
         # wpix > need compare (that was the ULX3S critical path at 94.6 MHz)
@@ -265,7 +262,7 @@ class SlidingWindow(wiring.Component):
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
                                          colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
                                          need_col.eq(next_col)]
-                            m.d.comb += [need_d.eq(need_next_col), need_step.eq(1)]
+                            m.d.comb += need_step.eq(1)
                         with m.Else():
                             m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
                                          need_col.eq(col0)]
@@ -274,7 +271,7 @@ class SlidingWindow(wiring.Component):
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
                                              rbase.eq(nb), kslot.eq(nb),
                                              need_row.eq(next_row)]
-                                m.d.comb += [need_d.eq(need_next_row), need_step.eq(2)]
+                                m.d.comb += need_step.eq(2)
                                 # lo = max(0, iy0) steps to max(0, iy0 + S)
                                 m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
                                                               Mux(iy0 < 0, iy0 + S, S)))
@@ -284,14 +281,13 @@ class SlidingWindow(wiring.Component):
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
                                              rbase.eq(nb), kslot.eq(nb),
                                              need_row.eq(row0)]
-                                m.d.comb += [need_d.eq(row0 + col0), need_step.eq(3)]
+                                m.d.comb += need_step.eq(3)
                                 m.d.comb += [lead_dec.eq(1), ahead_down.eq(H - lo_last)]
 
-        # wpix_d > need_d without an adder in front of the compare: wpix against each candidate
-        # for need_d (registers or a constant) in parallel, then the step selects one
-        candidates = [need, need_next_col, need_next_row, Const(row0 + col0, need.shape())]
-        gt = Cat(*(wpix > c for c in candidates)).bit_select(need_step, 1)
-        eq = Cat(*(wpix == c for c in candidates)).bit_select(need_step, 1)
+        # next wpix > next need without an adder in front of the compare: wpix against each
+        # candidate for need's next value (registers or a constant) in parallel, the step selects one
+        gt = Cat(*(wpix > c for c in need_candidates)).bit_select(need_step, 1)
+        eq = Cat(*(wpix == c for c in need_candidates)).bit_select(need_step, 1)
         m.d.comb += lead_d.eq(lead + lead_inc - lead_dec)
         m.d.sync += [lead.eq(lead_d),
                      available.eq((lead_d > 0) | ((lead_d == 0) & ~frame_done & (gt | (px_done & eq))))]
