@@ -12,20 +12,22 @@ Output folder (all files deterministic: the same inputs give the same bytes):
 - ``folding.json``      the folding used, to rebuild exactly
 - ``summary.txt``       the same in a table for people
 
-The folder is written to a temporary sibling and renamed into place, so an interrupted build never
-leaves a folder that looks complete.
+- ``.squeezehw-output.json`` the manifest that marks the folder as squeezehw's (squeezehw.outputs)
+
+The folder is written to a temporary sibling and swapped into place, so an interrupted build never
+leaves a folder that looks complete.  An existing folder is replaced only when it is a previous
+squeezehw output holding nothing squeezehw did not write; anything else is refused
+(``squeezehw.outputs.check_output_dir``).
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from .folding import Folding
 from .intmodel import IntModel
+from .outputs import check_output_dir, replace_dir
 
 __all__ = ["design_summary", "write_design", "module_name"]
 
@@ -94,7 +96,7 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
 
     from .hw.accelerator import Accelerator
     from .hw.multiplier import dsp_primitives
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)       # refuse before the (slow) Verilog generation
     accel = Accelerator(model=model, folding=folding)
     with dsp_primitives(dsp):     # checks the name before anything is built
         summary = design_summary(model, folding, accel)
@@ -104,9 +106,7 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
             import sys
             print(f"[squeezehw] generating Verilog for {top} ({dsp} multipliers) ...", file=sys.stderr, flush=True)
         text = verilog.convert(accel, name=top, emit_src=False)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         (tmp / f"{top}.v").write_text(text)
         (tmp / "mem").mkdir()
         for name, block in _mvus(accel):
@@ -116,12 +116,8 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
         (tmp / "design.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         (tmp / "folding.json").write_text(folding.to_json(model.name) + "\n")
         (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(out_dir, fill)
     return summary
 
 

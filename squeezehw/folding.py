@@ -11,8 +11,6 @@ frame rate, so every layer gets the fewest multipliers that keep it at or below 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -222,29 +220,48 @@ class Folding:
 
     def save(self, path, model_name: str = "") -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        from .outputs import atomic_write     # no .tmp left on failure; umask permissions
+        with atomic_write(path, "w") as f:
             f.write(self.to_json(model_name) + "\n")
-        os.replace(tmp, path)
         return path
 
     @classmethod
-    def load(cls, path) -> "Folding":
+    def load(cls, path, model_name: str | None = None) -> "Folding":
+        """Read a folding file; every entry must be ``{"simd": N, "pe": M}`` with integers (not
+        booleans or strings).  With ``model_name``, a file made for another model is refused."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise FoldingFileError(f"{path}: no such folding file") from None
+        except IsADirectoryError:
+            raise FoldingFileError(f"{path}: is a folder, not a folding file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise FoldingFileError(f"{path}: not valid JSON ({e})") from None
+        except OSError as e:
+            raise FoldingFileError(f"{path}: cannot read it ({e.strerror or e})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != VERSION:
             raise FoldingFileError(f"{path}: not a {FORMAT} v{VERSION} file")
-        try:
-            return cls({k: LayerFold(int(v["simd"]), int(v.get("pe", 1))) for k, v in d["layers"].items()})
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise FoldingFileError(f"{path}: malformed layer entry ({e}); each entry is "
-                                   '{"simd": N, "pe": M}') from None
+        unknown = sorted(set(d) - {"format", "version", "model", "layers"})
+        if unknown:
+            raise FoldingFileError(f"{path}: unknown keys {unknown}; a folding file holds format, version, "
+                                   "model and layers")
+        made_for = d.get("model") or ""
+        if model_name and made_for and made_for != model_name:
+            raise FoldingFileError(f"{path} was made for model {made_for!r}, not {model_name!r}; make one "
+                                   f"for this model with `squeezehw fold MODEL -o FILE`")
+        if not isinstance(d.get("layers"), dict):
+            raise FoldingFileError(f"{path}: \"layers\" must be an object {{layer: {{\"simd\": N, \"pe\": M}}}}")
+        layers = {}
+        for k, v in d["layers"].items():
+            if not isinstance(v, dict) or "simd" not in v or set(v) - {"simd", "pe"}:
+                raise FoldingFileError(f"{path}: layer {k}: {json.dumps(v)} is not {{\"simd\": N, \"pe\": M}}")
+            for key, val in v.items():
+                if isinstance(val, bool) or not isinstance(val, int):
+                    raise FoldingFileError(f"{path}: layer {k}: {key} is {json.dumps(val)}; it must be a "
+                                           "positive whole number")
+            layers[k] = LayerFold(v["simd"], v.get("pe", 1))
+        return cls(layers)
 
 
 def fold_for_cycles(model: IntModel, target_cycles: int) -> Folding:

@@ -9,7 +9,8 @@ RGB or grey bytes.
 
 Unreadable files: an evaluation that silently drops images would report an accuracy over a
 different set than the user asked for, so by default an unreadable image is an error naming the
-file.  With ``skip_unreadable=True`` such files are skipped, counted and listed in
+file.  Images over Pillow's decompression-bomb limit count as unreadable.  16-bit grey images are
+scaled onto 0..255 (Pillow alone would clip them to white).  With ``skip_unreadable=True`` such files are skipped, counted and listed in
 ``ImageSet.skipped`` (the command line prints the count).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from .errors import UserError
 
 __all__ = ["ImageFolderError", "ImageSet", "list_image_folder", "load_images", "load_image_folder",
-           "preprocess"]
+           "open_image", "preprocess"]
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -65,6 +66,7 @@ def list_image_folder(root) -> tuple[list[Path], np.ndarray, list[str]]:
 def preprocess(img, *, height: int, width: int, channels: int, resize: int | None) -> np.ndarray:
     """A PIL image -> uint8 (C, H, W): Resize(shorter side = resize) + CenterCrop((H, W))."""
     from PIL import Image
+    img = _to_8bit(img)
     img = img.convert("L" if channels == 1 else "RGB")
     if resize is not None:
         w, h = img.size
@@ -82,10 +84,48 @@ def preprocess(img, *, height: int, width: int, channels: int, resize: int | Non
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
-def load_images(files, *, height: int, width: int, channels: int, resize: int | None,
-                skip_unreadable: bool = False, progress: bool = True) -> tuple[np.ndarray, list, list]:
-    """Load and preprocess ``files``; returns (images, indices of the files kept, skipped)."""
+# 16-bit grey images: Pillow's convert("L") clips every value above 255 to white, so scale the full
+# 16-bit range onto 0..255 first (v * 255 / 65535, rounded: 257 * k -> k exactly)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(img):
+    from PIL import Image
+    if img.mode in _SIXTEEN_BIT_MODES:
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{img.mode} image with values {a.min()}..{a.max()} outside 0..65535; "
+                             "save it as an 8- or 16-bit image")
+        return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if img.mode == "F":
+        raise ValueError("floating-point image (mode F); save it as an 8- or 16-bit image")
+    return img
+
+
+def open_image(f, *, height: int, width: int, channels: int, resize: int | None) -> np.ndarray:
+    """Open and preprocess one image file; every failure to read it is a ValueError or OSError
+    (including images over Pillow's decompression-bomb limit, refused rather than decoded)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as img:
+                return preprocess(img, height=height, width=width, channels=channels, resize=resize)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"too large to decode safely ({str(e).split('could be')[0].strip().rstrip(',')})") from None
+    except UnidentifiedImageError as e:
+        raise ValueError(f"not an image Pillow can read ({e})") from None
+    except MemoryError:
+        raise ValueError("too large to decode in memory") from None
+
+
+def load_images(files, *, height: int, width: int, channels: int, resize: int | None,
+                skip_unreadable: bool = False, progress: bool = True,
+                skip_option: str | None = None) -> tuple[np.ndarray, list, list]:
+    """Load and preprocess ``files``; returns (images, indices of the files kept, skipped).
+    ``skip_option``: the command-line option that skips unreadable images, named in the error."""
     from tqdm import tqdm
     if channels not in (1, 3):
         raise ImageFolderError(f"models with {channels} input channels cannot read photographs; "
@@ -95,13 +135,12 @@ def load_images(files, *, height: int, width: int, channels: int, resize: int | 
     for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress,
                                file=sys.stderr)):
         try:
-            with Image.open(f) as img:
-                out[len(kept)] = preprocess(img, height=height, width=width, channels=channels,
-                                            resize=resize)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+            out[len(kept)] = open_image(f, height=height, width=width, channels=channels, resize=resize)
+        except (OSError, ValueError) as e:
             if not skip_unreadable:
-                raise ImageFolderError(f"{f}: cannot read this image ({e}); remove or replace it, "
-                                       "or skip unreadable images") from e
+                fix = f"remove or replace it, or pass {skip_option}" if skip_option else "remove or replace it"
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                raise ImageFolderError(f"{f}: cannot read this image ({why}); {fix}") from None
             skipped.append((str(f), str(e)))
             continue
         kept.append(i)
@@ -110,7 +149,7 @@ def load_images(files, *, height: int, width: int, channels: int, resize: int | 
 
 def load_image_folder(root, *, height: int, width: int, channels: int, resize: int | None = None,
                       limit: int | None = None, skip_unreadable: bool = False,
-                      progress: bool = True) -> ImageSet:
+                      progress: bool = True, skip_option: str | None = None) -> ImageSet:
     """Load an ImageFolder tree (at most ``limit`` images, the first in sorted order)."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ImageFolderError(f"limit must be a positive number of images, got {limit!r}")
@@ -118,7 +157,7 @@ def load_image_folder(root, *, height: int, width: int, channels: int, resize: i
     files, labels = files[:limit], labels[:limit]
     images, kept, skipped = load_images(files, height=height, width=width, channels=channels,
                                         resize=resize, skip_unreadable=skip_unreadable,
-                                        progress=progress)
+                                        progress=progress, skip_option=skip_option)
     if not kept:
         raise ImageFolderError(f"{root}: none of the {len(files)} images could be read")
     return ImageSet(images, labels[kept], classes, [files[i] for i in kept], skipped)

@@ -15,6 +15,7 @@ conv names = torchvision's state_dict prefixes, so both paths give identical IR.
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .family import SQUEEZENET1_0, SQUEEZENET1_1, FamilyConfig, build_network
 from .ir import Conv, Fire, Head, MaxPool, Network, NetworkError
 
 __all__ = ["network_from_module", "load_network", "load_state_dict", "weights_from_state_dict",
-           "load_imagenet_labels", "ARCHS", "SUPPORTED"]
+           "load_imagenet_labels", "check_weights", "weight_warnings", "ARCHS", "SUPPORTED"]
 
 ARCHS = {"squeezenet1_0": SQUEEZENET1_0, "squeezenet1_1": SQUEEZENET1_1}
 
@@ -193,6 +194,13 @@ def weights_from_state_dict(net: Network, state_dict, *, source: str = "state di
         expected[f"{conv.name}.bias"] = (conv.out_ch,)
     missing = [k for k in expected if k not in arrays]
     unexpected = [k for k in arrays if k not in expected]
+    if arrays and len(missing) == len(expected):
+        raise NetworkError(f"{source} are not a SqueezeNet-family state dict: none of its keys "
+                           f"({_few(sorted(arrays), 3)}) is a SqueezeNet weight such as "
+                           f"{next(iter(expected))!r}. squeezehw imports SqueezeNet-family networks only")
+    for k in expected:
+        if k in arrays and not np.issubdtype(np.asarray(arrays[k]).dtype, np.floating):
+            raise NetworkError(f"{source}: {k} has dtype {np.asarray(arrays[k]).dtype}, expected floating point")
     wrong = [f"{k}: {tuple(np.shape(arrays[k]))} instead of {shape}"
              for k, shape in expected.items() if k in arrays and tuple(np.shape(arrays[k])) != shape]
     problems = []
@@ -239,9 +247,15 @@ def load_state_dict(path) -> dict:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+            if found:
+                raise NetworkError(f"weights file {path} holds a pickled Python object ({found.group(1)}, e.g. "
+                                   "a whole model saved with torch.save(model)), which squeezehw does not "
+                                   "unpickle; save the weights with torch.save(model.state_dict(), FILE)") from None
+            why = re.search(r"WeightsUnpickler error: \s*(.+)", str(e))
+            msg = _plain(why.group(1) if why else str(e).splitlines()[0]) if str(e) else type(e).__name__
             raise NetworkError(f"weights file {path} is unreadable (corrupt, truncated or not a "
-                               f"weights-only torch file: {msg})") from None
+                               f"torch file: {msg})") from None
         if isinstance(obj, dict):
             for key in ("state_dict", "model"):
                 if isinstance(obj.get(key), dict):
@@ -252,13 +266,48 @@ def load_state_dict(path) -> dict:
                                "(save model.state_dict(), not the model)")
         sd = {k: v.detach().cpu().numpy() for k, v in obj.items()}
     else:
-        raise NetworkError(f"weights file {path}: unknown extension {path.suffix!r}; use .pth, .pt or .npz")
+        raise NetworkError(f"weights file {path}: unknown extension {path.suffix!r}; use .pth, .pt, .npz "
+                           "or .onnx")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    for k, v in sd.items():
-        if not np.issubdtype(v.dtype, np.floating):
-            raise NetworkError(f"weights file {path}: {k} has dtype {v.dtype}, expected floating point")
-    return {k: v.astype(np.float32) for k, v in sd.items()}
+    # integer entries (e.g. BatchNorm's num_batches_tracked) are left as they are: the key check in
+    # weights_from_state_dict names them, and a SqueezeNet's own weights are checked for dtype there
+    return {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for k, v in sd.items()}
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal escape sequences (torch's messages carry bold/colour codes)."""
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).strip()
+
+
+# weights of a trained float network are small numbers; beyond this they overflow float32
+# activations (inf/NaN) long before quantisation could mean anything
+PLAUSIBLE_WEIGHT = 1e6
+
+
+def check_weights(net: Network, source: str) -> None:
+    """NetworkError for weights no trained network has: NaN/inf or absurd magnitudes."""
+    for conv in net.convs():
+        w, b = net.weights[conv.name]
+        big = max(float(np.abs(w).max(initial=0)), float(np.abs(b).max(initial=0)))
+        if not np.isfinite(big):
+            raise NetworkError(f"{source}: {conv.name} contains NaN or infinity")
+        if big > PLAUSIBLE_WEIGHT:
+            raise NetworkError(f"{source}: {conv.name} has a weight of magnitude {big:.3g} (over "
+                               f"{PLAUSIBLE_WEIGHT:.0e}); trained weights are small numbers: check the file "
+                               "was not scaled or corrupted")
+
+
+def weight_warnings(net: Network) -> list[str]:
+    """Warnings worth printing about float weights that import fine but make a useless model."""
+    zero = [c.name for c in net.convs() if not np.any(net.weights[c.name][0])]
+    if not zero:
+        return []
+    if len(zero) == len(net.convs()):
+        return [f"every weight of {net.name} is zero: its logits do not depend on the input (were the "
+                "weights saved before training?)"]
+    return [f"{len(zero)} of {len(net.convs())} convolutions of {net.name} have only zero weights "
+            f"({_few(zero, 3)}); check the weights file"]
 
 
 def _config_of(arch) -> FamilyConfig:
@@ -278,6 +327,11 @@ def load_network(arch, weights=None, *, num_classes: int | None = None) -> Netwo
 
     ``num_classes`` overrides the config's class count; when it is None and the weights hold
     ``classifier.1.weight``, the class count is taken from there (a fine-tuned head)."""
+    if weights is not None and Path(weights).suffix.lower() == ".onnx":
+        from .onnx_import import load_onnx
+        net = load_onnx(weights, like=None if arch is None else _config_of(arch))
+        check_weights(net, f"weights in {weights}")
+        return net
     config = _config_of(arch)
     sd = load_state_dict(weights) if weights is not None else None
     if num_classes is None and sd is not None and "classifier.1.weight" in sd:
@@ -289,6 +343,7 @@ def load_network(arch, weights=None, *, num_classes: int | None = None) -> Netwo
     net = build_network(config)
     if sd is not None:
         net = net.with_weights(weights_from_state_dict(net, sd, source=f"weights in {weights}"))
+        check_weights(net, f"weights in {weights}")
     return net
 
 

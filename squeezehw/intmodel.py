@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -277,15 +276,9 @@ class IntModel:
         path = Path(path)
         meta, arrays = self._to_arrays()
         meta["sha256"] = self.content_hash()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from .outputs import atomic_write     # umask permissions; OSError -> one-line UserError
+        with atomic_write(path) as f:
+            np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **arrays)
         return path
 
     @classmethod

@@ -7,6 +7,7 @@ committed weights' hash so a retrained model is re-quantized).
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def resolve_folding(arg: str | None, model: IntModel, *, max_multipliers: int | 
         fold = auto_fold(model, max_multipliers=max_multipliers, target_cycles=target_cycles,
                          speed_slack=speed_slack)
     else:
-        fold = Folding.load(arg)
+        fold = Folding.load(arg, model_name=model.name)
     fold.validate(model)
     return fold
 
@@ -84,10 +85,17 @@ def folding_from_args(args, model: IntModel) -> Folding:
         from .boards import get_board
         budget = get_board(args.board).resources.dsp
     target = None
+    for opt, v in (("--clock", args.clock), ("--target-fps", args.target_fps)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"{opt} must be a positive number, not {v}")
     if args.target_fps:
-        if args.target_fps <= 0 or args.clock <= 0:
-            raise UserError("--target-fps and --clock must be positive")
         target = int(args.clock * 1e6 / args.target_fps)
+        if target < 1:
+            from .folding import min_cycles
+            best = min_cycles(model)
+            raise UserError(f"--target-fps {args.target_fps:g} at {args.clock:g} MHz leaves less than one clock "
+                            f"cycle per frame; {model.name} reaches at most {args.clock * 1e6 / best:,.1f} "
+                            f"frames/s ({best} cycles per frame) at that clock")
     if budget is not None and target is not None:
         raise UserError("give either a resource budget (--max-multipliers/--board) or --target-fps, not both")
     if budget is not None and budget < 1:

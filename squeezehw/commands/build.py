@@ -24,7 +24,9 @@ def add_arguments(p):
     from ..pipeline import add_fold_arguments
     p.add_argument("model", metavar="MODEL", help="integer-model file, or `default`")
     add_fold_arguments(p)
-    p.add_argument("-o", "--output", metavar="DIR", help="output folder (default rtl_out/<model name>)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="output folder (default rtl_out/<model name>); an existing folder is replaced only "
+                        "when it is a previous squeezehw output, never a folder with other files")
     p.add_argument("--dsp", choices=("generic", "ecp5"), default="generic",
                    help="multiplier form: `generic` (`*` between registers, any tool and simulator; the "
                         "default) or `ecp5` (MULT18X18D instances using the DSP's own input/output "
@@ -36,6 +38,9 @@ def add_arguments(p):
 def run(args):
     from ..build import summary_text, write_design
     from ..pipeline import folding_from_args, resolve_model
+    from ..outputs import check_output_dir
+    if args.output:
+        check_output_dir(args.output)
     model = resolve_model(args.model)
     fold = folding_from_args(args, model)
     out = Path(args.output or Path("rtl_out") / model.name)

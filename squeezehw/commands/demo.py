@@ -20,7 +20,8 @@ Exit status 0 only when the hardware is bit-exact."""
 
 def add_arguments(p):
     p.add_argument("--frames", type=int, default=20, help="held-out digits to simulate (default 20)")
-    p.add_argument("-o", "--output", default="rtl_out/default", metavar="DIR", help="build folder")
+    p.add_argument("-o", "--output", default="rtl_out/default", metavar="DIR", help="build folder (default rtl_out/default); an existing folder is replaced only "
+                        "when it is a previous squeezehw output")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -30,10 +31,12 @@ def run(args):
     from ..errors import UserError
     from ..evaluate import evaluate
     from ..folding import default_folding
+    from ..outputs import add_to_manifest, check_output_dir
     from ..pipeline import default_int_model
     from ..simulate import simulate_frames
     if not 1 <= args.frames <= 1000:
         raise UserError(f"--frames must be in 1..1000, got {args.frames}")
+    check_output_dir(args.output)      # before the minutes of work, not after
     step = lambda s: print(f"[demo] {s}", file=sys.stderr, flush=True)  # noqa: E731
     step("1/4 quantize the default model (int8) and evaluate it on the held-out split")
     model = default_int_model()
@@ -55,6 +58,7 @@ def run(args):
         "design": design["totals"],
     }
     (out / "demo_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    add_to_manifest(out, "demo_report.json")
     step("4/4 summary")
     if args.json:
         print(json.dumps(report, indent=1))

@@ -16,12 +16,13 @@ Images come from --images DIR (ImageFolder layout: DIR/<class>/<image>, classes 
 for the built-in default model, without --images, the MNIST held-out split is used.
 
 examples:
+  squeezehw eval default
   squeezehw eval default.npz
   squeezehw eval sq11.npz --images photos/ --limit 100 --json"""
 
 
 def add_arguments(p):
-    p.add_argument("model", metavar="MODEL", help="integer model file (from `squeezehw quantize`)")
+    p.add_argument("model", metavar="MODEL", help="integer model file (from `squeezehw quantize`), or `default`")
     p.add_argument("--images", metavar="DIR", help="labelled photos in ImageFolder layout")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N images (sorted order)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
@@ -34,19 +35,19 @@ def add_arguments(p):
 def run(args) -> int:
     from ..evaluate import evaluate
     from ..images import load_image_folder
-    from ..intmodel import IntModel
+    from ..pipeline import resolve_model
     from .quantize import DEFAULT_DATASET_TAG
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive number of images, got {args.limit}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     progress = not args.no_progress
-    model = IntModel.load(args.model)
+    model = resolve_model(args.model, progress)
     skipped = 0
     if args.images:
         s = load_image_folder(args.images, height=model.height, width=model.width, channels=model.in_ch,
                               resize=model.resize, limit=args.limit, skip_unreadable=args.skip_unreadable,
-                              progress=progress)
+                              progress=progress, skip_option="--skip-unreadable")
         x, y, where, skipped = s.images, s.labels, str(args.images), len(s.skipped)
     elif model.info.get("dataset") == DEFAULT_DATASET_TAG:
         from ..default_model import mnist_split

@@ -40,8 +40,20 @@ def table_text(rows, summary, clock_mhz) -> str:
     return "\n".join(out)
 
 
+def _is_folding_file(path) -> bool:
+    from ..folding import FORMAT
+    try:
+        return json.loads(open(path, encoding="utf-8").read()).get("format") == FORMAT
+    except Exception:        # anything unreadable is not one of ours
+        return False
+
+
 def run(args):
     from ..pipeline import folding_from_args, resolve_model
+    if args.output:
+        from ..outputs import check_output_file
+        check_output_file(args.output, "-o", inputs=[("--fold", args.fold)], kind="squeezehw folding file",
+                          is_same_kind=_is_folding_file)
     model = resolve_model(args.model)
     fold = folding_from_args(args, model)
     rows, summary = fold.table(model), fold.summary(model)

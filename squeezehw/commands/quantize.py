@@ -37,8 +37,10 @@ DEFAULT_DATASET_TAG = "mnist-default"
 def add_arguments(p):
     from ..memory import BOARDS, DEFAULT_BUDGET
     src = p.add_argument_group("model")
-    src.add_argument("--arch", help="squeezenet1_0, squeezenet1_1 or a family JSON file")
-    src.add_argument("--weights", metavar="FILE", help="float weights (.pth/.pt/.npz state dict)")
+    src.add_argument("--arch", help="squeezenet1_0, squeezenet1_1 or a family JSON file (optional with an "
+                                    ".onnx file: then it only sets the name and preprocessing)")
+    src.add_argument("--weights", metavar="FILE",
+                     help="float weights (.pth/.pt/.npz state dict), or a whole float model as .onnx")
     cal = p.add_argument_group("calibration")
     cal.add_argument("--calib", metavar="DIR",
                      help="calibration photos in ImageFolder layout (DIR/<class>/<image>)")
@@ -68,6 +70,24 @@ def add_arguments(p):
 def _positive(name, v):
     if v is not None and v < 1:
         raise UserError(f"{name} must be a positive integer, got {v}")
+
+
+def _is_int_model(path) -> bool:
+    from ..intmodel import FORMAT
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["__meta__"])).get("format") == FORMAT
+    except Exception:        # anything unreadable is not one of ours
+        return False
+
+
+def _check_output(args, name: str) -> Path:
+    """The output file, refused (UserError) when it is an input, a folder, or a file that is not an
+    integer model: squeezehw replaces only its own files."""
+    from ..outputs import check_output_file
+    out = Path(args.output or f"{name}-w{args.bits}.npz")
+    return check_output_file(out, "-o", inputs=[("--weights", args.weights), ("--arch", args.arch)],
+                             kind="squeezehw integer model", is_same_kind=_is_int_model)
 
 
 def summary_table(model, rep) -> str:
@@ -112,19 +132,26 @@ def run(args) -> int:
         eval_set = (test_x, test_y, "MNIST held-out split")
     else:
         from ..importer import load_network
-        if args.arch is None or args.weights is None:
-            raise UserError("give both --arch and --weights (or neither, for the built-in default model)")
+        onnx = args.weights is not None and Path(args.weights).suffix.lower() == ".onnx"
+        if args.weights is None or (args.arch is None and not onnx):
+            raise UserError("give both --arch and --weights (or neither, for the built-in default model; "
+                            "an .onnx --weights file needs no --arch)")
         if not args.calib:
-            raise UserError("--calib DIR is required with --arch: a folder of calibration photos "
+            raise UserError("--calib DIR is required with --weights: a folder of calibration photos "
                             "(ImageFolder layout, DIR/<class>/<image>.jpg)")
         net = load_network(args.arch, args.weights)
+        _check_output(args, net.name)              # before calibrating, not after
         files, _, _ = list_image_folder(args.calib)
         count = min(args.calib_count or DEFAULT_CALIB_PHOTOS, len(files))
         pick = np.unique(np.linspace(0, len(files) - 1, count).round().astype(int))
         calib, _, skipped = load_images([files[i] for i in pick], height=net.height, width=net.width,
                                         channels=net.in_ch, resize=net.resize, progress=progress)
-        source = f"{args.arch} + {Path(args.weights).name}"
+        source = f"{args.arch} + {Path(args.weights).name}" if args.arch else Path(args.weights).name
         calib_from = f"{args.calib}, {len(pick)} images evenly spaced"
+    out = _check_output(args, net.name)
+    from ..importer import weight_warnings
+    for w in weight_warnings(net):
+        print(f"squeezehw quantize: warning: {w}", file=sys.stderr)
     model = quantize(net, calib, w_bits=args.bits, calibration=args.calibration,
                      percentile=args.percentile, progress=progress, source=source)
     model.info["calibration"]["from"] = calib_from
@@ -144,7 +171,6 @@ def run(args) -> int:
         acc = evaluate(model, x, y, progress=progress)
         model.info["accuracy"] = {"on": where, **acc}
 
-    out = Path(args.output or f"{model.name}-w{model.w_bits}.npz")
     model.save(out)
     if args.json:
         print(json.dumps({"output": str(out), "name": model.name, "w_bits": model.w_bits,

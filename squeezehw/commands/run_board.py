@@ -45,14 +45,12 @@ def load_image(model, image, digit):
             raise UserError(f"--digit must be in 0..{10 * TEST_PER_CLASS - 1}, not {digit}")
         _, _, tx, ty = mnist_split()
         return tx[digit], f"held-out digit {digit} (label {int(ty[digit])})"
-    from PIL import Image, UnidentifiedImageError
-
-    from ..images import preprocess
+    from ..images import open_image
     try:
-        with Image.open(image) as img:
-            x = preprocess(img, height=model.height, width=model.width, channels=model.in_ch, resize=model.resize)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UserError(f"cannot use image {image}: {e}") from None
+        x = open_image(image, height=model.height, width=model.width, channels=model.in_ch, resize=model.resize)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise UserError(f"cannot use image {image}: {why}") from None
     return np.ascontiguousarray(x, dtype=np.uint8), str(image)
 
 

@@ -45,7 +45,11 @@ def run(args):
 
     from ..pipeline import folding_from_args, resolve_model, sim_images
     from ..simulate import simulate_frames
+    from ..errors import UserError
     from ..verilator import SimTraffic
+    for opt, v in (("--random", args.random), ("--limit", args.limit)):
+        if v is not None and v < 1:
+            raise UserError(f"{opt} must be a positive number of images, got {v}")
     model = resolve_model(args.model)
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
