@@ -21,8 +21,16 @@ def _command_modules():
     return sorted(mods, key=lambda m: getattr(m, "ORDER", 50))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and where to look (exit 2), like
+    every other error of the command line, instead of the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="squeezehw",
         description="Generate bit-exact streaming FPGA accelerators for SqueezeNet-family CNNs: "
                     "quantize a PyTorch model, build Amaranth/Verilog hardware, simulate it in "

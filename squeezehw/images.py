@@ -132,18 +132,21 @@ def load_images(files, *, height: int, width: int, channels: int, resize: int | 
                                "use 1 (grey) or 3 (RGB)")
     out = np.empty((len(files), channels, height, width), np.uint8)
     kept, skipped = [], []
-    for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress,
-                               file=sys.stderr)):
-        try:
-            out[len(kept)] = open_image(f, height=height, width=width, channels=channels, resize=resize)
-        except (OSError, ValueError) as e:
-            if not skip_unreadable:
-                fix = f"remove or replace it, or pass {skip_option}" if skip_option else "remove or replace it"
-                why = e.strerror if isinstance(e, OSError) and e.strerror else e
-                raise ImageFolderError(f"{f}: cannot read this image ({why}); {fix}") from None
-            skipped.append((str(f), str(e)))
-            continue
-        kept.append(i)
+    # a transient bar (cleared when done or failed, so an error stays one line), only on a terminal
+    with tqdm(total=len(files), desc="loading images", unit="img", disable=None if progress else True,
+              leave=False, file=sys.stderr) as bar:
+        for i, f in enumerate(files):
+            bar.update(1)
+            try:
+                out[len(kept)] = open_image(f, height=height, width=width, channels=channels, resize=resize)
+            except (OSError, ValueError) as e:
+                if not skip_unreadable:
+                    fix = f"remove or replace it, or pass {skip_option}" if skip_option else "remove or replace it"
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                    raise ImageFolderError(f"{f}: cannot read this image ({why}); {fix}") from None
+                skipped.append((str(f), str(e)))
+                continue
+            kept.append(i)
     return out[:len(kept)], kept, skipped
 
 

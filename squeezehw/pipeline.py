@@ -81,7 +81,7 @@ def add_fold_arguments(p) -> None:
 
 def folding_from_args(args, model: IntModel) -> Folding:
     budget = args.max_multipliers
-    if getattr(args, "board", None):
+    if getattr(args, "board", None) is not None:
         from .boards import get_board
         budget = get_board(args.board).resources.dsp
     target = None
@@ -112,7 +112,7 @@ def folding_from_args(args, model: IntModel) -> Folding:
 def check_bram(args, model: IntModel, fold: Folding) -> None:
     """Refuse a folding whose memories exceed --max-bram or the --board's block RAM."""
     limit, family, where = getattr(args, "max_bram", None), "ecp5", "--max-bram"
-    if getattr(args, "board", None):
+    if getattr(args, "board", None) is not None:
         from .boards import get_board
         board = get_board(args.board)
         from .resources import family_of

@@ -109,14 +109,20 @@ def run(args) -> int:
     from ..memory import DEFAULT_BUDGET, board_budget, check_budget
     from ..quantize import quantize
     progress = not args.no_progress
+    if not 2 <= args.bits <= 8:                   # checked before any image is read
+        raise UserError(f"--bits must be a whole number from 2 to 8, got {args.bits}")
+    if not 0 < args.percentile <= 100:            # (also false for nan)
+        raise UserError(f"--percentile must be a number in (0, 100], got {args.percentile}")
     _positive("--calib-count", args.calib_count)
     _positive("--eval-limit", args.eval_limit)
     if args.budget is not None and args.budget < 1:
         raise UserError(f"--budget must be a positive number of bytes, got {args.budget}")
     budget, what = args.budget or DEFAULT_BUDGET, "the budget"
-    if args.board:
+    if args.board is not None:
         budget, what = board_budget(args.board), f"the block RAM of {args.board}"
 
+    if args.eval_images:
+        list_image_folder(args.eval_images)      # a missing folder is found now, not after calibrating
     default = args.arch is None and args.weights is None
     eval_set = None
     if default:
