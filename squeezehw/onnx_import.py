@@ -256,6 +256,26 @@ def _fire(g: _Graph, t: str, in_ch: int, match, index: int, weights: dict) -> tu
     return fire, out
 
 
+_FIRE_OPS = ("Conv", "Relu", "Concat", "Add")
+
+
+def _diagnose(g: _Graph, t: str, depth: int = 8) -> None:
+    """A Fire-shaped region from ``t`` did not match: name its first node with an operator a Fire
+    does not use (a Sigmoid for a Relu, a Sum for a Concat, ...), if there is one."""
+    frontier, seen = [t], set()
+    for _ in range(depth):
+        nxt = []
+        for x in frontier:
+            for n in g.users(x):
+                if id(n) in seen:
+                    continue
+                seen.add(id(n))
+                if n.op_type not in _FIRE_OPS:
+                    g._refuse(n, "unsupported operator inside a Fire")
+                nxt.extend(n.output)
+        frontier = nxt
+
+
 def _pool_name(node, fallback: str) -> str:
     parts = [p for p in node.name.split("/") if p]
     return parts[-2] if len(parts) >= 2 and re.fullmatch(r"[A-Za-z_][\w.]*", parts[-2]) else fallback
@@ -314,6 +334,7 @@ def network_from_onnx(model, *, name: str, like=None, source: str = "ONNX model"
             raise NetworkError(f"{source}: the graph ends after {prev} without a head "
                                "(Conv 1x1 + Relu + GlobalAveragePool)")
         if len(users) != 1:
+            _diagnose(g, t)
             n = users[0]
             g._refuse(n, f"the output of {prev} feeds {len(users)} nodes "
                          f"({', '.join(u.op_type for u in users)}), which is not a Fire")
@@ -331,6 +352,9 @@ def network_from_onnx(model, *, name: str, like=None, source: str = "ONNX model"
             continue
         if n.op_type != "Conv":
             g._refuse(n, f"unsupported here (after {prev})")
+        if len(g.users(n.output[0])) == 1 and g.users(n.output[0])[0].op_type == "Relu" \
+                and len(g.users(g.users(n.output[0])[0].output[0])) == 2:
+            _diagnose(g, t)        # looks like a Fire's squeeze whose Fire did not match
         relu = _relu_after(g, n)
         tail = _head_tail(g, relu)
         conv, wb = _conv(g, n, ch, relu=True, fallback="classifier.1" if tail else f"conv{k}")
