@@ -188,6 +188,27 @@ def test_quantize_onto_a_folder_fails_before_calibrating(tiny, tmp_path, capsys,
     _one_error_line(capsys.readouterr().err, "cannot write")
 
 
+def test_read_only_folder_is_one_line_before_calibrating(tiny, tmp_path, capsys, monkeypatch):
+    # the tests run as root, for whom chmod 0555 changes nothing: make the folder refuse writes
+    import tempfile
+    import types
+
+    import squeezehw.outputs as outputs
+    import squeezehw.quantize as qz
+    ro = tmp_path / "ro"
+    ro.mkdir()
+
+    def mkstemp(*a, dir=None, **k):
+        if Path(dir) == ro:
+            raise PermissionError(13, "Permission denied")
+        return tempfile.mkstemp(*a, dir=dir, **k)
+    monkeypatch.setattr(outputs, "tempfile", types.SimpleNamespace(mkstemp=mkstemp, mkdtemp=tempfile.mkdtemp))
+    monkeypatch.setattr(qz, "quantize", lambda *a, **k: pytest.fail("calibrated first"))
+    assert main(_quantize(tiny, tiny[2], ro / "m.npz")) == 2
+    _one_error_line(capsys.readouterr().err, "cannot write in", "Permission denied")
+    assert os.listdir(ro) == []
+
+
 def test_fold_onto_a_folder_leaves_no_tmp(small, tmp_path, capsys):
     _, p = small
     d = tmp_path / "dir"
