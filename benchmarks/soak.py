@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     from squeezehw.simulate import simulate_frames
     from squeezehw.verilator import SimTraffic
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or None          # at the start: what is measured
     model = default_int_model()
     fold = default_folding(model)
     images, what = soak_images(args.frames)
@@ -57,8 +59,6 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     rep = simulate_frames(model, fold, images, traffic=traffic)
     wall = time.perf_counter() - t0
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or None
     result = {
         "benchmark": "soak", "commit": commit, "model": model.name, "images": what,
         "frames": rep.frames, "logits_compared": rep.frames * model.classes,
