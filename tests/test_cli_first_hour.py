@@ -118,12 +118,17 @@ def test_rebuild_replaces_a_previous_output_but_not_added_files(small, tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
-def test_an_empty_folder_is_used(small, tmp_path):
+def test_an_empty_folder_is_used_and_added_reports_count_as_ours(small, tmp_path):
+    from squeezehw.outputs import add_to_manifest, check_output_dir
     _, p = small
     out = tmp_path / "empty"
     out.mkdir()
     assert main(["build", str(p), "-o", str(out)]) == 0
     assert (out / "design.json").is_file()
+    (out / "demo_report.json").write_text("{}\n")       # what `demo` adds after building
+    add_to_manifest(out, "demo_report.json")
+    (out / "synth-ulx3s-85f").mkdir()                   # what `synth` puts inside a build folder
+    check_output_dir(out)                               # still a previous output: may be replaced
 
 
 def test_demo_refuses_a_folder_with_other_files_before_any_work(tmp_path, capsys, monkeypatch):
