@@ -145,7 +145,7 @@ def _conv(g: _Graph, node, in_ch: int, *, relu: bool, fallback: str) -> tuple[Co
         g._refuse(node, f"a {w.ndim - 2}-D convolution (weights {w.shape}); only 2-D")
     out_ch, w_in, kh, kw = w.shape
     if len(node.input) > 2 and node.input[2]:
-        b = np.asarray(g.const(node, node.input[2], "bias"), dtype=np.float32)
+        b = np.array(g.const(node, node.input[2], "bias"), dtype=np.float32)   # a writable copy
     else:
         b = np.zeros(out_ch, np.float32)              # no bias = a zero bias, exactly
     group = a.get("group", 1)
