@@ -27,8 +27,8 @@ def default_design():
 
 
 def _accel(model, fold):
-    from squeezehw.hw.accelerator import Accelerator
-    return Accelerator(model=model, folding=fold)
+    from squeezehw.plan import lower
+    return lower(model, fold).accelerator()
 
 
 def _decode_replies(data: bytes):
@@ -147,11 +147,11 @@ def test_accelerator_serial_requant_bit_exact(bypass, requant):
     the LUT requantiser) against the golden model, under random input gaps and output stalls."""
     from squeezehw import golden
     from squeezehw.folding import auto_fold
-    from squeezehw.hw.accelerator import Accelerator
     from squeezehw.hw.streamsim import Traffic, simulate
+    from squeezehw.plan import Target, lower
     model = _tiny_family(bypass=bypass)
     fold = auto_fold(model, max_multipliers=len(model.convs()))
-    acc = Accelerator(model=model, folding=fold, requant=requant)
+    acc = lower(model, fold, Target(requant=requant)).accelerator()
     assert (acc.requant_multipliers() == 0) == (requant == "serial")
     images = np.random.default_rng(3).integers(0, 256, (2, 1, 12, 12)).astype(np.uint8)
     beats = [int(v) for img in images for v in img.transpose(1, 2, 0).reshape(-1)]
