@@ -99,6 +99,7 @@ class Board:
     aliases: tuple[str, ...] = field(default=())
     multiplier: str = "generic"
     board_top: str | None = None
+    board_nextpnr_args: tuple[str, ...] = ()     # extra nextpnr options for the board-top build
 
     @property
     def byte_budget(self) -> int:
@@ -119,10 +120,26 @@ class Board:
                             f"install it with `pip install amaranth-boards`") from e
         return getattr(module, class_name)
 
+    def board_top_class(self):
+        """The UART board top (boards/top.py) class of a real board; UserError for a bare part."""
+        if self.board_top is None:
+            raise UserError(f"'{self.name}' has no UART board top; boards with one: "
+                            f"{', '.join(b.name for b in BOARDS.values() if b.board_top)}")
+        import importlib
+        import sys
+        from pathlib import Path
+        module_name, _, class_name = self.board_top.partition(":")
+        # boards/ sits beside the package in the repository (not installed with it yet)
+        repo = str(Path(__file__).resolve().parents[1])
+        if repo not in sys.path:
+            sys.path.append(repo)
+        return getattr(importlib.import_module(module_name), class_name)
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["nextpnr_args"] = list(self.nextpnr_args)
         d["aliases"] = list(self.aliases)
+        d["board_nextpnr_args"] = list(self.board_nextpnr_args)
         return d
 
 
@@ -152,7 +169,10 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="Radiona ULX3S with a Lattice ECP5 LFE5U-85F, 25 MHz oscillator",
           default_mhz=25.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
           nextpnr_args=_ECP5_ARGS, platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-          clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="boards.top:ULX3STop"),
+          clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="boards.top:ULX3STop",
+          # router1 crawled on a 40k-LUT design (about 30 s per 1,000 of 119,200 arcs here) and
+          # stalled at ~46,000 overused arcs on the default model at 100 MHz
+          board_nextpnr_args=("--router", "router2")),
     Board(name="icebreaker", family="ice40", device="iCE40UP5K", package="SG48",
           description="1BitSquared iCEBreaker with a Lattice iCE40 UltraPlus UP5K, 12 MHz oscillator",
           default_mhz=12.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",

@@ -145,6 +145,37 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
     return summary
 
 
+def board_bitstream(build_dir, *, out_dir=None, baud: int = 115200, seed: int = 1, progress: bool = True):
+    """A flashable bitstream of the UART board top (boards/top.py, what ``squeezehw run-board``
+    talks to) for the design of a ``squeezehw build`` folder built with ``--board``.
+
+    The design is rebuilt from the folder's config.json (the same bytes as its Verilog, see
+    squeezehw/config.py), wrapped in the board's top (``Board.board_top``: PLL to the config's
+    clock, UART at ``baud``) and built with the board's amaranth-boards platform and options
+    (squeezehw.synth.build_board).  Returns (SynthReport, Plan, board top); files under ``out_dir``
+    (default BUILD/board-<board>)."""
+    from .config import BuildConfig
+    from .errors import UserError
+    from .pipeline import folding_for_config, resolve_model
+    from .plan import lower
+    from .synth import build_board
+    build_dir = Path(build_dir)
+    config = BuildConfig.load(build_dir)
+    config.check_model_file()
+    board = config.board_entry()
+    if board is None:
+        raise UserError(f"{build_dir} was built without --board; rebuild it with --board ulx3s-85f or "
+                        "--board icebreaker (the board sets the DSP budget, multiplier primitive and top)")
+    top_cls = board.board_top_class()
+    model = resolve_model(config.model, progress=progress)
+    plan = lower(model, folding_for_config(config, model), config.target())
+    top = top_cls(plan.accelerator(), baud=baud, core_hz=config.clock_mhz * 1e6)
+    out = Path(out_dir) if out_dir else build_dir / f"board-{board.name}"
+    report = build_board(top, board=board.name, out_dir=out, seed=seed, progress=progress,
+                         nextpnr_extra=board.board_nextpnr_args)
+    return report, plan, top
+
+
 def _mvus(accel):
     """(conv name, MVU) of an accelerator that has been elaborated (converted to Verilog)."""
     from .hw.mvu import MVU

@@ -137,7 +137,8 @@ def folding_for_config(config, model: IntModel) -> Folding:
     if isinstance(config.fold, dict):
         fold = Folding.from_dict(config.fold)
         fold.validate(model)
-        return fold
+        from .folding import stages
+        return Folding({s.name: fold[s.name] for s in stages(model)})     # stream order, as written
     kw = {}
     if config.max_multipliers is None and dsp_budget is not None and target is None and \
             config.fold in ("default", "auto"):

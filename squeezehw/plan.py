@@ -64,7 +64,8 @@ class Target:
 
 @dataclass(frozen=True)
 class Multipliers:
-    """``count`` multipliers of one kind (``role``: "mac", "requant" or "add"): ``a_bits`` x
+    """``count`` multipliers of one kind (``role``: "mac", "requant", "add", or "index": a window's
+    constant address multiply, see window_index_multipliers): ``a_bits`` x
     ``b_bits`` operands, signed or not, as hw/multiplier.py RegisteredMultiplier instantiates them."""
     role: str
     count: int
@@ -72,6 +73,20 @@ class Multipliers:
     a_signed: bool
     b_bits: int
     b_signed: bool
+
+
+def window_index_multipliers(geometry: Stage, lanes: int) -> list[Multipliers]:
+    """hw/window.py computes a column's first buffer address as ``ix0 * B`` (B = beats per pixel,
+    a constant): Yosys turns a power-of-two B into a shift, any other B into a multiplier, which
+    synth_ecp5 puts in a MULT18X18D (one per window: its two products share one $mul).  Seen in
+    nextpnr's count of the half-width v1.1 member (docs/performance.md)."""
+    from amaranth.hdl import Shape
+    b = geometry.in_ch // lanes
+    if b & (b - 1) == 0:        # 1, 2, 4, ...: no multiplier
+        return []
+    wo, s, p = geometry.out_hw[1], geometry.stride, geometry.padding
+    ix0 = Shape.cast(range(-p, (wo - 1) * s - p + 1))
+    return [Multipliers("index", 1, ix0.width, ix0.signed, b.bit_length(), False)]
 
 
 def _conv_facts(q: QConv) -> tuple[int, int]:
@@ -131,6 +146,8 @@ class ConvPlan:
 
     def multipliers(self) -> tuple[Multipliers, ...]:
         out = [Multipliers("mac", self.simd * self.pe, self.w_bits, True, 8, self.in_signed)]
+        if self.window_lanes:
+            out += window_index_multipliers(self.geometry, self.window_lanes)
         if self.requant == "parallel":
             # hw/mvu.py stage 5: an accumulator wider than 18 bits is split at bit 17 into an
             # unsigned low part and a signed high part, each with its own multiplier
@@ -394,7 +411,8 @@ class Plan:
                 "expected_mac_efficiency": macs / (mults * cycles),
                 "bottleneck": max(rows, key=lambda r: r["cycles"])["layer"],
                 "weight_bits": sum(r["weight_bits"] for r in rows),
-                "requant_multipliers": self.count("requant"), "add_multipliers": self.count("add")}
+                "requant_multipliers": self.count("requant"), "add_multipliers": self.count("add"),
+                "index_multipliers": self.count("index")}
 
     def fifos(self) -> dict:
         """Skew FIFO depths chosen by the sizing pass, per Fire module."""

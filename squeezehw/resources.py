@@ -184,7 +184,8 @@ def estimate(plan, target="ecp5-85f") -> dict:
             "block_ram_bits": sum(m.bits for m in mems if not m.distributed),
             "distributed_ram_bits": dist_bits,
             "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
-            "add_multipliers": plan.count("add"), "dsp": dsp_cells(mults, target),
+            "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
+            "dsp": dsp_cells(mults, target),
             "lut": int(sum(x for x, _ in logic)), "ff": int(sum(y for _, y in logic)),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
                           "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, target)}

@@ -26,9 +26,11 @@ def default_design():
     return model, default_folding(model)
 
 
-def _accel(model, fold):
-    from squeezehw.plan import lower
-    return lower(model, fold).accelerator()
+def _accel(model, fold, board=None):
+    """The accelerator of the build plan, with the board's multiplier primitive (the registry's)."""
+    from squeezehw.boards import get_board
+    from squeezehw.plan import Target, lower
+    return lower(model, fold, Target(multiplier=get_board(board).multiplier if board else "generic")).accelerator()
 
 
 def _decode_replies(data: bytes):
@@ -110,16 +112,17 @@ def test_board_wrappers_elaborate(default_design, board):
     model, fold = default_design
     if board == "ulx3s":
         from amaranth_boards.ulx3s import ULX3S_85F_Platform as Platform
-        top = ULX3STop(_accel(model, fold), baud=115200)
+        top = ULX3STop(_accel(model, fold, "ulx3s-85f"), baud=115200)
     else:
         from amaranth_boards.icebreaker import ICEBreakerPlatform as Platform
-        top = ICEBreakerTop(_accel(model, fold), baud=115200)
+        top = ICEBreakerTop(_accel(model, fold, "icebreaker"), baud=115200)
     plan = Platform().prepare(top, "top", emit_src=False)
     files = plan.files
     text = files["top.il"] if "top.il" in files else next(v for k, v in files.items() if k.endswith(".il"))
     text = text.decode() if isinstance(text, bytes) else text
     assert ("EHXPLLL" if board == "ulx3s" else "SB_PLL40_PAD") in text
-    # on the ECP5 platform every multiply is a MULT18X18D with its own registers (hw/multiplier.py)
+    # the ULX3S's registry entry builds every multiply as a MULT18X18D with its own registers
+    # (hw/multiplier.py); the iCEBreaker's as generic `*`
     assert ("MULT18X18D" in text) == (board == "ulx3s")
     if board == "ulx3s":
         assert "REG_OUTPUT_CLK" in text and '"CLK0"' in text
