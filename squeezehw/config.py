@@ -60,9 +60,14 @@ class BuildConfig:
         return get_board(self.board) if self.board else None
 
     def multiplier_primitive(self) -> str:
-        if self.multiplier:
-            return self.multiplier
+        """The given primitive, else the board's (squeezehw.boards), else ``generic``.  A vendor
+        primitive that is not the board's is refused (the part would not have it)."""
         b = self.board_entry()
+        if self.multiplier:
+            if b is not None and self.multiplier not in ("generic", b.multiplier):
+                raise ConfigFileError(f"--dsp {self.multiplier}: {b.name} ({b.device}) has no such "
+                                      f"primitive; use --dsp {' or '.join(sorted({b.multiplier, 'generic'}))}")
+            return self.multiplier
         return b.multiplier if b else "generic"
 
     def target(self):

@@ -313,8 +313,7 @@ def auto_fold(model: IntModel, *, max_multipliers: int | None = None,
     lo, hi = min_cycles(model), max(s.cycles(1, 1) for s in st)
     need = count(fold_for_cycles(model, hi))
     if need > max_multipliers:
-        raise UserError(f"{model.name} needs at least {need} {what} (one MAC per conv"
-                        f"{'' if what == 'multipliers' else ', plus requantisation and bypass adds'}); "
+        raise UserError(f"{model.name} needs at least {need} {what} (one MAC per conv); "
                         f"the budget is {max_multipliers}")
     # the count falls as the cycle target rises: binary search the smallest target (every target
     # ``hi`` takes is within the budget, so the result is even where the count is not monotonic)

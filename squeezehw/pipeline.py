@@ -90,7 +90,8 @@ def add_target_arguments(p) -> None:
     g.add_argument("--requant", choices=("parallel", "serial"), default=None,
                    help="requantiser: `parallel` (one multiplier per PE lane, the default) or `serial` "
                         "(digit-serial in LUTs, no DSP; same throughput, for parts with few DSPs)")
-    g.add_argument("--dsp", "--multiplier", dest="dsp", choices=("generic", "ecp5"), default=None,
+    from .hw.multiplier import DSP_FAMILIES
+    g.add_argument("--dsp", "--multiplier", dest="dsp", choices=DSP_FAMILIES, default=None,
                    help="multiplier primitive: `generic` (`*` between registers, any tool and simulator) or "
                         "`ecp5` (MULT18X18D instances using the DSP's own input/output registers: without "
                         "them Yosys leaves the registers in the fabric and the multiplies limit Fmax); "
@@ -142,11 +143,13 @@ def folding_for_config(config, model: IntModel) -> Folding:
     kw = {}
     if config.max_multipliers is None and dsp_budget is not None and target is None and \
             config.fold in ("default", "auto"):
+        from .boards import get_board
         from .plan import conv_facts, lower
         facts, tgt = conv_facts(model), config.target()
         where = board.name if board else "ecp5-85f"
         kw = dict(count=lambda f: lower(model, f, tgt, facts=facts).dsp(where),
-                  what=f"DSPs ({where}: MAC, requantisation and bypass-add multipliers)")
+                  what=f"{get_board(where).resources.dsp_cell} on {where} (every multiplier: MAC, "
+                       "requantisation, bypass add)")
         budget = dsp_budget
     else:
         budget = config.max_multipliers

@@ -33,6 +33,7 @@ import numpy as np
 from .errors import UserError
 from .fifo_sizing import FireBuffers, FireFifos, pool_fifo_depth, size_fire
 from .folding import Folding, Stage, fire_out_lanes, stages, window_lanes
+from .hw.multiplier import DSP_FAMILIES
 from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 from .ir import bits_for_signed
 
@@ -40,7 +41,7 @@ __all__ = ["Target", "Multipliers", "ConvPlan", "PoolPlan", "FirePlan", "HeadPla
            "fire_plan", "REQUANT_MODES", "MULTIPLIER_PRIMITIVES"]
 
 REQUANT_MODES = ("parallel", "serial")
-MULTIPLIER_PRIMITIVES = ("generic", "ecp5")     # hw/multiplier.py DSP_FAMILIES (checked in tests)
+MULTIPLIER_PRIMITIVES = DSP_FAMILIES     # what hw/multiplier.py RegisteredMultiplier can be built as
 WINDOW_EXTRA_PIXELS = 0     # hw/window.py SlidingWindow.input_skew_pixels: no look-ahead beyond (y+1, x+1)
 MULT_BITS = 16              # requantisation multiplier (docs/numerics.md)
 

@@ -136,3 +136,20 @@ def test_config_rebuild_is_byte_identical(tmp_path, capsys):
     capsys.readouterr()
     assert main(["build", "--config", str(a / "config.json"), "--board", "icebreaker", "-o", str(b)]) == 2
     assert "--board" in capsys.readouterr().err
+
+
+def test_bitstream_and_config_errors_are_one_line(tmp_path, capsys):
+    model = small_model()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    out = tmp_path / "out"
+    assert main(["build", str(path), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bitstream", str(out)]) == 2                   # built without --board
+    assert "--board" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "squeezehw-build-config", "version": 1, "modle": "x"}')
+    assert main(["build", "--config", str(bad)]) == 2
+    assert "unknown keys ['modle']" in capsys.readouterr().err
+    assert main(["build", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "no such build config" in capsys.readouterr().err
