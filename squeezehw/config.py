@@ -53,6 +53,18 @@ class BuildConfig:
         if not (isinstance(self.fold, str) or (isinstance(self.fold, dict) and "layers" in self.fold)):
             raise ConfigFileError(f"config: fold must be `default`, `auto`, a folding file or "
                                   f'{{"layers": ...}}, not {self.fold!r}')
+        for name in ("max_multipliers", "max_dsp", "max_bram"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ConfigFileError(f"config: {name} must be a whole number or null, not {v!r}")
+        for name in ("target_fps", "speed_slack", "clock_mhz"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ConfigFileError(f"config: {name} must be a number, not {v!r}")
+        for name in ("board", "multiplier", "requant", "model_sha256"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ConfigFileError(f"config: {name} must be a string, not {v!r}")
 
     # --- what the build uses -------------------------------------------------------------------
     def board_entry(self):
