@@ -11,15 +11,18 @@
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
   (``tiny_family_up5k``: 1x10x10 input, conv1 8 channels 3x3, one Fire (s=2, e1=4, e3=4, no
   bypass), no max-pool, 4 classes; random weights, seed 7), one multiplier per conv (auto_fold
-  with 5), built with ``Accelerator(requant="serial")`` (the opt-in LUT requantiser: the 5 SB_MAC16
-  are the MACs only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz).
+  with 5), built with ``--requant serial`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
+  only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz).
   The earlier 12x12 member with a max-pool no longer fits (5,846 LC) since the ECP5 timing
   registers (skid buffers, DSP operand/product stages) were added.
 
-Each build goes through squeezehw.synth.build_board (Yosys with the registry's synth options +
-nextpnr + ecppack/icepack, YoWASP); the reports are printed and written to
-build/boards_fit/<which>/report.json, a summary (with cycles per frame from squeezehw.folding's
-cost model and frames/s at the achieved Fmax) to build/boards_fit/summary_<which>.json.
+Each build takes the command line's path (the random models are saved as integer-model files
+first): a BuildConfig (board, folding, requantiser, clock) -> ``squeezehw build`` (write_design,
+into build/boards_fit/<which>/design) -> ``squeezehw bitstream`` (squeezehw.build.board_bitstream:
+the board's UART top, squeezehw.synth.build_board with the registry's synth and nextpnr options,
+YoWASP); the reports are printed and written to build/boards_fit/<which>/report.json, a summary
+(with cycles per frame from the build plan's cost model, the plan's resource estimate, and frames/s
+at the achieved Fmax) to build/boards_fit/summary_<which>.json.
 
     .venv/bin/python benchmarks/boards_fit.py [--only ulx3s|ulx3s-large|icebreaker] [--ulx3s-mhz 100]
                                               [--ice40-mhz 18] [--seed 1]
@@ -36,13 +39,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from boards.top import ICEBreakerTop, ULX3STop  # noqa: E402
-from squeezehw.folding import auto_fold, default_folding  # noqa: E402
-from squeezehw.hw.accelerator import Accelerator  # noqa: E402
-from squeezehw.pipeline import default_int_model  # noqa: E402
+from squeezehw.build import board_bitstream, write_design  # noqa: E402
+from squeezehw.config import BuildConfig  # noqa: E402
+from squeezehw.folding import default_folding  # noqa: E402
+from squeezehw.pipeline import default_int_model, folding_for_config, resolve_model  # noqa: E402
 from squeezehw.random_model import random_model  # noqa: E402
 from squeezehw.errors import UserError  # noqa: E402
-from squeezehw.synth import build_board  # noqa: E402
 
 OUT = REPO / "build" / "boards_fit"
 
@@ -73,48 +75,50 @@ def _random_member(cfg, seed):
 
 def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: int,
           large_mult: int = 48, large_base_e: int = 64) -> dict:
-    from squeezehw.resources import estimate
     cfg = None
-    requant = "parallel"
-    if which == "ulx3s":
-        model = default_int_model(progress=False)
-        fold = default_folding(model)
-        board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
-    elif which == "ulx3s-large":
-        cfg, model = large_ulx3s_model(large_base_e)
-        fold = auto_fold(model, max_multipliers=large_mult)
-        board, mhz, top_cls = "ulx3s-85f", ulx3s_mhz, ULX3STop
-    else:
-        cfg, model = tiny_up5k_model()
-        fold = auto_fold(model, max_multipliers=len(model.convs()))
-        requant = "serial"
-        board, mhz, top_cls = "icebreaker", ice40_mhz, ICEBreakerTop
-    # router1 crawled on the large design (about 30 s per 1,000 of 119,200 arcs on this machine)
-    # and stalled at ~46,000 overused arcs on the default model at 100 MHz: router2 for ECP5
-    extra = ("--router", "router2") if which.startswith("ulx3s") else ()
-    accel = Accelerator(model=model, folding=fold, requant=requant)
-    top = top_cls(accel, baud=baud, core_hz=mhz * 1e6)
-    summ = fold.summary(model)
-    est = estimate(model, fold, "ecp5" if board.startswith("ulx3s") else "ice40", design=accel)
-    t0 = time.monotonic()
     out_name = which if which != "ulx3s-large" or large_base_e == 64 else f"{which}-e{large_base_e}"
-    head = {"board": board, "model": model.name, "family_config": cfg.to_dict() if cfg else None,
+    (OUT / out_name).mkdir(parents=True, exist_ok=True)
+    if which == "ulx3s":
+        # the default model with its default folding (not auto-folded for the board's DSPs)
+        fold = json.loads(default_folding(default_int_model(progress=False)).to_json())
+        config = BuildConfig(model="default", fold={"layers": fold["layers"]}, board="ulx3s-85f",
+                             clock_mhz=ulx3s_mhz)
+    else:
+        cfg, model = large_ulx3s_model(large_base_e) if which == "ulx3s-large" else tiny_up5k_model()
+        path = OUT / out_name / f"{model.name}.npz"
+        model.save(path)
+        if which == "ulx3s-large":
+            config = BuildConfig(model=str(path), fold="auto", max_multipliers=large_mult, board="ulx3s-85f",
+                                 clock_mhz=ulx3s_mhz)
+        else:
+            config = BuildConfig(model=str(path), fold="auto", max_multipliers=len(model.convs()),
+                                 board="icebreaker", requant="serial", clock_mhz=ice40_mhz)
+    # `squeezehw build` ...
+    model = resolve_model(config.model, progress=False)
+    fold = folding_for_config(config, model)
+    design = write_design(model, fold, OUT / out_name / "design", config=config, progress=False)
+    est = design["estimated_resources"]["board"]
+    summ = design["totals"]
+    head = {"board": config.board, "model": model.name, "family_config": cfg.to_dict() if cfg else None,
             "weights": int(sum(c.weight.size for c in model.convs())),
             "weight_bits": int(sum(c.weight.size * c.w_bits for c in model.convs())),
-            "requant": requant, "multipliers": summ["multipliers"],
-            "requant_multipliers": accel.requant_multipliers(),
-            "expected_cycles_per_frame": summ["expected_cycles_per_frame"], "core_mhz": top.core_hz / 1e6,
-            "estimate": {k: est[k] for k in ("block_ram", "dsp", "lut", "ff")},
-            "pll": top.pll, "baud": baud}
+            "requant": config.requant, "multipliers": summ["multipliers"],
+            "requant_multipliers": summ["requant_multipliers"], "add_multipliers": summ["add_multipliers"],
+            "expected_cycles_per_frame": summ["expected_cycles_per_frame"], "core_mhz": config.clock_mhz,
+            "estimate": {k: est[k] for k in ("block_ram", "dsp", "lut", "ff")}, "baud": baud,
+            "config": design["config"]}
+    t0 = time.monotonic()
+    # ... then `squeezehw bitstream`
     try:
-        rep = build_board(top, board=board, out_dir=OUT / out_name, seed=seed, nextpnr_extra=extra)
+        rep, plan, top = board_bitstream(OUT / out_name / "design", out_dir=OUT / out_name, baud=baud, seed=seed)
     except UserError as e:          # does not fit: record why (nextpnr's counts) instead of stopping
-        print(f"{board}: {e}", flush=True)
+        print(f"{config.board}: {e}", flush=True)
         return {**head, "fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}
     print(rep.summary(), flush=True)
+    head["pll"] = top.pll
     cyc = summ["expected_cycles_per_frame"]
     fps = {"at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 1) if rep.fmax_mhz else None,
-           "at_core_clock": round(top.core_hz / cyc, 1)}
+           "at_core_clock": round(config.clock_mhz * 1e6 / cyc, 1)}
     return {**head, "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bram": rep.bram,
             "spram": rep.spram, "available": rep.available, "fmax_mhz": rep.fmax_mhz,
             "fmax_by_clock": rep.fmax_by_clock, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,

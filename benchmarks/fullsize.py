@@ -44,7 +44,8 @@ def quantized_v11(progress: bool):
 
 def ramb36(model, folding) -> int:
     from squeezehw.resources import estimate
-    return estimate(model, folding, "xilinx36")["block_ram"]
+    from squeezehw.plan import lower
+    return estimate(lower(model, folding), "xilinx36")["block_ram"]
 
 
 def weight_ramb36(model, folding) -> int:

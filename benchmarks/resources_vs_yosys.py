@@ -27,17 +27,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from squeezehw.boards import get_board
-    from squeezehw.hw.accelerator import Accelerator
     from squeezehw.pipeline import resolve_folding, resolve_model
-    from squeezehw.resources import estimate, family_of
+    from squeezehw.plan import Target, lower
+    from squeezehw.resources import estimate
     from squeezehw.synth import synthesize
     model = resolve_model(args.model)
     fold = resolve_folding(args.fold, model)
     board = get_board(args.board)
-    family = family_of(board)
-    accel = Accelerator(model=model, folding=fold)
-    pred = estimate(model, fold, family, design=accel)
-    rep = synthesize(Accelerator(model=model, folding=fold), board=args.board, out_dir=args.out,
+    plan = lower(model, fold, Target(multiplier=board.multiplier))
+    pred = estimate(plan, board)
+    rep = synthesize(plan.accelerator(), board=args.board, out_dir=args.out,
                      target_mhz=args.target_mhz)
     rows = {}
     for key, p in (("lut", pred["lut"]), ("ff", pred["ff"]), ("dsp", pred["dsp"]), ("bram", pred["block_ram"])):

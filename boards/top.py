@@ -20,6 +20,8 @@ from amaranth.lib import fifo, io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from squeezehw.boards import get_board
+
 from .protocol import STATUS_FRAME_ERROR, STATUS_OVERRUN, ReplySerializer, RequestParser, beat_bytes_for
 from .uart import UARTRx, UARTTx, uart_divisor
 
@@ -138,7 +140,8 @@ def _sync_domain(m: Module, clk, locked) -> None:
 class ULX3STop(Elaboratable):
     """BoardTop on the ULX3S-85F: 25 MHz -> EHXPLLL -> ``core_hz`` (default 50 MHz), FTDI UART."""
 
-    IN_HZ = 25_000_000
+    BOARD = get_board("ulx3s-85f")                  # oscillator pin and frequency: the registry's
+    IN_HZ = round(BOARD.default_mhz * 1e6)
 
     def __init__(self, accelerator, *, baud: int = 115200, core_hz: float = 50e6, rx_fifo_depth: int = 64):
         self.pll = ecp5_pll(self.IN_HZ, core_hz)
@@ -147,13 +150,13 @@ class ULX3STop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request(self.BOARD.clock, 0, dir="-"))
         uart = _uart(m, platform)
         clk, locked = Signal(), Signal()
         p = self.pll
         m.submodules.pll = Instance(
             "EHXPLLL",
-            a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP=f"{self.core_hz / 1e6:g}",
+            a_FREQUENCY_PIN_CLKI=f"{self.IN_HZ / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{self.core_hz / 1e6:g}",
             a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
             p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
@@ -176,7 +179,8 @@ class ULX3STop(Elaboratable):
 class ICEBreakerTop(Elaboratable):
     """BoardTop on the iCEBreaker: 12 MHz pin -> SB_PLL40_PAD -> ``core_hz`` (default 24 MHz), FTDI UART."""
 
-    IN_HZ = 12_000_000
+    BOARD = get_board("icebreaker")                 # oscillator pin and frequency: the registry's
+    IN_HZ = round(BOARD.default_mhz * 1e6)
 
     def __init__(self, accelerator, *, baud: int = 115200, core_hz: float = 24e6, rx_fifo_depth: int = 64):
         self.pll = ice40_pll(self.IN_HZ, core_hz)
@@ -185,7 +189,7 @@ class ICEBreakerTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        clk12 = platform.request("clk12", 0, dir="-")
+        clk12 = platform.request(self.BOARD.clock, 0, dir="-")
         uart = _uart(m, platform)
         clk, locked = Signal(), Signal()
         p = self.pll

@@ -40,9 +40,18 @@ class Resources:
     spram: int = 0
     spram_bits: int = 0
     io: int = 0
+    # how the cost model counts memories and multipliers in this part's own cells
+    # (squeezehw.resources): the block RAM's (width, depth) modes, the bits of one block that hold
+    # byte-wide data (a 9-bit-wide mode leaves the parity bit unused; 0: all of ``bram_bits``),
+    # and the operand widths of one DSP multiplier's two ports, signed, and unsigned (() = one bit
+    # less than signed, as on ECP5, whose MULT18X18D hw/multiplier.py drives as signed 18 x 18)
+    bram_modes: tuple[tuple[int, int], ...] = ()
+    bram_data_bits: int = 0
+    dsp_operand_bits: tuple[int, int] = (18, 18)
+    dsp_unsigned_bits: tuple[int, int] = ()
 
     def __post_init__(self):
-        for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io"):
+        for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io", "bram_data_bits"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"Resources.{name} must be a non-negative int, not {value!r}")
@@ -53,6 +62,12 @@ class Resources:
     def bram_total_bits(self) -> int:
         return self.bram * self.bram_bits + self.spram * self.spram_bits
 
+    @property
+    def byte_budget(self) -> int:
+        """Bytes of byte-wide data the block RAM (and SPRAM) can hold: the parameter budget of
+        squeezehw.memory."""
+        return (self.bram * (self.bram_data_bits or self.bram_bits) + self.spram * self.spram_bits) // 8
+
 
 @dataclass(frozen=True)
 class Board:
@@ -61,7 +76,13 @@ class Board:
     ``family`` selects the flow: ``"ecp5"`` (synth_ecp5 + nextpnr-ecp5 + ecppack), ``"ice40"``
     (synth_ice40 + nextpnr-ice40 + icepack) or ``"xilinx"`` (synth_xilinx only; ``pnr`` is False).
     ``nextpnr_args`` are the device/package options for nextpnr.  ``platform`` names an amaranth-boards
-    platform class (``"module:Class"``) for board-level builds, or is None for a bare part.
+    platform class (``"module:Class"``) for board-level builds, or is None for a bare part;
+    ``board_top`` the UART board top (``"module:Class"`` in boards/top.py) built on that platform.
+    ``multiplier`` is the multiplier primitive the hardware uses on this part (hw/multiplier.py:
+    ``"ecp5"`` = MULT18X18D with its own registers, ``"generic"`` = ``*`` between registers).
+
+    A new target is one more entry in ``BOARDS`` below; every field after ``resources`` has a
+    default, so an entry names only what differs.
     """
     name: str
     family: str
@@ -76,6 +97,13 @@ class Board:
     clock: str | None = None
     pnr: bool = True
     aliases: tuple[str, ...] = field(default=())
+    multiplier: str = "generic"
+    board_top: str | None = None
+    board_nextpnr_args: tuple[str, ...] = ()     # extra nextpnr options for the board-top build
+
+    @property
+    def byte_budget(self) -> int:
+        return self.resources.byte_budget
 
     def platform_class(self):
         """The amaranth-boards platform class of a real board; UserError for a bare part."""
@@ -92,20 +120,46 @@ class Board:
                             f"install it with `pip install amaranth-boards`") from e
         return getattr(module, class_name)
 
+    def board_top_class(self):
+        """The UART board top (boards/top.py) class of a real board; UserError for a bare part."""
+        if self.board_top is None:
+            raise UserError(f"'{self.name}' has no UART board top; boards with one: "
+                            f"{', '.join(b.name for b in BOARDS.values() if b.board_top)}")
+        import importlib
+        import sys
+        from pathlib import Path
+        module_name, _, class_name = self.board_top.partition(":")
+        # boards/ sits beside the package in the repository (not installed with it yet)
+        repo = str(Path(__file__).resolve().parents[1])
+        if repo not in sys.path:
+            sys.path.append(repo)
+        return getattr(importlib.import_module(module_name), class_name)
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["nextpnr_args"] = list(self.nextpnr_args)
         d["aliases"] = list(self.aliases)
+        d["board_nextpnr_args"] = list(self.board_nextpnr_args)
         return d
 
 
+# Block RAM modes (width, depth) of the native blocks; squeezehw.resources counts each memory in the
+# cheapest mode, tiled.
+_DP16KD_MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+_SB_RAM40_4K_MODES = ((2, 2048), (4, 1024), (8, 512), (16, 256))
+_RAMB18E2_MODES = _DP16KD_MODES
+
 _ECP5_85F = Resources(lut=83_640, lut_inputs=4, ff=83_640, dsp=156, dsp_cell="MULT18X18D",
-                      bram=208, bram_bits=18_432, bram_cell="DP16KD", io=205)
+                      bram=208, bram_bits=18_432, bram_cell="DP16KD", io=205,
+                      bram_modes=_DP16KD_MODES, bram_data_bits=16_384, dsp_operand_bits=(18, 18))
 _UP5K_SG48 = Resources(lut=5_280, lut_inputs=4, ff=5_280, dsp=8, dsp_cell="SB_MAC16",
                        bram=30, bram_bits=4_096, bram_cell="SB_RAM40_4K",
-                       spram=4, spram_bits=262_144, io=39)
+                       spram=4, spram_bits=262_144, io=39,
+                       bram_modes=_SB_RAM40_4K_MODES, bram_data_bits=4_096, dsp_operand_bits=(16, 16),
+                       dsp_unsigned_bits=(16, 16))
 _ZU9EG = Resources(lut=274_080, lut_inputs=6, ff=548_160, dsp=2_520, dsp_cell="DSP48E2",
-                   bram=1_824, bram_bits=18_432, bram_cell="RAMB18E2", io=0)
+                   bram=1_824, bram_bits=18_432, bram_cell="RAMB18E2", io=0,
+                   bram_modes=_RAMB18E2_MODES, bram_data_bits=16_384, dsp_operand_bits=(27, 18))
 
 _ECP5_ARGS = ("--85k", "--package", "CABGA381", "--speed", "6")
 _UP5K_ARGS = ("--up5k", "--package", "sg48")
@@ -115,16 +169,19 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="Radiona ULX3S with a Lattice ECP5 LFE5U-85F, 25 MHz oscillator",
           default_mhz=25.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
           nextpnr_args=_ECP5_ARGS, platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-          clock="clk25", aliases=("ulx3s",)),
+          clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="boards.top:ULX3STop",
+          # router1 crawled on a 40k-LUT design (about 30 s per 1,000 of 119,200 arcs here) and
+          # stalled at ~46,000 overused arcs on the default model at 100 MHz
+          board_nextpnr_args=("--router", "router2")),
     Board(name="icebreaker", family="ice40", device="iCE40UP5K", package="SG48",
           description="1BitSquared iCEBreaker with a Lattice iCE40 UltraPlus UP5K, 12 MHz oscillator",
           default_mhz=12.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
           nextpnr_args=_UP5K_ARGS, platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-          clock="clk12"),
+          clock="clk12", board_top="boards.top:ICEBreakerTop"),
     Board(name="ecp5-85f", family="ecp5", device="LFE5U-85F", package="CABGA381",
           description="bare Lattice ECP5 LFE5U-85F (speed 6), out-of-context core measurement",
           default_mhz=100.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
-          nextpnr_args=_ECP5_ARGS, aliases=("lfe5u-85f",)),
+          nextpnr_args=_ECP5_ARGS, aliases=("lfe5u-85f",), multiplier="ecp5"),
     Board(name="up5k", family="ice40", device="iCE40UP5K", package="SG48",
           description="bare Lattice iCE40 UltraPlus UP5K in SG48",
           default_mhz=24.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",

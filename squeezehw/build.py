@@ -7,8 +7,12 @@ Output folder (all files deterministic: the same inputs give the same bytes):
                         every weight memory's contents inline (Verilog initial values)
 - ``mem/LAYER.hex``     the same weight memory images, one word per line in hex (address order),
                         for inspection and for flows that load memories separately
-- ``design.json``       per layer PE, SIMD, expected cycles, multipliers, weight memory bits, FIFO
-                        depths; totals; keys "top" and "verilog" name the module and file
+- ``design.json``       the build plan (squeezehw/plan.py): per layer PE, SIMD, expected cycles,
+                        multipliers, accumulator bits, weight memory bits, FIFO depths; totals; the
+                        resource estimate; the build config; keys "top" and "verilog" name the
+                        module and file
+- ``config.json``       the build config (squeezehw/config.py) with the folding inline:
+                        ``squeezehw build --config DIR/config.json`` rebuilds the same bytes
 - ``folding.json``      the folding used, to rebuild exactly
 - ``summary.txt``       the same in a table for people
 
@@ -37,24 +41,26 @@ def module_name(model: IntModel) -> str:
     return name if name.startswith("squeezehw_") else "squeezehw_" + name
 
 
-def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
-    """The design's figures from the cost model and the instantiated blocks."""
-    from .hw.accelerator import Accelerator
-    accel = accel or Accelerator(model=model, folding=folding)
-    rows = folding.table(model)
-    acc_bits = {c.name: c.acc_bits for c in model.convs()}     # derived from the weights
-    for r in rows:
-        if r["layer"] in acc_bits:
-            r["acc_bits"] = acc_bits[r["layer"]]
-    fifos = accel.fifos()
-    s = folding.summary(model)
+# the parts design.json's estimated_resources reports (registry names; old keys kept)
+ESTIMATE_TARGETS = {"ecp5": "ecp5-85f", "ice40": "up5k", "xilinx36": "xilinx36"}
+
+
+def design_summary(plan, accel=None, config=None) -> dict:
+    """The design's figures, all read from the build plan (``accel``: its Accelerator, for the
+    stream widths)."""
+    model = plan.model
+    accel = accel or plan.accelerator()
+    rows = plan.table()
+    fifos = plan.fifos()
+    s = plan.summary()
     fifo_bits = sum(v["memory_bits"] for v in fifos.values())
-    from .resources import design_inventory, estimate
-    mems, blocks = design_inventory(accel)
-    resources = {fam: {k: v for k, v in estimate(model, folding, fam, memories=mems, blocks_in=blocks).items()
-                       if k != "memories"}
-                 for fam in ("ecp5", "ice40", "xilinx36")}
-    return {
+    from .resources import estimate
+    targets = dict(ESTIMATE_TARGETS)
+    if config is not None and config.board:
+        targets["board"] = config.board_entry().name
+    resources = {key: {k: v for k, v in estimate(plan, t).items() if k != "memories"}
+                 for key, t in targets.items()}
+    d = {
         "format": "squeezehw-design", "version": 1,
         "model": model.name, "top": module_name(model), "verilog": f"{module_name(model)}.v",
         "input": {"channels": model.in_ch, "height": model.height, "width": model.width,
@@ -63,9 +69,14 @@ def design_summary(model: IntModel, folding: Folding, accel=None) -> dict:
                    "classes": model.classes, "logit_bits": model.logit_bits},
         "layers": rows,
         "fifos": fifos,
+        "stage_fifos": plan.stage_fifos(),
         "totals": {**s, "fifo_bits": fifo_bits, "weight_bytes": (s["weight_bits"] + 7) // 8},
+        "dsp": plan.target.multiplier, "requant": plan.target.requant,
         "estimated_resources": resources,       # cost model (squeezehw/resources.py), not a tool report
     }
+    if config is not None:
+        d["config"] = config.to_dict()
+    return d
 
 
 def summary_text(d: dict) -> str:
@@ -83,29 +94,37 @@ def summary_text(d: dict) -> str:
                  f"multipliers {t['multipliers']}, expected MAC efficiency {t['expected_mac_efficiency']:.3f}, "
                  f"weights {t['weight_bytes']} B, FIFOs {t['fifo_bits']} bits")
     for fam, r in d.get("estimated_resources", {}).items():
-        lines.append(f"estimated on {fam}: {r['lut']} LUT, {r['ff']} FF, {r['dsp']} multipliers/DSP "
-                     f"({r['mac_multipliers']} MAC), {r['block_ram']} {r['block_ram_cell']}")
+        lines.append(f"estimated on {r.get('target', fam)}: {r['lut']} LUT, {r['ff']} FF, {r['dsp']} DSP "
+                     f"({r['mac_multipliers']} MAC, {r['requant_multipliers']} requantisation, "
+                     f"{r.get('add_multipliers', 0)} bypass-add multipliers), {r['block_ram']} {r['block_ram_cell']}")
     return "\n".join(lines)
 
 
 def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool = True,
-                 dsp: str = "generic") -> dict:
-    """``dsp="ecp5"``: every multiply as an ECP5 MULT18X18D with its own registers
-    (hw/multiplier.py); ``"generic"``: ``*`` between the same registers, for any tool."""
+                 dsp: str = "generic", requant: str = "parallel", config=None) -> dict:
+    """Lower (model, folding, target) to the build plan and write its Verilog folder.
+
+    ``dsp``: the multiplier primitive (``"ecp5"``: every multiply an ECP5 MULT18X18D with its own
+    registers, hw/multiplier.py; ``"generic"``: ``*`` between the same registers, for any tool);
+    ``requant``: the requantiser (``"parallel"`` or ``"serial"``).  ``config`` (a BuildConfig):
+    its target wins over ``dsp``/``requant``; it is recorded, with the folding inline, in
+    config.json and design.json."""
     from amaranth.back import verilog
 
-    from .hw.accelerator import Accelerator
-    from .hw.multiplier import dsp_primitives
+    from .plan import Target, lower
     out_dir = check_output_dir(out_dir)       # refuse before the (slow) Verilog generation
-    accel = Accelerator(model=model, folding=folding)
-    with dsp_primitives(dsp):     # checks the name before anything is built
-        summary = design_summary(model, folding, accel)
-        summary["dsp"] = dsp
-        top = summary["top"]
-        if progress:
-            import sys
-            print(f"[squeezehw] generating Verilog for {top} ({dsp} multipliers) ...", file=sys.stderr, flush=True)
-        text = verilog.convert(accel, name=top, emit_src=False)
+    target = config.target() if config is not None else Target(multiplier=dsp, requant=requant)
+    plan = lower(model, folding, target)
+    recorded = config.recorded(folding) if config is not None else None
+    accel = plan.accelerator()
+    summary = design_summary(plan, accel, recorded)
+    top = summary["top"]
+    if progress:
+        import sys
+        print(f"[squeezehw] generating Verilog for {top} ({target.multiplier} multipliers, {target.requant} "
+              "requantiser) ...", file=sys.stderr, flush=True)
+    text = verilog.convert(accel, name=top, emit_src=False)
+
     def fill(tmp: Path) -> None:
         (tmp / f"{top}.v").write_text(text)
         (tmp / "mem").mkdir()
@@ -114,11 +133,44 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
             digits = max(1, (block.weight_width + 3) // 4)
             (tmp / "mem" / f"{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
         (tmp / "design.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        if recorded is not None:
+            (tmp / "config.json").write_text(recorded.to_json() + "\n")
         (tmp / "folding.json").write_text(folding.to_json(model.name) + "\n")
         (tmp / "summary.txt").write_text(summary_text(summary) + "\n")
 
     replace_dir(out_dir, fill)
     return summary
+
+
+def board_bitstream(build_dir, *, out_dir=None, baud: int = 115200, seed: int = 1, progress: bool = True):
+    """A flashable bitstream of the UART board top (boards/top.py, what ``squeezehw run-board``
+    talks to) for the design of a ``squeezehw build`` folder built with ``--board``.
+
+    The design is rebuilt from the folder's config.json (the same bytes as its Verilog, see
+    squeezehw/config.py), wrapped in the board's top (``Board.board_top``: PLL to the config's
+    clock, UART at ``baud``) and built with the board's amaranth-boards platform and options
+    (squeezehw.synth.build_board).  Returns (SynthReport, Plan, board top); files under ``out_dir``
+    (default BUILD/board-<board>)."""
+    from .config import BuildConfig
+    from .errors import UserError
+    from .pipeline import folding_for_config, resolve_model
+    from .plan import lower
+    from .synth import build_board
+    build_dir = Path(build_dir)
+    config = BuildConfig.load(build_dir)
+    config.check_model_file()
+    board = config.board_entry()
+    if board is None:
+        raise UserError(f"{build_dir} was built without --board; rebuild it with --board ulx3s-85f or "
+                        "--board icebreaker (the board sets the DSP budget, multiplier primitive and top)")
+    top_cls = board.board_top_class()
+    model = resolve_model(config.model, progress=progress)
+    plan = lower(model, folding_for_config(config, model), config.target())
+    top = top_cls(plan.accelerator(), baud=baud, core_hz=config.clock_mhz * 1e6)
+    out = Path(out_dir) if out_dir else build_dir / f"board-{board.name}"
+    report = build_board(top, board=board.name, out_dir=out, seed=seed, progress=progress,
+                         nextpnr_extra=board.board_nextpnr_args)
+    return report, plan, top
 
 
 def _mvus(accel):

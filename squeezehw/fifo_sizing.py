@@ -1,4 +1,11 @@
-"""FIFO sizing pass: how deep the skew FIFOs of a Fire module (and its bypass) must be.
+"""FIFO sizing pass: every FIFO depth and output buffer of the design, decided here and only here.
+
+The build plan (squeezehw/plan.py) calls :func:`size_fire` for each Fire module and
+:func:`pool_fifo_depth` for each max-pool; the hardware blocks get the results as constructor
+arguments.  (A matrix-vector unit's own output FIFO is ``latency + 1 + out_buffer``, with the
+``out_buffer`` decided here and the latency a fact of the unit: hw/mvu.py ``mvu_latency``.)
+
+Fire modules: how deep the skew FIFOs of a Fire module (and its bypass) must be.
 
 Inside a Fire module the squeeze output is forked into the expand1x1 branch and the expand3x3
 branch, and the concat takes pixel p of expand1x1 and then pixel p of expand3x3.  The 3x3 window
@@ -28,6 +35,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import UserError
+from .hw.fifo import StreamFIFO
+from .hw.mvu import MVU_FIFO_LATENCY
 
 
 class FifoDepthError(UserError):
@@ -89,3 +98,88 @@ def check_depth(name: str, requested: int, minimum: int) -> None:
     if requested < minimum:
         raise FifoDepthError(f"{name}: FIFO depth {requested} is below the {minimum} entries the sizing "
                              f"pass requires; the Fire module would deadlock. Use >= {minimum}.")
+
+
+# --- max-pool rate smoothing --------------------------------------------------------------------
+
+POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
+
+
+def pool_burst_beats(*, channels: int, height: int, width: int, lanes: int, kernel: int, stride: int) -> int:
+    """Largest backlog, in beats, of a consumer that takes a max-pool's output at the average rate
+    (hw/maxpool.py's module docstring; equal to ``MaxPool.burst_beats``, checked in tests/test_plan.py)."""
+    from fractions import Fraction
+
+    from .ir import pool_out_size
+    ho, wo = pool_out_size(height, kernel, stride), pool_out_size(width, kernel, stride)
+    row = wo * (channels // lanes)
+    emitted = [0] * height
+    for oy in range(ho):
+        emitted[min(height - 1, oy * stride + kernel - 1)] += row
+    rate = Fraction(ho * row, height)     # beats the consumer takes per input row
+    backlog = worst = Fraction(0)
+    for r in list(range(height)) * 3:     # three frames: the backlog pattern is periodic
+        backlog = max(Fraction(0), backlog + emitted[r] - rate)
+        worst = max(worst, backlog)
+    return -(-worst.numerator // worst.denominator)
+
+
+def pool_fifo_depth(**geometry) -> int:
+    """Depth of the FIFO after a max-pool: it absorbs the row-end bursts of (ceil-mode) pooling, so
+    the pool never stalls its producer (hw/accelerator.py's module docstring)."""
+    return pool_burst_beats(**geometry) + POOL_FIFO_MARGIN
+
+
+# --- Fire modules: everything in one pass ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class FireBuffers:
+    """Every buffer of one Fire module: the skew FIFOs as built (``fifos``) and their deadlock
+    minimum (``required``), the expand units' extra output entries (``e1_out_buffer``,
+    ``e3_out_buffer``) and the FIFOs between each expand unit and the concat (0: none)."""
+    fifos: FireFifos
+    required: FireFifos
+    e1_out_buffer: int
+    e3_out_buffer: int
+    cat_a_depth: int
+    cat_b_depth: int
+
+
+def cat_fifo_depth(pe: int, channels: int, out_lanes: int) -> int:
+    """FIFO between an expand unit and the concat: one pixel of that side at the concat's lanes, so
+    both sides fill at once (hw/fire.py); none when the unit is as wide as the concat."""
+    return 0 if pe == out_lanes else channels // out_lanes + 2
+
+
+def size_fire(*, width: int, in_ch: int, squeeze_ch: int, e1_ch: int, e3_ch: int, e1_simd: int,
+              e1_pe: int, e3_pe: int, out_lanes: int, bypass: str | None, bypass_lanes: int = 0,
+              window_extra: int = 0, fifos: FireFifos | None = None, name: str = "Fire") -> FireBuffers:
+    """The one sizing pass of a Fire module.  ``fifos`` overrides the skew FIFOs (never below the
+    deadlock minimum: FifoDepthError).
+
+    Output buffers: the concat takes a pixel's expand1x1 beats, then its expand3x3 beats: while it
+    serves one side, the other side's unit must be able to finish a whole pixel (its own beats) and
+    keep going during the other side's burst (the other side's beats at the concat's lanes), or the
+    bottleneck expand stalls once per pixel."""
+    e1_out_buffer = e1_ch // e1_pe + e3_ch // out_lanes
+    e3_out_buffer = e3_ch // e3_pe + e1_ch // out_lanes
+    cat_a, cat_b = cat_fifo_depth(e1_pe, e1_ch, out_lanes), cat_fifo_depth(e3_pe, e3_ch, out_lanes)
+    # Whole expand1x1 pixels the branch holds behind its skew FIFO while the concat waits for the
+    # 3x3 branch: both halves of the MVU's ping-pong input (when it has several folds: the vector
+    # in compute, whose output beats are blocked, and the next one), its output FIFO and register
+    # (the parallel requantiser's depth, the smaller one), and the FIFO and register in front of
+    # the concat.  The skew FIFO need not hold these.
+    ping_pong = 2 if e1_ch > e1_pe else 0
+    out_beats = MVU_FIFO_LATENCY + 1 + e1_out_buffer + 1
+    built_cat = StreamFIFO.built_depth(cat_a)
+    cat_beats = built_cat + 1 if built_cat else 0
+    buffered = ping_pong + out_beats * e1_pe // e1_ch + cat_beats * out_lanes // e1_ch
+    sizing = dict(width=width, squeeze_ch=squeeze_ch, e1_simd=e1_simd, in_ch=in_ch, bypass=bypass,
+                  bypass_lanes=bypass_lanes, bypass_ch=e1_ch + e3_ch, window_extra=window_extra,
+                  e1_buffered_pixels=buffered)
+    need = fire_fifos(**sizing)
+    built = fifos or fire_fifos(**sizing, throughput=True)
+    check_depth(f"{name}.expand1x1 FIFO", built.expand1x1_depth, need.expand1x1_depth)
+    if bypass:
+        check_depth(f"{name} bypass FIFO", built.bypass_depth, need.bypass_depth)
+    return FireBuffers(built, need, e1_out_buffer, e3_out_buffer, cat_a, cat_b)

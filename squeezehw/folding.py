@@ -250,15 +250,20 @@ class Folding:
         if model_name and made_for and made_for != model_name:
             raise FoldingFileError(f"{path} was made for model {made_for!r}, not {model_name!r}; make one "
                                    f"for this model with `squeezehw fold MODEL -o FILE`")
-        if not isinstance(d.get("layers"), dict):
-            raise FoldingFileError(f"{path}: \"layers\" must be an object {{layer: {{\"simd\": N, \"pe\": M}}}}")
+        return cls.from_dict(d, str(path))
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "folding") -> "Folding":
+        """From ``{"layers": {name: {"simd": N, "pe": M}}}`` (a folding file's contents)."""
+        if not isinstance(d, dict) or not isinstance(d.get("layers"), dict):
+            raise FoldingFileError(f"{where}: \"layers\" must be an object {{layer: {{\"simd\": N, \"pe\": M}}}}")
         layers = {}
         for k, v in d["layers"].items():
             if not isinstance(v, dict) or "simd" not in v or set(v) - {"simd", "pe"}:
-                raise FoldingFileError(f"{path}: layer {k}: {json.dumps(v)} is not {{\"simd\": N, \"pe\": M}}")
+                raise FoldingFileError(f"{where}: layer {k}: {json.dumps(v)} is not {{\"simd\": N, \"pe\": M}}")
             for key, val in v.items():
                 if isinstance(val, bool) or not isinstance(val, int):
-                    raise FoldingFileError(f"{path}: layer {k}: {key} is {json.dumps(val)}; it must be a "
+                    raise FoldingFileError(f"{where}: layer {k}: {key} is {json.dumps(val)}; it must be a "
                                            "positive whole number")
             layers[k] = LayerFold(v["simd"], v.get("pe", 1))
         return cls(layers)
@@ -293,9 +298,14 @@ DEFAULT_SPEED_SLACK = 0.02
 
 
 def auto_fold(model: IntModel, *, max_multipliers: int | None = None,
-              target_cycles: int | None = None, speed_slack: float = DEFAULT_SPEED_SLACK) -> Folding:
+              target_cycles: int | None = None, speed_slack: float = DEFAULT_SPEED_SLACK,
+              count=None, what: str = "multipliers") -> Folding:
     """Balance the pipeline: the smallest frame time within the multiplier budget, or the fewest
     multipliers that reach ``target_cycles``.  Raises UserError with the best figure when infeasible.
+
+    ``count(folding) -> int`` is what the budget counts (default: MAC multipliers, ``pe * simd``
+    per conv); a DSP budget passes the build plan's count of every multiplier the design
+    instantiates (squeezehw.pipeline: ``--max-dsp``, ``--board``), named ``what`` in errors.
 
     With a budget, ``speed_slack`` (a fraction, default 2 %) lets the folder give up that much frame
     rate for a folding with a higher MAC efficiency: among the foldings within the budget whose frame
@@ -313,20 +323,24 @@ def auto_fold(model: IntModel, *, max_multipliers: int | None = None,
             raise UserError(f"{model.name} cannot reach {target_cycles} cycles per frame: the fastest "
                             f"folding needs {best} cycles (every layer fully parallel)")
         return fold_for_cycles(model, target_cycles)
+    if count is None:
+        def count(f):
+            return f.summary(model)["multipliers"]
     st = stages(model)
     lo, hi = min_cycles(model), max(s.cycles(1, 1) for s in st)
-    need = fold_for_cycles(model, hi).summary(model)["multipliers"]
+    need = count(fold_for_cycles(model, hi))
     if need > max_multipliers:
-        raise UserError(f"{model.name} needs at least {need} multipliers (one per conv); "
+        raise UserError(f"{model.name} needs at least {need} {what} (one MAC per conv); "
                         f"the budget is {max_multipliers}")
-    # the multiplier count falls as the cycle target rises: binary search the smallest target
+    # the count falls as the cycle target rises: binary search the smallest target (every target
+    # ``hi`` takes is within the budget, so the result is even where the count is not monotonic)
     while lo < hi:
         mid = (lo + hi) // 2
-        if fold_for_cycles(model, mid).summary(model)["multipliers"] <= max_multipliers:
+        if count(fold_for_cycles(model, mid)) <= max_multipliers:
             hi = mid
         else:
             lo = mid + 1
-    fastest = fold_for_cycles(model, lo)
+    fastest = fold_for_cycles(model, hi)
     limit = int(fastest.summary(model)["expected_cycles_per_frame"] * (1 + speed_slack))
     # every pace at which some stage changes its choice, up to the limit
     paces = sorted({c for s in st for a in s.simd_choices() for b in s.pe_choices()
@@ -336,7 +350,8 @@ def auto_fold(model: IntModel, *, max_multipliers: int | None = None,
         sm = f.summary(model)
         return (sm["multipliers"] * sm["expected_cycles_per_frame"], sm["expected_cycles_per_frame"])
 
-    return min([fastest] + [fold_for_cycles(model, t) for t in paces], key=cost)
+    candidates = [fold_for_cycles(model, t) for t in paces]
+    return min([fastest] + [f for f in candidates if count(f) <= max_multipliers], key=cost)
 
 
 def default_folding(model: IntModel) -> Folding:

@@ -9,13 +9,15 @@ Everything the accelerator keeps in block RAM for the parameters is counted:
 
 Activations (line buffers, FIFOs) are not counted here: they depend on the folding plan.
 
-Board budgets (``BOARDS``) count the RAM bits usable for **byte-wide data**: a block RAM primitive
-configured 9 bits wide (ECP5 DP16KD as 2048 x 9, Xilinx RAMB36 as 4096 x 9) stores one byte per
-word and leaves the ninth (parity) bit unused, so only 16 of the DP16KD's 18 Kbit and 32 of the
-RAMB36's 36 Kbit count.  iCE40 EBR (4 Kbit) and SPRAM (16-bit words) have no parity bits.
+Board budgets come from the board registry (``squeezehw.boards``, ``Resources.byte_budget``): the
+RAM bits usable for **byte-wide data**: a block RAM primitive configured 9 bits wide (ECP5 DP16KD as
+2048 x 9, Xilinx RAMB18 as 2048 x 9) stores one byte per word and leaves the ninth (parity) bit
+unused, so only 16 of the DP16KD's 18 Kbit count.  iCE40 EBR (4 Kbit) and SPRAM (16-bit words) have
+no parity bits.  ``BOARDS`` is that registry's view: board name -> bytes.
 """
 from __future__ import annotations
 
+from .boards import BOARDS as _REGISTRY, get_board
 from .errors import UserError
 from .intmodel import IntModel, QFire
 
@@ -27,18 +29,8 @@ BIAS_BYTES = 4          # int32 per output channel
 REQUANT_BYTES = 3       # 16-bit mult + 8-bit shift per output channel
 ADD_BYTES = 5           # mult_a, mult_b (16 bit each) + shift per bypass add
 
-BOARDS: dict[str, int] = {
-    # Lattice ECP5-85F (ULX3S): 208 DP16KD x 16 Kbit of byte data (2 Kbit parity unused).
-    "ulx3s-85f": 208 * 16 * 1024 // 8,              # 425,984 bytes
-    # Lattice iCE40 UP5K (iCEBreaker): 30 EBR x 4 Kbit + 4 SPRAM x 256 Kbit (1 Mbit).
-    "icebreaker": 30 * 4 * 1024 // 8 + 1024 * 1024 // 8,   # 15,360 + 131,072 = 146,432 bytes
-    # Xilinx XCZU9EG (ZCU102): 912 RAMB36 x 32 Kbit of byte data (4 Kbit parity unused); no UltraRAM.
-    "zcu102": 912 * 32 * 1024 // 8,                 # 3,735,552 bytes
-}
-
-# The other names squeezehw.boards knows for the same parts.
-ALIASES = {"ulx3s": "ulx3s-85f", "ecp5-85f": "ulx3s-85f", "lfe5u-85f": "ulx3s-85f",
-           "up5k": "icebreaker", "ice40up5k": "icebreaker", "xczu9eg": "zcu102"}
+# board name -> bytes of byte-wide block RAM, from the one board registry (squeezehw.boards)
+BOARDS: dict[str, int] = {name: b.byte_budget for name, b in _REGISTRY.items()}
 
 
 class BudgetError(UserError, ValueError):
@@ -48,9 +40,9 @@ class BudgetError(UserError, ValueError):
 def board_budget(board: str) -> int:
     """Bytes of byte-wide block RAM on a named board."""
     try:
-        return BOARDS[ALIASES.get(board.lower(), board.lower())]
-    except KeyError:
-        raise UserError(f"unknown board {board!r}; choose one of {', '.join(sorted(BOARDS))} "
+        return get_board(board).byte_budget
+    except UserError:
+        raise UserError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)} "
                         "or give the budget in bytes with --budget") from None
 
 

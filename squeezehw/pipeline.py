@@ -42,16 +42,17 @@ def resolve_model(arg: str | None, progress: bool = True) -> IntModel:
 
 
 def resolve_folding(arg: str | None, model: IntModel, *, max_multipliers: int | None = None,
-                    target_cycles: int | None = None, speed_slack: float = DEFAULT_SPEED_SLACK) -> Folding:
+                    target_cycles: int | None = None, speed_slack: float = DEFAULT_SPEED_SLACK,
+                    **budget) -> Folding:
     """``None``/``default``: the default folding; ``auto``: balanced for the given target; else a file."""
     if arg in (None, "default") and max_multipliers is None and target_cycles is None:
         fold = default_folding(model)
     elif arg in (None, "default", "auto"):
         if max_multipliers is None and target_cycles is None:
-            raise UserError("--fold auto needs a target: --max-multipliers N, --board NAME, or "
+            raise UserError("--fold auto needs a target: --max-multipliers N, --max-dsp N, --board NAME, or "
                             "--target-fps F with --clock MHz")
         fold = auto_fold(model, max_multipliers=max_multipliers, target_cycles=target_cycles,
-                         speed_slack=speed_slack)
+                         speed_slack=speed_slack, **budget)
     else:
         fold = Folding.load(arg, model_name=model.name)
     fold.validate(model)
@@ -63,13 +64,18 @@ def add_fold_arguments(p) -> None:
     g.add_argument("--fold", metavar="FILE|auto|default", default=None,
                    help="a folding file (from `squeezehw fold`), `auto` (balanced for a target below), "
                         "or `default` (balanced for a small array; the default)")
-    g.add_argument("--max-multipliers", "--max-dsp", type=int, metavar="N", dest="max_multipliers",
-                   help="auto folding: budget of MAC multipliers (DSPs)")
+    g.add_argument("--max-multipliers", type=int, metavar="N", dest="max_multipliers",
+                   help="auto folding: budget of MAC multipliers (PE x SIMD summed over the convs)")
+    g.add_argument("--max-dsp", type=int, metavar="N", dest="max_dsp",
+                   help="auto folding: budget of DSPs, counting every multiplier the design instantiates "
+                        "(MAC, requantisation, bypass add) in the --board's DSP cells (ECP5 MULT18X18D "
+                        "by default)")
     g.add_argument("--max-bram", type=int, metavar="N",
                    help="refuse a folding whose memories need more than N block RAMs (counted in the "
                         "--board's native blocks; ECP5 DP16KD by default)")
     g.add_argument("--board", metavar="NAME",
-                   help="auto folding: use the board's DSP count as the budget and check its block RAM")
+                   help="auto folding: the board's DSP count is the --max-dsp budget (every multiplier "
+                        "counted), and its block RAM is checked; a build uses its multiplier primitive")
     g.add_argument("--target-fps", type=float, metavar="F", help="auto folding: frames per second to reach")
     g.add_argument("--speed-slack", type=float, default=100 * DEFAULT_SPEED_SLACK, metavar="PCT",
                    help="auto folding with a budget: give up at most PCT %% of frame rate for a folding "
@@ -79,50 +85,103 @@ def add_fold_arguments(p) -> None:
                    help="clock for --target-fps and for reported frame rates (default 100 MHz)")
 
 
-def folding_from_args(args, model: IntModel) -> Folding:
-    budget = args.max_multipliers
-    if getattr(args, "board", None) is not None:
-        from .boards import get_board
-        budget = get_board(args.board).resources.dsp
+def add_target_arguments(p) -> None:
+    """What the hardware is built as (squeezehw.plan.Target): build and fold take these."""
+    g = p.add_argument_group("hardware target")
+    g.add_argument("--requant", choices=("parallel", "serial"), default=None,
+                   help="requantiser: `parallel` (one multiplier per PE lane, the default) or `serial` "
+                        "(digit-serial in LUTs, no DSP; same throughput, for parts with few DSPs)")
+    from .hw.multiplier import DSP_FAMILIES
+    g.add_argument("--dsp", "--multiplier", dest="dsp", choices=DSP_FAMILIES, default=None,
+                   help="multiplier primitive: `generic` (`*` between registers, any tool and simulator) or "
+                        "`ecp5` (MULT18X18D instances using the DSP's own input/output registers: without "
+                        "them Yosys leaves the registers in the fabric and the multiplies limit Fmax); "
+                        "default: the --board's (ecp5 for ulx3s-85f / ecp5-85f), else generic")
+
+
+# flags that shape a build; `squeezehw build --config FILE` refuses them (the file says it all)
+CONFIG_FLAGS = {"fold": "--fold", "max_multipliers": "--max-multipliers", "max_dsp": "--max-dsp",
+                "max_bram": "--max-bram", "board": "--board", "target_fps": "--target-fps",
+                "requant": "--requant", "dsp": "--dsp"}
+
+
+def config_from_args(args, model_arg: str | None = None):
+    """The BuildConfig the command-line flags say (squeezehw/config.py)."""
+    from .config import BuildConfig
+    fold = args.fold or "default"
+    return BuildConfig(model=model_arg or getattr(args, "model", None) or "default", fold=fold,
+                       max_multipliers=args.max_multipliers, max_dsp=getattr(args, "max_dsp", None),
+                       max_bram=getattr(args, "max_bram", None), target_fps=args.target_fps,
+                       speed_slack=getattr(args, "speed_slack", 100 * DEFAULT_SPEED_SLACK),
+                       board=getattr(args, "board", None), multiplier=getattr(args, "dsp", None),
+                       requant=getattr(args, "requant", None) or "parallel", clock_mhz=args.clock)
+
+
+def folding_for_config(config, model: IntModel) -> Folding:
+    """The folding a BuildConfig asks for: inline, a file, the default, or auto-folded for its budget.
+    A DSP budget (``max_dsp``, or the board's DSP count) counts every multiplier of the build plan
+    (MAC, requantisation, bypass add) in the board's DSP cells."""
     target = None
-    for opt, v in (("--clock", args.clock), ("--target-fps", args.target_fps)):
+    for opt, v in (("--clock", config.clock_mhz), ("--target-fps", config.target_fps)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise UserError(f"{opt} must be a positive number, not {v}")
-    if args.target_fps:
-        target = int(args.clock * 1e6 / args.target_fps)
+    if config.target_fps is not None:
+        target = int(config.clock_mhz * 1e6 / config.target_fps)
         if target < 1:
             from .folding import min_cycles
             best = min_cycles(model)
-            raise UserError(f"--target-fps {args.target_fps:g} at {args.clock:g} MHz leaves less than one clock "
-                            f"cycle per frame; {model.name} reaches at most {args.clock * 1e6 / best:,.1f} "
-                            f"frames/s ({best} cycles per frame) at that clock")
-    if budget is not None and target is not None:
-        raise UserError("give either a resource budget (--max-multipliers/--board) or --target-fps, not both")
-    if budget is not None and budget < 1:
-        raise UserError(f"--max-multipliers must be positive, got {budget}")
-    slack = getattr(args, "speed_slack", 100 * DEFAULT_SPEED_SLACK)
-    if not 0 <= slack < 100:
-        raise UserError(f"--speed-slack must be a percentage in [0, 100), got {slack}")
-    fold = resolve_folding(args.fold, model, max_multipliers=budget, target_cycles=target,
-                           speed_slack=slack / 100)
-    check_bram(args, model, fold)
+            raise UserError(f"--target-fps {config.target_fps:g} at {config.clock_mhz:g} MHz leaves less than one "
+                            f"clock cycle per frame; {model.name} reaches at most "
+                            f"{config.clock_mhz * 1e6 / best:,.1f} frames/s ({best} cycles per frame) at that clock")
+    board = config.board_entry()
+    dsp_budget = config.max_dsp if config.max_dsp is not None else (board.resources.dsp if board else None)
+    budgets = [b for b in (config.max_multipliers, config.max_dsp) if b is not None]
+    if len(budgets) > 1 or (budgets or board) and target is not None:
+        raise UserError("give one target: --max-multipliers, --max-dsp/--board, or --target-fps")
+    for name, b in (("--max-multipliers", config.max_multipliers), ("--max-dsp", config.max_dsp)):
+        if b is not None and b < 1:
+            raise UserError(f"{name} must be positive, got {b}")
+    if not 0 <= config.speed_slack < 100:
+        raise UserError(f"--speed-slack must be a percentage in [0, 100), got {config.speed_slack}")
+    if isinstance(config.fold, dict):
+        fold = Folding.from_dict(config.fold)
+        fold.validate(model)
+        from .folding import stages
+        return Folding({s.name: fold[s.name] for s in stages(model)})     # stream order, as written
+    kw = {}
+    if config.max_multipliers is None and dsp_budget is not None and target is None and \
+            config.fold in ("default", "auto"):
+        from .boards import get_board
+        from .plan import conv_facts, lower
+        facts, tgt = conv_facts(model), config.target()
+        where = board.name if board else "ecp5-85f"
+        kw = dict(count=lambda f: lower(model, f, tgt, facts=facts).dsp(where),
+                  what=f"{get_board(where).resources.dsp_cell} on {where} (every multiplier: MAC, "
+                       "requantisation, bypass add)")
+        budget = dsp_budget
+    else:
+        budget = config.max_multipliers
+    fold = resolve_folding(None if config.fold == "default" else config.fold, model, max_multipliers=budget,
+                           target_cycles=target, speed_slack=config.speed_slack / 100, **kw)
+    check_bram(config, model, fold)
     return fold
 
 
-def check_bram(args, model: IntModel, fold: Folding) -> None:
-    """Refuse a folding whose memories exceed --max-bram or the --board's block RAM."""
-    limit, family, where = getattr(args, "max_bram", None), "ecp5", "--max-bram"
-    if getattr(args, "board", None) is not None:
-        from .boards import get_board
-        board = get_board(args.board)
-        from .resources import family_of
-        family = family_of(board)
-        if limit is None:
-            limit, where = board.resources.bram, f"the {board.name}'s block RAM"
+def folding_from_args(args, model: IntModel) -> Folding:
+    return folding_for_config(config_from_args(args, getattr(args, "model", None)), model)
+
+
+def check_bram(config, model: IntModel, fold: Folding) -> None:
+    """Refuse a folding whose memories exceed the config's max_bram or its board's block RAM."""
+    limit, where = config.max_bram, "--max-bram"
+    board = config.board_entry()
+    if board is not None and limit is None:
+        limit, where = board.resources.bram, f"the {board.name}'s block RAM"
     if limit is None:
         return
+    from .plan import lower
     from .resources import estimate
-    est = estimate(model, fold, family)
+    est = estimate(lower(model, fold, config.target()), board or "ecp5-85f")
     if est["block_ram"] > limit:
         raise UserError(f"{model.name} with this folding needs {est['block_ram']} {est['block_ram_cell']} "
                         f"blocks, {est['block_ram'] - limit} more than {where} ({limit}); use fewer weight "

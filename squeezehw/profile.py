@@ -64,17 +64,19 @@ def stream_ports(acc, detail: bool = False) -> list[tuple[str, object]]:
 
 
 def profile(model, folding=None, *, images: np.ndarray | None = None, frames: int = 2,
-            detail: bool = False, max_cycles: int | None = None, seed: int = 0) -> dict:
+            detail: bool = False, max_cycles: int | None = None, seed: int = 0, target=None) -> dict:
     """Simulate ``frames`` images through the accelerator; returns {"rows": [...], ...}.
 
-    ``images`` defaults to random uint8 images of the model's shape.  The run stops when the
+    The design is the build plan's (``squeezehw.plan.lower(model, folding, target)``), and the
+    expected frame time the plan's cost model.  ``images`` defaults to random uint8 images of the
+    model's shape.  The run stops when the
     last frame's class beat leaves, or after ``max_cycles`` (default: 4x the cost model's frame
     time times ``frames``, plus 20000).
     """
     from amaranth.sim import Simulator
 
     from .folding import default_folding
-    from .hw.accelerator import Accelerator
+    from .plan import lower
     from .simulate import image_beats
 
     folding = folding or default_folding(model)
@@ -83,8 +85,9 @@ def profile(model, folding=None, *, images: np.ndarray | None = None, frames: in
         images = rng.integers(0, 256, (frames, model.in_ch, model.height, model.width), dtype=np.uint8)
     images = np.asarray(images, dtype=np.uint8)
     frames = images.shape[0]
-    acc = Accelerator(model=model, folding=folding)
-    expected = folding.summary(model)["expected_cycles_per_frame"]
+    plan = lower(model, folding, target)
+    acc = plan.accelerator()
+    expected = plan.cycles_per_frame()
     max_cycles = max_cycles or 4 * expected * frames + 20000
     beats = image_beats(images, acc.in_lanes)
     out_per_frame = model.classes + 1

@@ -1,12 +1,16 @@
-"""Resource cost model: block RAM in the target's real blocks, multipliers, and LUT/FF estimates.
+"""Resource cost model of a build plan (squeezehw/plan.py): multipliers and DSPs, block RAM in the
+target's real blocks, and LUT/FF estimates.
+
+Multipliers and DSPs come from the plan alone (no elaboration): every multiplier the design
+instantiates -- MAC lanes, requantisation (one or two per PE lane, by accumulator width; none with
+the serial requantiser) and bypass adds (two per lane) -- with its operand widths, counted in the
+part's DSP cells (:func:`dsp_cells`).  The target's facts (block RAM modes, DSP operand widths) are
+its entry in the board registry (squeezehw/boards.py).
 
 Memories are taken from the elaborated design itself (every ``amaranth.lib.memory.Memory`` with its
 width and depth), so nothing is double-booked or forgotten; each is then counted in the target's
-native blocks, trying every width/depth mode of the block and keeping the cheapest:
-
-- ECP5 DP16KD (18 Kbit): 16384x1, 8192x2, 4096x4, 2048x9, 1024x18, 512x36
-- iCE40 SB_RAM40_4K (4 Kbit): 2048x2, 1024x4, 512x8, 256x16 (SPRAM: 16384x16 blocks, counted apart)
-- Xilinx RAMB18E2 (18 Kbit): as ECP5; RAMB36E2 (36 Kbit): 32768x1 ... 1024x36, 512x72
+native blocks, trying every width/depth mode of the block (``Resources.bram_modes``) and keeping
+the cheapest (e.g. ECP5 DP16KD: 16384x1 ... 512x36; iCE40 SB_RAM40_4K: 2048x2 ... 256x16).
 
 Small memories (RAMs at most ``LUTRAM_MAX_BITS`` bits and ``LUTRAM_MAX_DEPTH`` deep, ROMs at most
 ``ROM_LOGIC_MAX_DEPTH`` deep) are assumed to go to LUTs, as Yosys's memory mapper put them for the
@@ -19,16 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .folding import Folding
-from .intmodel import IntModel
-
-BLOCKS = {
-    "ecp5": ("DP16KD", 18 * 1024, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)]),
-    "ice40": ("SB_RAM40_4K", 4 * 1024, [(2, 2048), (4, 1024), (8, 512), (16, 256)]),
-    "xilinx18": ("RAMB18E2", 18 * 1024, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)]),
-    "xilinx36": ("RAMB36E2", 36 * 1024,
-                 [(1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512)]),
-}
+# The XCZU9EG's block RAM counted as RAMB36E2 (the unit Vivado and Yosys report); the registry's
+# entry counts RAMB18E2.  Any other cell comes from the registry (Resources.bram_modes).
+_RAMB36E2 = ("RAMB36E2", 36 * 1024, ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512)))
+# the names estimate() took before the board registry: family -> registry entry
+FAMILY_BOARDS = {"ecp5": "ecp5-85f", "ice40": "up5k", "xilinx18": "xczu9eg", "xilinx36": "xczu9eg"}
 # Where Yosys's memory mapper (synth_ecp5) put the default model's memories: RAMs up to 168 deep
 # and 3,072 bits went to LUT RAM, deeper or larger ones to block RAM; initialised memories (weight
 # ROMs) to block RAM unless at most 32 deep (the parameter ROMs become logic).
@@ -41,10 +40,41 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def blocks_for(width: int, depth: int, family: str) -> int:
+def bram_kind(target) -> tuple[str, int, tuple]:
+    """(cell, bits, (width, depth) modes) of the block RAM that ``target`` (a board name or Board,
+    or one of FAMILY_BOARDS) is counted in."""
+    from .boards import get_board
+    if target == "xilinx36":
+        return _RAMB36E2
+    r = get_board(FAMILY_BOARDS.get(target, target)).resources
+    return r.bram_cell, r.bram_bits, r.bram_modes or ((1, r.bram_bits),)
+
+
+def blocks_for(width: int, depth: int, target) -> int:
     """Fewest native blocks that hold a width x depth memory (cheapest mode, tiled)."""
-    _, _, modes = BLOCKS[family]
+    _, _, modes = bram_kind(target)
     return min(_ceil(width, w) * _ceil(depth, d) for w, d in modes)
+
+
+def dsp_cells(multipliers, target="ecp5-85f") -> int:
+    """DSP cells that ``multipliers`` (squeezehw.plan.Multipliers) take on ``target``: one per
+    multiplier whose operands fit the cell's ports (``Resources.dsp_operand_bits`` signed,
+    ``dsp_unsigned_bits`` unsigned: ECP5 MULT18X18D takes signed 18 or unsigned 17 bits, exactly
+    hw/multiplier.py's rule), else the tiles Yosys splits it into (first order)."""
+    from .boards import get_board
+    r = get_board(FAMILY_BOARDS.get(target, target)).resources
+    signed_max = r.dsp_operand_bits
+    unsigned_max = r.dsp_unsigned_bits or tuple(b - 1 for b in signed_max)
+
+    def tiles(bits, is_signed, port):
+        return _ceil(bits, (signed_max if is_signed else unsigned_max)[port])
+
+    total = 0
+    for m in multipliers:
+        n = min(tiles(m.a_bits, m.a_signed, 0) * tiles(m.b_bits, m.b_signed, 1),
+                tiles(m.a_bits, m.a_signed, 1) * tiles(m.b_bits, m.b_signed, 0))
+        total += m.count * n
+    return total
 
 
 @dataclass(frozen=True)
@@ -128,40 +158,35 @@ def block_logic(block) -> tuple[float, float]:
 
 
 def family_of(board) -> str:
-    """The block-RAM family (a key of BLOCKS) of a squeezehw.boards.Board."""
-    return {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+    """The registry name the estimate counts a squeezehw.boards.Board in (kept for old callers)."""
+    return board.name
 
 
-def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=None,
-             memories: list[MemoryUse] | None = None, blocks_in: list | None = None) -> dict:
-    """Predicted resources of the whole accelerator on ``family`` (ecp5, ice40, xilinx36, xilinx18).
+def estimate(plan, target="ecp5-85f") -> dict:
+    """Predicted resources of the design of ``plan`` (squeezehw.plan.Plan) on ``target`` (a board
+    registry name or Board; the old family names ecp5, ice40, xilinx18, xilinx36 are accepted).
 
-    ``memories``/``blocks_in``: a design_inventory() already taken (elaborating a large design takes
-    a while).  LUT/FF: the sum of :func:`block_logic` over every block of the design."""
-    from .hw.accelerator import Accelerator
-    if family not in BLOCKS:
-        raise ValueError(f"unknown family {family!r}; choose one of {sorted(BLOCKS)}")
-    if memories is None or blocks_in is None:
-        memories, blocks_in = design_inventory(design or Accelerator(model=model, folding=folding))
-    mems = memories
-    blocks = sum(blocks_for(m.width, m.depth, family) for m in mems if not m.distributed)
+    Multipliers and DSPs are the plan's (no elaboration).  Memories and LUT/FF still come from the
+    elaborated design (``plan.inventory``, taken once per plan): the line buffers, FIFOs and
+    register banks of the window, pool, Resize and FIFO blocks are shaped inside those blocks (and
+    Amaranth's SyncFIFOBuffered), and counting what was built is what keeps this model from
+    drifting from the hardware; a second, analytic copy of every block's memory layout would be
+    one more place to disagree."""
+    from .boards import Board
+    name = target.name if isinstance(target, Board) else target
+    cell, _, _ = bram_kind(target)
+    mems, blocks_in = plan.inventory
+    blocks = sum(blocks_for(m.width, m.depth, target) for m in mems if not m.distributed)
     dist_bits = sum(m.bits for m in mems if m.distributed)
-    rows = folding.table(model)
-    mac = sum(r["multipliers"] for r in rows)
-    # requantisation: one multiplier per PE lane; acc x 16-bit needs ceil(acc/18) 18x18 DSPs
-    acc_bits = {c.name: c.acc_bits for c in model.convs()}
-    requant = sum(folding[r["layer"]].pe * (_ceil(acc_bits[r["layer"]], 18) if family == "ecp5" else 1)
-                  for r in rows if r["kind"] == "conv")
-    # bypass adds: two 8x16-bit multipliers per output lane
-    from .hw.bypass_add import BypassAdd
-    requant += sum(2 * b.lanes for b in blocks_in if isinstance(b, BypassAdd))
     logic = [block_logic(b) for b in blocks_in]
-    lut = sum(x for x, _ in logic)
-    ff = sum(y for _, y in logic)
-    return {"family": family, "block_ram": blocks, "block_ram_cell": BLOCKS[family][0],
+    mults = plan.multipliers()
+    return {"target": name, "family": name, "block_ram": blocks, "block_ram_cell": cell,
             "block_ram_bits": sum(m.bits for m in mems if not m.distributed),
-            "distributed_ram_bits": dist_bits, "mac_multipliers": mac, "requant_multipliers": requant,
-            "dsp": mac + requant, "lut": int(lut), "ff": int(ff),
+            "distributed_ram_bits": dist_bits,
+            "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
+            "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
+            "dsp": dsp_cells(mults, target),
+            "lut": int(sum(x for x, _ in logic)), "ff": int(sum(y for _, y in logic)),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
-                          "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, family)}
+                          "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, target)}
                          for m in mems]}

@@ -68,7 +68,7 @@ class Build:
 
 def vendor_models(text: str) -> str:
     """Simulation models of the vendor primitives a design instantiates (ECP5 MULT18X18D from
-    squeezehw.hw.multiplier under ``dsp_primitives("ecp5")``), to append to its Verilog."""
+    squeezehw.hw.multiplier built with ``primitive="ecp5"``), to append to its Verilog."""
     models = [SIM_DIR / "models" / "MULT18X18D.v"] if "MULT18X18D " in text else []
     return "".join("\n" + m.read_text() for m in models)
 

@@ -26,9 +26,11 @@ def default_design():
     return model, default_folding(model)
 
 
-def _accel(model, fold):
-    from squeezehw.hw.accelerator import Accelerator
-    return Accelerator(model=model, folding=fold)
+def _accel(model, fold, board=None):
+    """The accelerator of the build plan, with the board's multiplier primitive (the registry's)."""
+    from squeezehw.boards import get_board
+    from squeezehw.plan import Target, lower
+    return lower(model, fold, Target(multiplier=get_board(board).multiplier if board else "generic")).accelerator()
 
 
 def _decode_replies(data: bytes):
@@ -110,16 +112,17 @@ def test_board_wrappers_elaborate(default_design, board):
     model, fold = default_design
     if board == "ulx3s":
         from amaranth_boards.ulx3s import ULX3S_85F_Platform as Platform
-        top = ULX3STop(_accel(model, fold), baud=115200)
+        top = ULX3STop(_accel(model, fold, "ulx3s-85f"), baud=115200)
     else:
         from amaranth_boards.icebreaker import ICEBreakerPlatform as Platform
-        top = ICEBreakerTop(_accel(model, fold), baud=115200)
+        top = ICEBreakerTop(_accel(model, fold, "icebreaker"), baud=115200)
     plan = Platform().prepare(top, "top", emit_src=False)
     files = plan.files
     text = files["top.il"] if "top.il" in files else next(v for k, v in files.items() if k.endswith(".il"))
     text = text.decode() if isinstance(text, bytes) else text
     assert ("EHXPLLL" if board == "ulx3s" else "SB_PLL40_PAD") in text
-    # on the ECP5 platform every multiply is a MULT18X18D with its own registers (hw/multiplier.py)
+    # the ULX3S's registry entry builds every multiply as a MULT18X18D with its own registers
+    # (hw/multiplier.py); the iCEBreaker's as generic `*`
     assert ("MULT18X18D" in text) == (board == "ulx3s")
     if board == "ulx3s":
         assert "REG_OUTPUT_CLK" in text and '"CLK0"' in text
@@ -147,11 +150,11 @@ def test_accelerator_serial_requant_bit_exact(bypass, requant):
     the LUT requantiser) against the golden model, under random input gaps and output stalls."""
     from squeezehw import golden
     from squeezehw.folding import auto_fold
-    from squeezehw.hw.accelerator import Accelerator
     from squeezehw.hw.streamsim import Traffic, simulate
+    from squeezehw.plan import Target, lower
     model = _tiny_family(bypass=bypass)
     fold = auto_fold(model, max_multipliers=len(model.convs()))
-    acc = Accelerator(model=model, folding=fold, requant=requant)
+    acc = lower(model, fold, Target(requant=requant)).accelerator()
     assert (acc.requant_multipliers() == 0) == (requant == "serial")
     images = np.random.default_rng(3).integers(0, 256, (2, 1, 12, 12)).astype(np.uint8)
     beats = [int(v) for img in images for v in img.transpose(1, 2, 0).reshape(-1)]

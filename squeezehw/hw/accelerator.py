@@ -1,76 +1,56 @@
-"""The whole accelerator: an integer model plus a folding become one streaming Component.
+"""The whole accelerator: a build plan (squeezehw/plan.py) becomes one streaming Component.
 
 ``i`` takes image pixels in raster order, each pixel's channels in beats of ``in_lanes`` bytes
 (conv1's SIMD).  ``o`` gives, per frame, ``classes`` beats of one logit each (class 0 first), then
 one beat with the class index (docs/numerics.md, "Stream order").  Stages are chained in model
 order; a Resize is inserted wherever a producer's lanes differ from the consumer's.
 
-Rate smoothing: every max-pool is followed by a StreamFIFO of ``pool.burst_beats + 2`` beats (the
-pool emits each output row in a burst while the last input row of its windows arrives; a consumer
-at the pipeline's rate takes only ``1/stride`` of it meanwhile, see squeezehw/hw/maxpool.py).
-Without it the pool stalls its producer once per output row.  MVUs take input through a ping-pong
-buffer and the Fire modules size their internal FIFOs for throughput, so no other top-level
-stage needs a FIFO (``python -m squeezehw.profile`` shows blocked/starved cycles per stream).
+This module only instantiates the plan's blocks (each record's ``block()``, with every size,
+FIFO depth, requantiser mode and multiplier primitive as explicit constructor arguments) and
+connects them; every decision is made in the plan.  Rate smoothing: every max-pool is followed by
+the plan's FIFO (``PoolPlan.out_fifo_depth``, squeezehw/fifo_sizing.py: the pool emits each output
+row in a burst while the last input row of its windows arrives).  MVUs take input through a
+ping-pong buffer and the Fire modules have FIFOs sized for throughput, so no other top-level stage
+needs a FIFO (``python -m squeezehw.profile`` shows blocked/starved cycles per stream).
 """
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..folding import Folding, stages, window_lanes
-from ..intmodel import IntModel, QConv, QFire, QHead, QMaxPool
-from .fifo import StreamFIFO
-from .fire import Chain, FireEngine
-from .head import Head
-from .maxpool import MaxPool
-from .mvu import MVU, requant_mode
-from .window import SlidingWindow
+from .fire import Chain
 
 __all__ = ["Accelerator"]
 
 
-def _elaborate_with_requant(block, mode):
-    """Opt-in: a FireEngine builds its MVUs in ``elaborate``; run that inside ``requant_mode(mode)``
-    (an instance attribute shadows the method; the module hierarchy stays as it is)."""
-    plain = block.elaborate
-
-    def elaborate(platform):
-        with requant_mode(mode):
-            return plain(platform)
-    block.elaborate = elaborate
-
-POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
-
-
 class Accelerator(wiring.Component):
-    """``stop_after``: build only the layers up to and including that one, whose feature map is then
+    """The design of ``plan`` (a ``squeezehw.plan.Plan``: ``squeezehw.plan.lower(model, folding,
+    target)``, or ``plan.accelerator()``).
+
+    ``stop_after``: build only the layers up to and including that one, whose feature map is then
     the output stream (raster order, its lanes per beat) -- used to find the first layer where the
-    hardware and the golden model disagree.
+    hardware and the golden model disagree.  ``probes``: per-stream transfer/blocked counters."""
 
-    ``requant``: ``"parallel"`` (default) or ``"serial"``, the MVUs' requantiser (opt-in area mode
-    for tiny devices: no multiplier per PE lane, a digit-serial one in LUTs; see
-    squeezehw/hw/mvu.py).  Same throughput, a few cycles more latency per MVU."""
-
-    def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None,
-                 requant: str = "parallel", probes: bool = False):
-        folding.validate(model)
-        self.model, self.folding = model, folding
+    def __init__(self, plan, *, stop_after: str | None = None, probes: bool = False):
+        self.lowered = plan
+        self.model = model = plan.model
+        self.folding = plan.folding
         self.probes = probes
-        self.requant = requant
-        self.stages = {s.name: s for s in stages(model)}
-        with requant_mode(requant):
-            self.plan = self._plan()
-        names = [p["name"] for p in self.plan]
+        records = list(plan.stages)
+        names = [r.name for r in records]
         if stop_after is not None:
             if stop_after not in names:
                 raise ValueError(f"stop_after={stop_after!r} is not a layer of {model.name}: {names}")
-            k = names.index(stop_after)
-            for p in self.plan[k + 1:]:       # blocks left out of the truncated design
-                for obj in (p.get("block"), p.get("window"), p.get("out_fifo")):
-                    _silence(obj)
-            self.plan = self.plan[:k + 1]
+            records = records[:names.index(stop_after) + 1]
         self.stop_after = stop_after
-        first = self.plan[0]
-        self.in_lanes = first["in_lanes"]
+        # (record, block, window, out_fifo) per top-level stage, instantiated from the plan
+        self.plan = [{"name": r.name, "kind": r.kind, "block": r.block(),
+                      "window": r.window_block() if r.kind == "conv" else None,
+                      "out_fifo": r.fifo_block() if r.kind == "pool" else None,
+                      "in_lanes": r.in_lanes, "out_lanes": r.out_lanes,
+                      "in_ch": r.geometry.in_ch if r.kind in ("conv", "pool") else
+                      (r.in_ch if r.kind == "fire" else r.conv.geometry.in_ch)}
+                     for r in records]
+        self.in_lanes = self.plan[0]["in_lanes"]
         last = self.plan[-1]
         if last["kind"] == "head":
             self.out_lanes = None
@@ -88,54 +68,13 @@ class Accelerator(wiring.Component):
             ports["probe_data"] = Out(PROBE_BITS)
         super().__init__(ports)
 
-    def _plan(self) -> list[dict]:
-        """Instantiate every top-level block (not elaborated yet) with its lanes and geometry."""
-        m, f = self.model, self.folding
-        plan = []
-        c, h, w = m.in_ch, m.height, m.width
-        for layer in m.layers:
-            if isinstance(layer, QConv):
-                s, fold = self.stages[layer.name], f[layer.name]
-                mvu = MVU.from_qconv(layer, simd=fold.simd, pe=fold.pe)
-                win, in_lanes = None, fold.simd
-                if s.windowed:
-                    in_lanes = window_lanes(c, fold.simd)
-                    win = SlidingWindow(channels=c, height=h, width=w, kernel=layer.kernel, stride=layer.stride,
-                                        padding=layer.padding, lanes=in_lanes)
-                plan.append({"name": layer.name, "kind": "conv", "block": mvu, "window": win,
-                             "in_lanes": in_lanes, "out_lanes": fold.pe, "in_ch": c})
-                c, (h, w) = layer.out_ch, s.out_hw
-            elif isinstance(layer, QMaxPool):
-                s, fold = self.stages[layer.name], f[layer.name]
-                pool = MaxPool(channels=c, height=h, width=w, lanes=fold.simd, kernel=layer.kernel,
-                               stride=layer.stride)
-                fifo = StreamFIFO(width=8 * fold.simd, depth=pool.burst_beats + POOL_FIFO_MARGIN)
-                plan.append({"name": layer.name, "kind": "pool", "block": pool, "out_fifo": fifo,
-                             "in_lanes": fold.simd, "out_lanes": fold.simd, "in_ch": c})
-                h, w = s.out_hw
-            elif isinstance(layer, QFire):
-                in_lanes = f[layer.squeeze.name].simd if not plan else plan[-1]["out_lanes"]
-                fire = FireEngine(fire=layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers)
-                if self.requant != "parallel":
-                    _elaborate_with_requant(fire, self.requant)
-                plan.append({"name": layer.name, "kind": "fire", "block": fire,
-                             "in_lanes": in_lanes, "out_lanes": fire.out_lanes, "in_ch": c})
-                c = layer.out_ch
-            elif isinstance(layer, QHead):
-                fold = f[layer.conv.name]
-                head = Head(qhead=layer, pixels=h * w, simd=fold.simd, pe=fold.pe)
-                plan.append({"name": layer.name, "kind": "head", "block": head,
-                             "in_lanes": fold.simd, "out_lanes": None, "in_ch": c})
-        return plan
-
     def requant_multipliers(self) -> int:
-        """Requantisation multipliers (one per PE lane of every MVU; 0 with ``requant="serial"``)."""
-        return 0 if self.requant == "serial" else sum(
-            f.pe for name, f in self.folding.layers.items() if name in self.stages and self.stages[name].kind == "conv")
+        """Requantisation multipliers (0 with ``requant="serial"``): the plan's count."""
+        return self.lowered.requant_multipliers()
 
     def fifos(self) -> dict:
         """FIFO depths chosen by the sizing pass, per Fire module."""
-        return {p["name"]: p["block"].fifos.as_dict() for p in self.plan if p["kind"] == "fire"}
+        return self.lowered.fifos()
 
     def stage_fifos(self) -> dict:
         """Rate-smoothing FIFOs between top-level stages: {stage: {"depth", "width", "memory_bits"}}."""
@@ -179,16 +118,6 @@ class Accelerator(wiring.Component):
         if self.probes:
             _add_probes(m, streams, self.probe_sel, self.probe_data)
         return m
-
-
-def _silence(obj, depth: int = 2) -> None:
-    """Mark an unused block and the blocks it already holds as deliberately unused."""
-    from amaranth.hdl import Elaboratable
-    if isinstance(obj, Elaboratable):
-        obj._MustUse__silence = True
-        if depth:
-            for v in vars(obj).values():
-                _silence(v, depth - 1)
 
 
 PROBE_BITS = 40

@@ -17,7 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .errors import FoldingError
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, check_primitive
 from .stream_register import StreamRegister
 
 __all__ = ["BypassAdd"]
@@ -31,7 +31,8 @@ class BypassAdd(wiring.Component):
     numerics contract).
     """
 
-    def __init__(self, *, lanes: int, mult_a: int, mult_b: int, shift: int, b_signed: bool):
+    def __init__(self, *, lanes: int, mult_a: int, mult_b: int, shift: int, b_signed: bool,
+                 multiplier: str = "generic"):
         if not isinstance(lanes, int) or lanes < 1:
             raise FoldingError(f"BypassAdd: lanes={lanes!r} must be a positive integer")
         for name, v in (("mult_a", mult_a), ("mult_b", mult_b)):
@@ -45,6 +46,7 @@ class BypassAdd(wiring.Component):
         self.mult_b = mult_b
         self.shift = shift
         self.b_signed = bool(b_signed)
+        self.multiplier = check_primitive(multiplier)     # hw/multiplier.py's primitive
         # three pipeline stages, then a StreamRegister: the consumer's ready stops there instead of
         # rippling through the stage enables into both producers (fork -> add -> expand FIFO was
         # the ULX3S critical path at 88 MHz)
@@ -58,10 +60,11 @@ class BypassAdd(wiring.Component):
         super().__init__({"a": In(sig), "b": In(sig), "o": Out(sig)})
 
     @classmethod
-    def from_qadd(cls, q, *, lanes: int) -> "BypassAdd":
+    def from_qadd(cls, q, *, lanes: int, multiplier: str = "generic") -> "BypassAdd":
         """From an ``intmodel.QAdd``: ``b`` is int8 when the bypass has a conv without ReLU."""
         b_signed = q.conv is not None and not q.conv.relu
-        return cls(lanes=lanes, mult_a=q.mult_a, mult_b=q.mult_b, shift=q.shift, b_signed=b_signed)
+        return cls(lanes=lanes, mult_a=q.mult_a, mult_b=q.mult_b, shift=q.shift, b_signed=b_signed,
+                   multiplier=multiplier)
 
     def elaborate(self, platform):
         m = Module()
@@ -95,7 +98,8 @@ class BypassAdd(wiring.Component):
         for k in range(L):
             for side, payload, shape, mult, product in (("a", self.a.payload, unsigned(8), self.mult_a, pa[k]),
                                                         ("b", self.b.payload, b_shape, self.mult_b, pb[k])):
-                mul = RegisteredMultiplier(shape, unsigned(16), out_reg=False, name=f"mul_{side}{k}")
+                mul = RegisteredMultiplier(shape, unsigned(16), out_reg=False, name=f"mul_{side}{k}",
+                                           primitive=self.multiplier)
                 m.submodules[f"mul_{side}{k}"] = mul
                 m.d.comb += [mul.a.eq(payload[8 * k:8 * k + 8]), mul.b.eq(mult), mul.ce.eq(adv0)]
                 with m.If(adv1):

@@ -11,20 +11,20 @@ Dataflow (lanes in brackets; a Resize appears wherever two neighbours disagree o
 per beat with a Resize regrouping the 3x3 vector: squeezehw.folding.window_lanes.)
 
 The FIFO before expand1x1 absorbs the row of skew of the 3x3 branch and the bypass FIFO the skew
-of the whole module; their depths come from squeezehw.fifo_sizing (see there for why).
+of the whole module; their depths, the concat FIFOs and the expand units' output buffers come from
+the sizing pass (squeezehw.fifo_sizing.size_fire, see there for why) through the build plan
+(squeezehw/plan.py ``FirePlan``), as constructor arguments.
 """
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fifo_sizing import FireFifos, check_depth, fire_fifos
-from ..folding import fire_out_lanes, window_lanes
 from ..intmodel import QFire
 from .bypass_add import BypassAdd
 from .concat import Concat
 from .fifo import StreamFIFO
 from .fork import Fork
-from .mvu import MVU, MVU_FIFO_LATENCY
+from .mvu import MVU
 from .resize import Resize
 from .window import SlidingWindow
 
@@ -52,64 +52,38 @@ class Chain:
 
 
 class FireEngine(wiring.Component):
-    """One Fire module.  ``folds`` maps conv names to LayerFold(simd, pe); ``in_lanes`` is the
-    lane count of the incoming stream.  ``fifos`` overrides the sizing pass (never below it)."""
+    """One Fire module, built from a ``squeezehw.plan.FirePlan`` (``FirePlan.block()``).
+
+    ``folds`` maps conv names to their (simd, pe) (anything with ``.simd`` and ``.pe``);
+    ``in_lanes`` is the lane count of the incoming stream, ``out_lanes`` the concat's,
+    ``window_lanes`` the 3x3 window's.  ``fifo_depths`` = (expand1x1 skew FIFO, bypass FIFO),
+    ``cat_fifo_depths`` = (expand1x1 -> concat, expand3x3 -> concat) FIFOs (0: none),
+    ``out_buffers`` = extra output entries of (expand1x1, expand3x3).  ``requant`` and
+    ``multiplier``: every MVU's requantiser mode and multiplier primitive."""
 
     def __init__(self, *, fire: QFire, height: int, width: int, in_lanes: int, folds: dict,
-                 fifos: FireFifos | None = None, check_fifos: bool = True):
+                 out_lanes: int, window_lanes: int, fifo_depths: tuple, cat_fifo_depths: tuple,
+                 out_buffers: tuple, requant: str = "parallel", multiplier: str = "generic"):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
-        self.out_lanes = fire_out_lanes(f, folds)
+        self.out_lanes = out_lanes
         self.mode = None if f.bypass is None else ("simple" if f.bypass.conv is None else "complex")
         self.f_by = folds[f.bypass.conv.name] if self.mode == "complex" else None
-        s = f.squeeze.out_ch
-        # the window's look-ahead beyond (y+1, x+1), from the block itself
-        self.window = SlidingWindow(channels=s, height=height, width=width, kernel=3, stride=1, padding=1,
-                                    lanes=window_lanes(s, self.f_e3.simd))
-        # The concat takes a pixel's expand1x1 beats, then its expand3x3 beats: while it serves one
-        # side, the other side's MVU must be able to finish a whole pixel (its own beats) and keep
-        # going during the other side's burst (the other side's beats at the concat's lanes), or
-        # the bottleneck expand stalls once per pixel.  These are extra output-FIFO entries.
-        e1, e3 = f.expand1x1.out_ch, f.expand3x3.out_ch
-        e1b, e3b = e1 // self.f_e1.pe, e3 // self.f_e3.pe
-        lo = self.out_lanes
-        self.e1_out_buffer = e1b + e3 // lo
-        self.e3_out_buffer = e3b + e1 // lo
-        sizing = dict(width=width, squeeze_ch=s, e1_simd=self.f_e1.simd, in_ch=f.squeeze.in_ch,
-                      bypass=self.mode, bypass_lanes=self.bypass_lanes, bypass_ch=f.out_ch,
-                      window_extra=self.window.input_skew_pixels,
-                      e1_buffered_pixels=self._e1_buffered_pixels())
-        need = fire_fifos(**sizing)                        # deadlock minimum
-        self.required_fifos = need
-        self.fifos = fifos or fire_fifos(**sizing, throughput=True)
-        if check_fifos:
-            check_depth(f"{f.name}.expand1x1 FIFO", self.fifos.expand1x1_depth, need.expand1x1_depth)
-            if self.mode:
-                check_depth(f"{f.name} bypass FIFO", self.fifos.bypass_depth, need.bypass_depth)
+        self.e1_fifo_depth, self.bypass_fifo_depth = fifo_depths
+        self.cat_fifo_depths = tuple(cat_fifo_depths)
+        self.e1_out_buffer, self.e3_out_buffer = out_buffers
+        self.requant, self.multiplier = requant, multiplier
+        self.window = SlidingWindow(channels=f.squeeze.out_ch, height=height, width=width, kernel=3, stride=1,
+                                    padding=1, lanes=window_lanes)
         super().__init__({
             "i": In(stream.Signature(8 * in_lanes)),
             "o": Out(stream.Signature(8 * self.out_lanes)),
         })
 
-    def _cat_fifo_depth(self, pe: int, channels: int) -> int:
-        """Depth of the FIFO between an expand unit and the concat (0: none, the MVU is as wide)."""
-        return 0 if pe == self.out_lanes else channels // self.out_lanes + 2
-
-    def _e1_buffered_pixels(self) -> int:
-        """Whole expand1x1 pixels the branch holds behind its skew FIFO while the concat waits for
-        the 3x3 branch: both halves of the MVU's ping-pong input (when it has several folds: the
-        vector in compute, whose output beats are blocked, and the next one), its output FIFO and
-        register (the parallel requantiser's depth, the smaller one), and the FIFO and register in
-        front of the concat.  The skew FIFO need not hold these (fifo_sizing)."""
-        f, p = self.fire, self.f_e1.pe
-        e1 = f.expand1x1.out_ch
-        ping_pong = 2 if e1 > p else 0
-        out_beats = MVU_FIFO_LATENCY + 1 + self.e1_out_buffer + 1
-        # the concat FIFO as built, plus (at least) one beat in its output register
-        cat_depth = StreamFIFO.built_depth(self._cat_fifo_depth(p, e1))
-        cat_beats = cat_depth + 1 if cat_depth else 0
-        return ping_pong + out_beats * p // e1 + cat_beats * self.out_lanes // e1
+    def _mvu(self, q, fold, out_buffer=0):
+        return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
+                              multiplier=self.multiplier)
 
     @property
     def bypass_lanes(self) -> int:
@@ -135,7 +109,7 @@ class FireEngine(wiring.Component):
         s, e1, e3 = f.squeeze.out_ch, f.expand1x1.out_ch, f.expand3x3.out_ch
         lo = self.out_lanes
 
-        sq = c.add("squeeze", MVU.from_qconv(f.squeeze, simd=self.f_sq.simd, pe=self.f_sq.pe))
+        sq = c.add("squeeze", self._mvu(f.squeeze, self.f_sq))
         if self.mode:
             fin = c.add("in_fork", Fork(width=8 * self.in_lanes, n=2))
             wiring.connect(m, wiring.flipped(self.i), fin.i)
@@ -146,16 +120,14 @@ class FireEngine(wiring.Component):
         fk = c.add("fork", Fork(width=8 * self.f_sq.pe, n=2))
         wiring.connect(m, sq.o, fk.i)
         # expand1x1 branch, with the skew FIFO in front of the MVU
-        fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.fifos.expand1x1_depth))
+        fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.e1_fifo_depth))
         c.link(fk.o0, self.f_sq.pe, fifo1.i, self.f_e1.simd, s, "e1_in")
-        x1 = c.add("expand1x1", MVU.from_qconv(f.expand1x1, simd=self.f_e1.simd, pe=self.f_e1.pe,
-                                                out_buffer=self.e1_out_buffer))
+        x1 = c.add("expand1x1", self._mvu(f.expand1x1, self.f_e1, self.e1_out_buffer))
         wiring.connect(m, fifo1.o, x1.i)
         # expand3x3 branch
         win = c.add("window", self.window)
         c.link(fk.o1, self.f_sq.pe, win.i, win.lanes, s, "e3_in")
-        x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe,
-                                                out_buffer=self.e3_out_buffer))
+        x3 = c.add("expand3x3", self._mvu(f.expand3x3, self.f_e3, self.e3_out_buffer))
         c.link(win.o, win.lanes, x3.i, self.f_e3.simd, x3.N, "e3_win")
         cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
         # The concat takes all of a pixel's expand1x1 beats, then all of its expand3x3 beats.  A
@@ -164,8 +136,8 @@ class FireEngine(wiring.Component):
         # sides would fill one after the other (e1/PE1 + e3/PE3 cycles per pixel instead of the
         # larger of the two: this held SqueezeNet v1.1's Fire 2/3 at 92 instead of 72 cycles per
         # pixel).  A FIFO of one pixel of that side (at the concat's lanes) lets both fill at once.
-        for side, mvu, pe, ch, port in (("a", x1, self.f_e1.pe, e1, cat.a), ("b", x3, self.f_e3.pe, e3, cat.b)):
-            depth = self._cat_fifo_depth(pe, ch)
+        for side, mvu, pe, ch, port, depth in (("a", x1, self.f_e1.pe, e1, cat.a, self.cat_fifo_depths[0]),
+                                               ("b", x3, self.f_e3.pe, e3, cat.b, self.cat_fifo_depths[1])):
             if not depth:
                 wiring.connect(m, mvu.o, port)
                 continue
@@ -176,14 +148,14 @@ class FireEngine(wiring.Component):
             wiring.connect(m, cat.o, wiring.flipped(self.o))
             return m
 
-        add = c.add("add", BypassAdd.from_qadd(f.bypass, lanes=lo))
+        add = c.add("add", BypassAdd.from_qadd(f.bypass, lanes=lo, multiplier=self.multiplier))
         wiring.connect(m, cat.o, add.a)
         bl = self.bypass_lanes
-        fifo_b = c.add("bypass_fifo", StreamFIFO(width=8 * bl, depth=self.fifos.bypass_depth))
+        fifo_b = c.add("bypass_fifo", StreamFIFO(width=8 * bl, depth=self.bypass_fifo_depth))
         if self.mode == "simple":
             wiring.connect(m, fin.o1, fifo_b.i)
         else:
-            by = c.add("bypass", MVU.from_qconv(f.bypass.conv, simd=self.f_by.simd, pe=self.f_by.pe))
+            by = c.add("bypass", self._mvu(f.bypass.conv, self.f_by))
             c.link(fin.o1, self.in_lanes, by.i, self.f_by.simd, f.squeeze.in_ch, "bypass_in")
             wiring.connect(m, by.o, fifo_b.i)
         c.link(fifo_b.o, bl, add.b, lo, f.out_ch, "add_b")

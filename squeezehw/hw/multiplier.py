@@ -13,19 +13,16 @@ Behaviour (the same everywhere; latency ``in_reg + out_reg`` cycles):
 * ``out_reg``: the product of the (registered) operands is registered when ``ce`` is high;
   without it ``p`` is combinational from the operand registers.
 
-Implementation: on ECP5 (elaborated for an amaranth ``LatticePlatform`` of family ``ecp5``, as the
-ULX3S board build does, or inside ``with dsp_primitives("ecp5"):``) one ``MULT18X18D`` instance
+Implementation: with ``primitive="ecp5"`` (the build plan passes the target's primitive down:
+the ULX3S board build, or ``squeezehw build --dsp ecp5``) one ``MULT18X18D`` instance
 with ``REG_INPUTA_CLK``/``REG_INPUTB_CLK``/``REG_OUTPUT_CLK`` = ``CLK0`` and every register on
 ``CE0``; operands are extended to signed 18 bits (``SIGNEDA = SIGNEDB = 1``), so each must fit a
-signed 18-bit value (unsigned up to 17 bits).  Anywhere else (Amaranth simulation, Verilator, other
-FPGAs) it is plain registers and ``*``, cycle for cycle the same.  The Verilator flow appends
+signed 18-bit value (unsigned up to 17 bits).  With ``primitive="generic"`` (the default: Amaranth
+simulation, Verilator, other FPGAs) it is plain registers and ``*``, cycle for cycle the same.  The Verilator flow appends
 ``sim/models/MULT18X18D.v`` (a behavioural model of the modes used here) when a design holds the
 primitive, so the ECP5 netlist is simulated too (tests/hw/test_multiplier.py).
 """
 from __future__ import annotations
-
-import contextlib
-import contextvars
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
 from amaranth.lib import wiring
@@ -33,30 +30,15 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import UserError
 
-__all__ = ["RegisteredMultiplier", "dsp_primitives"]
+__all__ = ["RegisteredMultiplier", "DSP_FAMILIES", "check_primitive"]
 
-DSP_FAMILIES = ("generic", "ecp5")
-_DSP_FAMILY = contextvars.ContextVar("squeezehw_dsp_family", default=None)
-
-
-@contextlib.contextmanager
-def dsp_primitives(family: str):
-    """Inside this block, ``RegisteredMultiplier``s elaborate for ``family`` ("ecp5": MULT18X18D
-    instances; "generic": ``*``) whatever the platform.  Wrap the Verilog conversion in it."""
-    if family not in DSP_FAMILIES:
-        raise UserError(f"DSP family {family!r} must be one of {', '.join(DSP_FAMILIES)}")
-    token = _DSP_FAMILY.set(family)
-    try:
-        yield
-    finally:
-        _DSP_FAMILY.reset(token)
+DSP_FAMILIES = ("generic", "ecp5")      # the ``primitive`` a RegisteredMultiplier can be built as
 
 
-def dsp_family(platform) -> str:
-    forced = _DSP_FAMILY.get()
-    if forced is not None:
-        return forced
-    return "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
+def check_primitive(primitive: str) -> str:
+    if primitive not in DSP_FAMILIES:
+        raise UserError(f"multiplier primitive {primitive!r} must be one of {', '.join(DSP_FAMILIES)}")
+    return primitive
 
 
 def _fits_signed18(shape: Shape) -> bool:
@@ -65,15 +47,17 @@ def _fits_signed18(shape: Shape) -> bool:
 
 class RegisteredMultiplier(wiring.Component):
     """Ports: ``a``, ``b`` (in, the given shapes), ``ce`` (in, enables every register),
-    ``p`` (out, the exact product's shape)."""
+    ``p`` (out, the exact product's shape).  ``primitive``: one of ``DSP_FAMILIES`` (module docstring)."""
 
-    def __init__(self, a_shape, b_shape, *, in_reg: bool = True, out_reg: bool = True, name: str = "mul"):
+    def __init__(self, a_shape, b_shape, *, in_reg: bool = True, out_reg: bool = True, name: str = "mul",
+                 primitive: str = "generic"):
         a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
-        if not in_reg:
+        if not in_reg or primitive not in DSP_FAMILIES:
             self._MustUse__silence = True     # refused: not a design element left unused
+            check_primitive(primitive)
             raise UserError(f"{name}: a RegisteredMultiplier needs its operand registers (in_reg=True)")
         self.a_shape, self.b_shape = a_shape, b_shape
-        self.in_reg, self.out_reg = in_reg, out_reg
+        self.in_reg, self.out_reg, self.primitive = in_reg, out_reg, primitive
         self.latency = int(in_reg) + int(out_reg)
         width = a_shape.width + b_shape.width
         self.p_shape = signed(width) if (a_shape.signed or b_shape.signed) else Shape(width)
@@ -83,7 +67,7 @@ class RegisteredMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if dsp_family(platform) == "ecp5" and self.fits_dsp:
+        if self.primitive == "ecp5" and self.fits_dsp:
             self._ecp5(m)
         else:
             self._generic(m)

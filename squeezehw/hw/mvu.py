@@ -58,9 +58,6 @@ and output registers (2a/2 and 4b/5), elsewhere the same registers around ``*``.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
@@ -71,10 +68,10 @@ from amaranth.lib.wiring import In, Out
 from ..errors import UserError
 from ..ir import bits_for_signed
 from .errors import FoldingError
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, check_primitive
 from .stream_register import StreamRegister
 
-__all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "requant_mode"]
+__all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "serial_requant_digit_bits", "mvu_latency"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
@@ -83,22 +80,18 @@ _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in 
 MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
 
 
-# requantiser mode of MVUs built without an explicit ``requant`` (see requant_mode)
-_REQUANT_DEFAULT = contextvars.ContextVar("squeezehw_mvu_requant", default="parallel")
+def serial_requant_digit_bits(sf: int) -> int:
+    """Digit width of a serial requantiser: the smallest whose pass count fits between two beats
+    (a fold's beat leaves the accumulator at most every ``N/SIMD`` = ``sf`` cycles)."""
+    return next(r for r in range(1, MULT_BITS + 1) if -(-MULT_BITS // r) <= sf)
 
 
-@contextlib.contextmanager
-def requant_mode(mode: str):
-    """MVUs constructed inside ``with requant_mode("serial"):`` without an explicit ``requant``
-    argument use ``mode`` (opt-in; outside such a block the default is ``"parallel"``).  Used by
-    ``Accelerator(requant=...)`` to reach the MVUs that Fire modules and the head build."""
-    if mode not in MVU.REQUANT_MODES:
-        raise UserError(f"requant mode {mode!r} must be one of {', '.join(MVU.REQUANT_MODES)}")
-    token = _REQUANT_DEFAULT.set(mode)
-    try:
-        yield
-    finally:
-        _REQUANT_DEFAULT.reset(token)
+def mvu_latency(requant: str, sf: int) -> int:
+    """Cycles from the issue of a fold's last step to its beat on ``o`` (module docstring); the
+    build plan sizes the output FIFO from it (``fifo_depth = latency + 1 + out_buffer``)."""
+    if requant == "serial":
+        return MVU_FIFO_LATENCY + -(-MULT_BITS // serial_requant_digit_bits(sf)) - 1
+    return MVU_FIFO_LATENCY
 
 
 def divisors(n: int) -> list[int]:
@@ -139,29 +132,30 @@ class MVU(wiring.Component):
     entries (beats) beyond the ones the credit scheme needs, for a consumer that takes its input
     in bursts (a Fire module's concat): the unit keeps computing while they fill.
 
-    ``requant``: ``"parallel"`` (the default, and what ``None`` gives outside
-    :func:`requant_mode`: one ``acc x mult`` multiplier per PE lane, DSP-sized halves, a beat per
-    cycle) or ``"serial"`` (opt-in area mode for tiny devices: a digit-serial
+    ``requant``: ``"parallel"`` (the default: one ``acc x mult`` multiplier per PE lane, DSP-sized
+    halves, a beat per cycle) or ``"serial"`` (opt-in area mode for tiny devices: a digit-serial
     shift-add multiplier per lane in LUTs, no DSP, taking ``requant_cycles`` = ceil(16 /
     ``requant_digit_bits``) cycles per beat).  A fold's beat leaves the accumulator at most every
     ``N/SIMD`` cycles, so the serial unit keeps up when ``requant_cycles <= N/SIMD``; the digit
     width is the smallest that meets this (1 bit, 16 cycles, for ``N/SIMD >= 16``), so throughput
     (``cycles_per_vector``) is unchanged and only the latency grows by ``requant_cycles - 1``.
+
+    ``multiplier``: the primitive every RegisteredMultiplier is built as (hw/multiplier.py).
+    Both come from the build plan (squeezehw/plan.py) as explicit arguments.
     """
 
     REQUANT_MODES = ("parallel", "serial")
 
     def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
-                 out_buffer=0, requant=None):
+                 out_buffer=0, requant="parallel", multiplier="generic"):
         try:
             if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
                 raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
-            if requant is None:
-                requant = _REQUANT_DEFAULT.get()
             if requant not in self.REQUANT_MODES:
                 raise UserError(f"{name}: requant={requant!r} must be one of {', '.join(self.REQUANT_MODES)}")
             self.out_buffer = int(out_buffer)
             self.requant = requant
+            self.multiplier = check_primitive(multiplier)
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
         except UserError:
             self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
@@ -227,15 +221,13 @@ class MVU(wiring.Component):
         self.weight_depth = self.NF * self.SF
         self.weight_width = self.pe * self.simd * self.w_bits
         self.weight_bits = self.weight_depth * self.weight_width
-        self.latency = MVU_FIFO_LATENCY
+        self.latency = mvu_latency(self.requant, self.SF)
         if self.requant == "serial":
             # digit-serial requantiser: the smallest digit whose pass count fits between two beats
-            self.requant_digit_bits = next(r for r in range(1, MULT_BITS + 1)
-                                           if -(-MULT_BITS // r) <= self.SF)
+            self.requant_digit_bits = serial_requant_digit_bits(self.SF)
             self.requant_cycles = -(-MULT_BITS // self.requant_digit_bits)
             assert self.requant_cycles <= self.SF, "a serial requantiser must finish within N/SIMD cycles"
             self.requant_multipliers = 0
-            self.latency += self.requant_cycles - 1
             # the layer's smallest shift is applied as wiring, so the barrel shifter only spans the
             # layer's spread of shifts (floor divisions compose: exact)
             self.requant_base_shift = min(min(self.shift) - 1, self.prod_bits - 1)
@@ -254,13 +246,13 @@ class MVU(wiring.Component):
         assert self.fifo_depth >= 3
 
     @classmethod
-    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant=None):
+    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant="parallel", multiplier="generic"):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
                    relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer,
-                   requant=requant)
+                   requant=requant, multiplier=multiplier)
 
     # --- memory images -------------------------------------------------------------------------
     def weight_words(self) -> list[int]:
@@ -402,7 +394,8 @@ class MVU(wiring.Component):
         x_shape = signed(8) if self.in_signed else unsigned(8)
         for p in range(PE):
             for s in range(SIMD):
-                mul = RegisteredMultiplier(signed(self.w_bits), x_shape, name=f"mul_{p}_{s}")
+                mul = RegisteredMultiplier(signed(self.w_bits), x_shape, name=f"mul_{p}_{s}",
+                                           primitive=self.multiplier)
                 m.submodules[f"mul_{p}_{s}"] = mul
                 lsb = (p * SIMD + s) * self.w_bits
                 m.d.comb += [mul.a.eq(op_w[lsb:lsb + self.w_bits].as_signed()),
@@ -498,7 +491,8 @@ class MVU(wiring.Component):
             parts = [(acc[p][:17], pp_lo[p]), (acc[p][17:].as_signed(), pp_hi[p])] if split \
                 else [(acc[p], pp_lo[p])]
             for k, (operand, product) in enumerate(parts):
-                mul = RegisteredMultiplier(operand.shape(), unsigned(MULT_BITS), name=f"rqmul_{p}_{k}")
+                mul = RegisteredMultiplier(operand.shape(), unsigned(MULT_BITS), name=f"rqmul_{p}_{k}",
+                                           primitive=self.multiplier)
                 m.submodules[f"rqmul_{p}_{k}"] = mul
                 m.d.comb += [mul.a.eq(operand), mul.b.eq(s4_mult[p]), mul.ce.eq(1), product.eq(mul.p)]
 

@@ -7,8 +7,8 @@ import pytest
 from squeezehw import golden
 from squeezehw.fifo_sizing import FifoDepthError
 from squeezehw.folding import LayerFold
-from squeezehw.hw.fire import FireEngine
 from squeezehw.hw.streamsim import StreamDeadlock, Traffic, simulate, unpack_lanes
+from squeezehw.plan import fire_plan
 from squeezehw.random_model import random_fire
 from squeezehw.simulate import image_beats
 
@@ -26,6 +26,15 @@ def make(bypass, seed=0, s=4, e1=8, e3=8):
     rng = np.random.default_rng(seed)
     cin = e1 + e3 if bypass == "simple" else 8
     return random_fire(rng, "fire", cin, s, e1, e3, bypass), rng
+
+
+def engine(f, h, w, in_lanes, fl, fifos=None):
+    """The Fire module's block from its build plan (squeezehw.plan.fire_plan); ``fifos`` replaces
+    the skew FIFOs *without* the plan's deadlock check (to measure the true minimum)."""
+    plan = fire_plan(f, height=h, width=w, in_lanes=in_lanes, folds=fl)
+    if fifos is not None:
+        plan = dataclasses.replace(plan, buffers=dataclasses.replace(plan.buffers, fifos=fifos))
+    return plan.block()
 
 
 def run_fire(dut, x, traffic):
@@ -65,14 +74,14 @@ def test_fire_matches_golden(bypass, folds, in_lanes, hw, traffic):
     fl = {names[k]: LayerFold(*v) for k, v in folds.items()}
     h, w = hw
     x = rng.integers(0, 256, size=(2, f.squeeze.in_ch, h, w), dtype=np.uint8)
-    dut = FireEngine(fire=f, height=h, width=w, in_lanes=in_lanes, folds=fl)
+    dut = engine(f, h, w, in_lanes, fl)
     got = run_fire(dut, x, traffic)
     want = fire_golden(f, x)
     assert first_difference(got, want) is None, first_difference(got, want)
 
 
 def _deadlocks(f, fl, h, w, fifos, x) -> bool:
-    dut = FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl, fifos=fifos, check_fifos=False)
+    dut = engine(f, h, w, 1, fl, fifos)
     try:
         run_fire(dut, x, Traffic(watchdog=400))
         return False
@@ -103,7 +112,7 @@ def test_fifo_depths_are_enough_and_tight(field):
     h, w = 3, 12
     x = rng.integers(0, 256, size=(1, f.squeeze.in_ch, h, w), dtype=np.uint8)
     # the deadlock minimum (the builder instantiates more for throughput: test_fifos_for_throughput)
-    need = FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl).required_fifos
+    need = fire_plan(f, height=h, width=w, in_lanes=1, folds=fl).buffers.required
     assert not _deadlocks(f, fl, h, w, need, x)
     smallest = _smallest_working(f, fl, h, w, need, field, x)
     slack = getattr(need, field) - smallest
@@ -112,8 +121,8 @@ def test_fifo_depths_are_enough_and_tight(field):
     if smallest > 1:
         assert _deadlocks(f, fl, h, w, dataclasses.replace(need, **{field: smallest - 1}), x)
     with pytest.raises(FifoDepthError, match="deadlock"):
-        FireEngine(fire=f, height=h, width=w, in_lanes=1, folds=fl,
-                   fifos=dataclasses.replace(need, **{field: getattr(need, field) - 1}))
+        fire_plan(f, height=h, width=w, in_lanes=1, folds=fl,
+                  fifos=dataclasses.replace(need, **{field: getattr(need, field) - 1}))
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -124,8 +133,8 @@ def test_fifos_for_throughput():
     f, rng = make("simple", s=4, e1=4, e3=4)
     fl = {f.squeeze.name: LayerFold(1, 1), f.expand1x1.name: LayerFold(1, 1),
           f.expand3x3.name: LayerFold(4, 4)}
-    dut = FireEngine(fire=f, height=3, width=12, in_lanes=1, folds=fl)
-    need, built = dut.required_fifos, dut.fifos
+    plan = fire_plan(f, height=3, width=12, in_lanes=1, folds=fl)
+    need, built = plan.buffers.required, plan.buffers.fifos
     assert built.expand1x1_depth == need.expand1x1_depth + THROUGHPUT_PIXELS * 4
     assert built.bypass_depth == need.bypass_depth + THROUGHPUT_PIXELS * f.squeeze.in_ch
-    FireEngine(fire=f, height=3, width=12, in_lanes=1, folds=fl, fifos=need)     # accepted
+    fire_plan(f, height=3, width=12, in_lanes=1, folds=fl, fifos=need)     # accepted

@@ -11,7 +11,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from squeezehw.errors import UserError
-from squeezehw.hw.multiplier import RegisteredMultiplier, dsp_primitives
+from squeezehw.hw.multiplier import RegisteredMultiplier
 from squeezehw.hw.mvu import MVU
 
 
@@ -62,23 +62,21 @@ def test_operand_registers_are_required():
 
 def test_unknown_dsp_family_is_refused():
     with pytest.raises(UserError, match="ecp5"):
-        with dsp_primitives("ecp7"):
-            pass
+        RegisteredMultiplier(signed(8), unsigned(8), primitive="ecp7")
 
 
-def _mvu(acc_wide: bool):
+def _mvu(acc_wide: bool, multiplier: str = "generic"):
     rng = np.random.default_rng(5)
     n = 64 if acc_wide else 8
     w = rng.integers(-128, 128, size=(4, n))
     return MVU(weights=w, bias=rng.integers(-1000, 1000, size=4), mult=rng.integers(1, 1 << 15, size=4),
-               shift=rng.integers(16, 24, size=4), simd=2, pe=2, relu=True)
+               shift=rng.integers(16, 24, size=4), simd=2, pe=2, relu=True, multiplier=multiplier)
 
 
 @pytest.mark.parametrize("acc_wide", [False, True])
 def test_ecp5_form_is_one_registered_mult18x18d_per_multiply(acc_wide):
-    mvu = _mvu(acc_wide)
-    with dsp_primitives("ecp5"):
-        text = verilog.convert(mvu, name="mvu", emit_src=False)
+    mvu = _mvu(acc_wide, "ecp5")
+    text = verilog.convert(mvu, name="mvu", emit_src=False)
     dsps = re.findall(r"MULT18X18D #\((.*?)\) \w+ \(", text, re.S)
     split = mvu.acc_bits > 18
     assert split == acc_wide
@@ -88,7 +86,7 @@ def test_ecp5_form_is_one_registered_mult18x18d_per_multiply(acc_wide):
         for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
             assert re.search(rf"\.{reg}\(\"CLK0\"\)", params), (reg, params)
         assert re.search(r"\.REG_PIPELINE_CLK\(\"NONE\"\)", params)
-    # the generic form has no primitive, and neither does the default outside the block
+    # the generic form (the default) has no primitive
     assert "MULT18X18D" not in verilog.convert(_mvu(acc_wide), name="mvu", emit_src=False)
 
 
@@ -98,15 +96,17 @@ def test_network_built_with_ecp5_primitives_is_bit_exact_in_verilator():
     random model with a simple and a complex bypass, under random gaps and back-pressure."""
     pytest.importorskip("cocotb")
     from squeezehw.folding import default_folding
+    from squeezehw.plan import Target
     from squeezehw.random_model import random_model
     from squeezehw.simulate import build_for, simulate_frames
     from squeezehw.verilator import SimTraffic
     rng = np.random.default_rng(11)
     model = random_model(rng, size=10, classes=6)
     x = rng.integers(0, 256, size=(3, 1, 10, 10), dtype=np.uint8)
-    with dsp_primitives("ecp5"):
-        b = build_for(model, default_folding(model), len(x), progress=False)
-        rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(4), progress=False)
+    ecp5 = Target(multiplier="ecp5")
+    b = build_for(model, default_folding(model), len(x), progress=False, target=ecp5)
+    rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(4), progress=False,
+                          target=ecp5)
     text = b.verilog.read_text()
     assert "MULT18X18D #(" in text and "module MULT18X18D(" in text     # primitives + their model
     assert rep.bit_exact, rep.mismatches

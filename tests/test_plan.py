@@ -1,0 +1,155 @@
+"""The build plan (squeezehw/plan.py) against the hardware built from it, the budgets that read it,
+the board registry, and the build config that reproduces a build."""
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from squeezehw.boards import BOARDS, get_board
+from squeezehw.cli import main
+from squeezehw.config import BuildConfig
+from squeezehw.folding import auto_fold, default_folding
+from squeezehw.plan import MULTIPLIER_PRIMITIVES, WINDOW_EXTRA_PIXELS, Target, lower
+from squeezehw.random_model import random_model
+from squeezehw.resources import design_inventory, estimate
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+def small_model(seed=11):
+    return random_model(np.random.default_rng(seed), size=10, classes=6)     # simple + complex bypass
+
+
+def hw_blocks(plan):
+    """Every squeezehw block of the elaborated design, by class name."""
+    _, blocks = design_inventory(plan.accelerator())
+    out = {}
+    for b in blocks:
+        out.setdefault(type(b).__name__, []).append(b)
+    return out
+
+
+@pytest.mark.parametrize("requant", ["parallel", "serial"])
+def test_records_match_the_blocks_built_from_them(requant):
+    model = small_model()
+    plan = lower(model, default_folding(model), Target(requant=requant))
+    blocks = hw_blocks(plan)
+    mvus = {m.name: m for m in blocks["MVU"]}
+    convs = {c.name: c for c in plan.compute_stages() if c.kind == "conv"}
+    assert set(mvus) == set(convs)
+    for name, c in convs.items():
+        m = mvus[name]
+        assert (m.simd, m.pe, m.acc_bits, m.w_bits, m.requant) == (c.simd, c.pe, c.acc_bits, c.w_bits, requant), name
+        assert (m.weight_depth, m.weight_width, m.fifo_depth) == (c.weight_depth, c.weight_width, c.out_fifo_depth)
+    # every RegisteredMultiplier the design instantiates (MAC, requantisation, bypass add), with its
+    # operand shapes, is the plan's (the plan also counts the windows' constant address multiplies)
+    mults = blocks["RegisteredMultiplier"]
+    registered = [m for m in plan.multipliers() if m.role != "index"]
+    assert len(mults) == sum(m.count for m in registered)
+    shapes = Counter((m.a_shape.width, m.a_shape.signed, m.b_shape.width, m.b_shape.signed) for m in mults)
+    want = Counter()
+    for m in registered:
+        want[(m.a_bits, m.a_signed, m.b_bits, m.b_signed)] += m.count
+    assert shapes == want
+    assert (plan.requant_multipliers() == 0) == (requant == "serial")
+    # FIFO depths: the sizing pass's, as built
+    fifos = {f.width: f for f in blocks["StreamFIFO"]}
+    assert fifos
+    assert {w.input_skew_pixels for w in blocks["SlidingWindow"]} == {WINDOW_EXTRA_PIXELS}
+    for name, f in plan.stage_fifos().items():
+        assert any(b.depth == f["depth"] and b.width == f["width"] for b in blocks["StreamFIFO"]), name
+
+
+def test_ecp5_dsp_count_is_the_netlist_count():
+    """With ECP5 primitives every multiplier the plan counts is one MULT18X18D instance in the
+    Verilog (plus one per window whose constant address multiply is not a shift), so the estimate's
+    DSP total is what Yosys and nextpnr place."""
+    model = small_model()
+    plan = lower(model, default_folding(model), Target(multiplier="ecp5"))
+    text = verilog.convert(plan.accelerator(), name="top", emit_src=False)
+    index = plan.count("index")
+    assert text.count("MULT18X18D #(") + index == plan.dsp("ulx3s-85f") == estimate(plan, "ulx3s-85f")["dsp"]
+    assert len(re.findall(r"\* \$signed\(\d+'h[0-9a-f]+\)|\* \d+'h[0-9a-f]+;", text)) >= index
+    serial = lower(model, default_folding(model), Target(multiplier="ecp5", requant="serial"))
+    text = verilog.convert(serial.accelerator(), name="top", emit_src=False)
+    est = estimate(serial, "ulx3s-85f")
+    assert est["requant_multipliers"] == 0 and text.count("MULT18X18D #(") + index == est["dsp"] < plan.dsp()
+
+
+def test_pool_fifo_burst_is_the_blocks_own():
+    from squeezehw.fifo_sizing import pool_burst_beats
+    from squeezehw.hw.maxpool import MaxPool
+    for c, h, w, lanes, k, s in ((16, 26, 26, 4, 3, 2), (8, 13, 13, 8, 3, 2), (4, 12, 9, 1, 2, 2), (6, 7, 7, 3, 3, 2)):
+        geo = dict(channels=c, height=h, width=w, lanes=lanes, kernel=k, stride=s)
+        pool = MaxPool(**geo)
+        assert pool_burst_beats(**geo) == pool.burst_beats
+
+
+@pytest.mark.parametrize("which", ["default", "random"])
+def test_board_budget_counts_every_multiplier(which):
+    """`--board ulx3s-85f` auto-folding: every multiplier (MAC, requantisation, bypass add) within
+    the part's 156 DSPs; a MAC-only budget of 156 would exceed it."""
+    from squeezehw.pipeline import default_int_model, folding_for_config
+    model = default_int_model(progress=False) if which == "default" else random_model(
+        np.random.default_rng(3), in_ch=3, size=24, conv1=(32, 3, 2, 0), pool_after=(0,), classes=8,
+        fires=((8, 32, 32, "simple"), (16, 64, 64, "complex"), (16, 64, 64, "simple")), name="random_wide")
+    cfg = BuildConfig(board="ulx3s-85f")
+    plan = lower(model, folding_for_config(cfg, model), cfg.target())
+    assert plan.target.multiplier == "ecp5"
+    assert plan.dsp("ulx3s-85f") <= get_board("ulx3s-85f").resources.dsp == 156
+    mac_only = lower(model, auto_fold(model, max_multipliers=156), cfg.target())
+    assert mac_only.dsp("ulx3s-85f") > plan.dsp("ulx3s-85f")
+
+
+def test_board_registry_is_the_one_table():
+    from squeezehw import memory
+    from squeezehw.hw.multiplier import DSP_FAMILIES
+    assert MULTIPLIER_PRIMITIVES == DSP_FAMILIES
+    for b in BOARDS.values():
+        assert b.multiplier in DSP_FAMILIES and b.resources.bram_modes, b.name
+        assert memory.board_budget(b.name) == b.byte_budget == memory.BOARDS[b.name]
+        for alias in b.aliases:
+            assert memory.board_budget(alias) == b.byte_budget
+    assert get_board("ulx3s").board_top == "boards.top:ULX3STop"
+
+
+def test_config_rebuild_is_byte_identical(tmp_path, capsys):
+    """A build records its config (folding inline); `build --config` of that file gives the same bytes."""
+    model = small_model()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["build", str(path), "--fold", "auto", "--max-dsp", "40", "--requant", "serial",
+                 "--dsp", "ecp5", "-o", str(a)]) == 0
+    cfg = json.loads((a / "config.json").read_text())
+    design = json.loads((a / "design.json").read_text())
+    assert design["config"] == cfg and cfg["requant"] == "serial" and cfg["multiplier"] == "ecp5"
+    assert cfg["fold"]["layers"] == json.loads((a / "folding.json").read_text())["layers"]
+    assert design["estimated_resources"]["ecp5"]["requant_multipliers"] == 0
+    assert main(["build", "--config", str(a / "config.json"), "-o", str(b)]) == 0
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert [f for f in files if (a / f).read_bytes() != (b / f).read_bytes()] == []
+    capsys.readouterr()
+    assert main(["build", "--config", str(a / "config.json"), "--board", "icebreaker", "-o", str(b)]) == 2
+    assert "--board" in capsys.readouterr().err
+
+
+def test_bitstream_and_config_errors_are_one_line(tmp_path, capsys):
+    model = small_model()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    out = tmp_path / "out"
+    assert main(["build", str(path), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["bitstream", str(out)]) == 2                   # built without --board
+    assert "--board" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "squeezehw-build-config", "version": 1, "modle": "x"}')
+    assert main(["build", "--config", str(bad)]) == 2
+    assert "unknown keys ['modle']" in capsys.readouterr().err
+    assert main(["build", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "no such build config" in capsys.readouterr().err
