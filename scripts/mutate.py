@@ -9,6 +9,9 @@ mutant is *killed* when a test fails, *survived* when they all pass.  Prints one
 and writes a JSON table: mutant, file, result, killing test, seconds.
 
     .venv/bin/python scripts/mutate.py [--jobs 2] [--json docs/results/mutation.json] [FILTER...]
+    .venv/bin/python scripts/mutate.py --baseline    # the same selections unmutated: all must pass
+
+The verdict comes from the test outcomes in pytest's JUnit XML report, not the exit status.
 
 Survivors belong in docs/verification.md with the reason.
 """
@@ -18,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -162,35 +164,65 @@ def split_runs(tests):
     return runs + [cur] if cur else runs
 
 
+def junit_outcome(path: Path):
+    """(tests run, first failed/errored test id or None, its message) from a JUnit XML report."""
+    import xml.etree.ElementTree as ET
+    if not path.exists():
+        return None
+    cases = ET.parse(path).getroot().iter("testcase")
+    run, first, message = 0, None, ""
+    for case in cases:
+        if case.find("skipped") is not None:
+            continue
+        run += 1
+        bad = case.find("failure")
+        bad = bad if bad is not None else case.find("error")
+        if bad is not None and first is None:
+            cls = case.get("classname", "")
+            first = f"{cls.replace('.', '/')}.py::{case.get('name')}"
+            message = bad.get("message", "")
+    return run, first, message
+
+
 def run_mutant(mutant, files, timeout):
     name, path, old, new, tests = mutant
     t0 = time.monotonic()
     scratch = make_scratch(files)
     rec = {"mutant": name, "file": path, "result": None, "killed_by": None, "seconds": None}
     try:
-        src = (scratch / path).read_text()
-        n = src.count(old)
-        if n != 1:
-            rec.update(result="error", detail=f"the text to replace occurs {n} times")
-            return rec
-        (scratch / path).write_text(src.replace(old, new))
+        if path is not None:             # None: a baseline run of the unmutated copy
+            src = (scratch / path).read_text()
+            n = src.count(old)
+            if n != 1:
+                rec.update(result="error", detail=f"the text to replace occurs {n} times")
+                return rec
+            (scratch / path).write_text(src.replace(old, new))
         env = dict(os.environ, PYTHONPATH=str(scratch), PYTHONDONTWRITEBYTECODE="1")
-        for args in split_runs(tests):
+        for k, args in enumerate(split_runs(tests)):
+            report = scratch / f"junit{k}.xml"
             cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-                   "--tb=line", "-o", "addopts=", *args]
+                   "--tb=line", "-o", "addopts=", f"--junitxml={report}", *args]
             try:
                 p = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
                 rec.update(result="killed", killed_by=f"timeout after {timeout} s: {' '.join(args)}")
                 return rec
-            if p.returncode == 5:          # nothing selected: a broken selection, not a survivor
+            # the verdict comes from the test outcomes (JUnit XML), not the exit status: a process
+            # that crashes at exit after every test passed has not caught anything
+            outcome = junit_outcome(report)
+            if outcome is None:
+                rec.update(result="error", detail=f"pytest rc {p.returncode}, no report: "
+                                                  + " | ".join(p.stdout.strip().splitlines()[-3:])[:400])
+                return rec
+            tests_run, first_failure, message = outcome
+            if first_failure:
+                rec.update(result="killed", killed_by=first_failure, detail=message[:300])
+                return rec
+            if tests_run == 0:             # a broken selection, not a survivor
                 rec.update(result="error", detail=f"no tests selected by {' '.join(args)}")
                 return rec
-            if p.returncode != 0:
-                failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", p.stdout, re.M)
-                rec.update(result="killed", killed_by=failed[0] if failed else f"pytest rc {p.returncode}",
-                           detail=(p.stdout.strip().splitlines() or [""])[-1][:300])
-                return rec
+            if p.returncode not in (0, 1):
+                rec.setdefault("notes", []).append(f"pytest rc {p.returncode} with no failed test: {' '.join(args)}")
         rec["result"] = "survived"
         return rec
     finally:
@@ -204,8 +236,13 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="mutants run in parallel (default 2)")
     ap.add_argument("--json", help="write the table here")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
+    ap.add_argument("--baseline", action="store_true",
+                    help="instead, run each distinct test selection on the unmutated copy (all must pass)")
     a = ap.parse_args(argv)
     mutants = [m for m in MUTANTS if not a.filters or any(f in m[0] for f in a.filters)]
+    if a.baseline:
+        selections = {tuple(m[4]): None for m in mutants}
+        mutants = [("baseline " + " ".join(sel), None, None, None, list(sel)) for sel in selections]
     files = repo_files()
     t0 = time.monotonic()
     rows = []
@@ -226,6 +263,8 @@ def main(argv=None):
             "jobs": a.jobs, "total_seconds": total, "cpus": os.cpu_count(), "load_at_end": load,
             "python": platform.python_version(), "killed": killed, "mutants": len(rows), "rows": rows},
             indent=1) + "\n")
+    if a.baseline:      # every selection must pass unmutated ("survived" = nothing failed)
+        return 0 if all(r["result"] == "survived" for r in rows) else 1
     return 0 if killed == len(rows) else 1
 
 

@@ -99,6 +99,24 @@ def test_requant_matches_scales(model):
         assert np.allclose(approx, real, rtol=2 ** -15), c.name
 
 
+def test_integer_parts_round_to_nearest(net, model):
+    """Every conv after conv1 (whose float weights are the network's own): the integer weights and
+    bias are the float ones divided by their step and rounded to nearest (not truncated or floored),
+    and (mult, shift) are requant_params of the real multiplier."""
+    from squeezehw.intmodel import requant_params
+    checked = 0
+    for q in model.convs()[1:]:
+        w, b = (np.asarray(a, np.float64) for a in net.weights[q.name])
+        step = q.w_scale * q.in_scale
+        assert np.array_equal(q.weight, np.rint(w / q.w_scale[:, None, None, None])), q.name
+        assert np.array_equal(q.bias, np.rint(b / step)), q.name
+        # the floor and the nearest integer differ on about half the biases: the check can see it
+        checked += int(np.sum(np.floor(b / step) != np.rint(b / step)))
+        for o in range(q.out_ch):
+            assert (q.mult[o], q.shift[o]) == requant_params(float(q.w_scale[o] * q.in_scale / q.out_scale))
+    assert checked > 10
+
+
 def test_concat_branches_share_scale_and_chain(model):
     prev = None
     for layer in model.layers:
