@@ -184,7 +184,7 @@ def junit_outcome(path: Path):
     return run, first, message
 
 
-def run_mutant(mutant, files, timeout):
+def run_mutant(mutant, files, timeout, each=False):
     name, path, old, new, tests = mutant
     t0 = time.monotonic()
     scratch = make_scratch(files)
@@ -215,15 +215,20 @@ def run_mutant(mutant, files, timeout):
                                                   + " | ".join(p.stdout.strip().splitlines()[-3:])[:400])
                 return rec
             tests_run, first_failure, message = outcome
+            if each:                     # record every run's verdict instead of stopping at a kill
+                rec.setdefault("runs", []).append({"tests": " ".join(args), "killed_by": first_failure})
             if first_failure:
-                rec.update(result="killed", killed_by=first_failure, detail=message[:300])
-                return rec
+                if rec["result"] is None:
+                    rec.update(result="killed", killed_by=first_failure, detail=message[:300])
+                if not each:
+                    return rec
+                continue
             if tests_run == 0:             # a broken selection, not a survivor
                 rec.update(result="error", detail=f"no tests selected by {' '.join(args)}")
                 return rec
             if p.returncode not in (0, 1):
                 rec.setdefault("notes", []).append(f"pytest rc {p.returncode} with no failed test: {' '.join(args)}")
-        rec["result"] = "survived"
+        rec["result"] = rec["result"] or "survived"
         return rec
     finally:
         rec["seconds"] = round(time.monotonic() - t0, 1)
@@ -238,6 +243,9 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
     ap.add_argument("--baseline", action="store_true",
                     help="instead, run each distinct test selection on the unmutated copy (all must pass)")
+    ap.add_argument("--each", action="store_true",
+                    help="run every test run of a mutant (e.g. unit tests and formal cases) and record "
+                         "each one's verdict, instead of stopping at the first kill")
     a = ap.parse_args(argv)
     mutants = [m for m in MUTANTS if not a.filters or any(f in m[0] for f in a.filters)]
     if a.baseline:
@@ -247,7 +255,7 @@ def main(argv=None):
     t0 = time.monotonic()
     rows = []
     with ThreadPoolExecutor(a.jobs) as pool:
-        for rec in pool.map(lambda m: run_mutant(m, files, a.timeout), mutants):
+        for rec in pool.map(lambda m: run_mutant(m, files, a.timeout, a.each), mutants):
             rows.append(rec)
             print(f"{rec['result']:9s} {rec['seconds']:7.1f} s  {rec['mutant']:40s} {rec['killed_by'] or rec.get('detail', '')}",
                   flush=True)
