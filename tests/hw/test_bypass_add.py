@@ -83,3 +83,51 @@ def test_bypass_add_verilog_deterministic():
     texts = [verilog.convert(BypassAdd(lanes=2, mult_a=300, mult_b=400, shift=9, b_signed=True),
                              name="bypass_add", emit_src=False) for _ in range(2)]
     assert texts[0] == texts[1] and "module bypass_add" in texts[0]
+
+
+# ---- exact rounding ties and both clamp edges ----------------------------------------------------
+
+def edge_pairs(mult_a, mult_b, shift, b_signed, per_kind=3, seed=0):
+    """(a, b) pairs, from all 65,536, that put the exact sum a*mult_a + b*mult_b on a rounding tie
+    (exactly .5 before the shift, where half up and half down give different clamped outputs) and
+    the rounded value exactly on each clamp edge (-1, 0, 255, 256); plus a few random pairs.
+    Returns the pairs and the kinds each one covers (worked out here with Python ints)."""
+    rng = np.random.default_rng(seed)
+    a = np.repeat(np.arange(256), 256)
+    b = np.tile(np.arange(-128, 128) if b_signed else np.arange(256), 256)
+    num = a.astype(object) * mult_a + b.astype(object) * mult_b
+    half = 1 << (shift - 1)
+    q = np.array([(int(n) + half) >> shift for n in num])
+    tie = np.array([int(n) % (1 << shift) == half for n in num]) & (q >= 1) & (q <= 255)
+    kinds = {"tie": tie, "q=-1": q == -1, "q=0": q == 0, "q=255": q == 255, "q=256": q == 256}
+    picked = []
+    for mask in kinds.values():
+        idx = np.flatnonzero(mask)
+        picked += list(rng.choice(idx, min(per_kind, len(idx)), replace=False)) if len(idx) else []
+    picked += list(rng.integers(0, len(a), 6))
+    covered = {k for k, mask in kinds.items() if mask[picked].any()}
+    return a[picked], b[picked], covered
+
+
+@pytest.mark.parametrize("b_signed", [False, True])
+@pytest.mark.parametrize("mult_a,mult_b,shift", [(49152, 32768, 15), (33792, 50176, 15), (52000, 36000, 16),
+                                                 (45056, 61440, 16)])
+def test_bypass_add_rounding_ties_and_clamp_edges(mult_a, mult_b, shift, b_signed):
+    """Half-up rounding on exact ties and saturation exactly at the edges: a bypass that rounds
+    half down, or clamps at 256 instead of 255, gives a different output on these pairs."""
+    a, b, covered = edge_pairs(mult_a, mult_b, shift, b_signed, seed=shift + b_signed)
+    # the stimulus must hold every case, or the test has lost its teeth
+    need = {"tie", "q=0", "q=255", "q=256"} | ({"q=-1"} if b_signed else set())
+    assert need <= covered, f"stimulus misses {need - covered}"
+    if len(a) % 2:
+        a, b = np.append(a, 255), np.append(b, 127)
+    n = len(a) // 2
+    fa = a.reshape(n, 2).T.reshape(2, 1, n).astype(np.uint8)
+    fb = b.reshape(n, 2).T.reshape(2, 1, n).astype(np.int8 if b_signed else np.uint8)
+    q = QAdd(name="t", mult_a=mult_a, mult_b=mult_b, shift=shift)
+    # the golden model on these pairs against the contract, in Python ints
+    want = golden.bypass_add(fa[None], fb[None], q)[0]
+    for av, bv, wv in zip(fa.reshape(-1), fb.reshape(-1), want.reshape(-1)):
+        exact = (int(av) * mult_a + int(bv) * mult_b + (1 << (shift - 1))) >> shift
+        assert int(wv) == min(max(exact, 0), 255), (av, bv)
+    run(q, fa, fb, 2, b_signed, Traffic.rough(shift))

@@ -80,6 +80,19 @@ def test_fire_matches_golden(bypass, folds, in_lanes, hw, traffic):
     assert first_difference(got, want) is None, first_difference(got, want)
 
 
+@pytest.mark.parametrize("e1,e3,bypass", [(4, 12, "none"), (12, 4, "simple")])
+def test_fire_unequal_expands(e1, e3, bypass):
+    """expand1x1 and expand3x3 with different channel counts (the default Fire has e1 == e3, where a
+    concat that swapped its sides, or split by the other side's count, gives the same stream)."""
+    f, rng = make(bypass, seed=6, e1=e1, e3=e3)     # seed 5 draws a bypass mult_b above 16 bits
+    fl = {f.squeeze.name: LayerFold(2, 2), f.expand1x1.name: LayerFold(2, 2), f.expand3x3.name: LayerFold(4, 4)}
+    x = rng.integers(0, 256, size=(2, f.squeeze.in_ch, 3, 3), dtype=np.uint8)
+    dut = FireEngine(fire=f, height=3, width=3, in_lanes=2, folds=fl)
+    got = run_fire(dut, x, Traffic.rough(4))
+    want = fire_golden(f, x)
+    assert first_difference(got, want) is None, first_difference(got, want)
+
+
 def _deadlocks(f, fl, h, w, fifos, x) -> bool:
     dut = engine(f, h, w, 1, fl, fifos)
     try:

@@ -430,3 +430,56 @@ def test_serial_requant_default_off_and_verilog_unchanged():
     assert a == b and a != c and c.count(" * ") == 4 < a.count(" * ")     # only the 2x2 MAC products
     with pytest.raises(UserError, match="requant"):
         MVU.from_qconv(q, simd=2, pe=2, requant="bitserial")
+
+
+# ---- exact rounding ties and both clamp edges ----------------------------------------------------
+
+# per output channel: weights over 2 inputs, bias, mult, shift; chosen so that every channel has
+# exact ties and reaches both clamp edges (lo-1, lo, hi, hi+1) with some uint8 input pair
+EDGE_W = [[1, -1], [-1, 1], [2, -1], [127, -126]]
+EDGE_B = [0, -3, 5, 100]
+# multipliers with few significant bits (5*2**13, 3*2**14, 9*2**12, 11*2**12) tie at these shifts
+EDGE_MULT = {True: [40960, 40960, 49152, 40960], False: [49152, 36864, 45056, 40960]}
+EDGE_SHIFT = {True: [15, 15, 16, 22], False: [16, 15, 15, 21]}
+
+
+def edge_vectors(relu, per_kind=2, seed=0):
+    """Input vectors (x0, x1) that put each channel's requantisation on an exact tie (for a
+    positive and, where the clamp leaves it visible, a negative accumulator) and the rounded value
+    exactly on each clamp edge; the kinds each channel's vectors cover (Python ints)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (0, 255) if relu else (-128, 127)
+    x = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).reshape(-1, 2)
+    picked, kinds_per_ch = [], []
+    for w, b, mult, shift in zip(EDGE_W, EDGE_B, EDGE_MULT[relu], EDGE_SHIFT[relu]):
+        acc = x @ np.array(w) + b
+        num = acc * mult                              # < 2**31 here: exact in int64
+        half = 1 << (shift - 1)
+        q = (num + half) >> shift
+        tie = (num % (1 << shift) == half) & (q >= lo + 1) & (q <= hi)   # half down would differ
+        kinds = {"tie, acc > 0": tie & (acc > 0), "tie, acc < 0": tie & (acc < 0),
+                 "lo-1": q == lo - 1, "lo": q == lo, "hi": q == hi, "hi+1": q == hi + 1}
+        for mask in kinds.values():
+            idx = np.flatnonzero(mask)
+            if len(idx):
+                picked += list(rng.choice(idx, min(per_kind, len(idx)), replace=False))
+        kinds_per_ch.append(kinds)
+    picked += list(rng.integers(0, len(x), 6))
+    covered = [{k for k, mask in kinds.items() if mask[picked].any()} for kinds in kinds_per_ch]
+    return x[picked], covered
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("simd,pe", [(1, 1), (2, 2), (1, 4)])
+def test_rounding_ties_and_clamp_edges(relu, simd, pe):
+    """Half-up rounding on exact ties and saturation exactly at lo-1/lo/hi/hi+1 on every channel:
+    an MVU that rounds half down, or clamps at hi+1, gives a different output on these vectors."""
+    x, covered = edge_vectors(relu, seed=simd + 2 * pe)
+    for ch, kinds in enumerate(covered):
+        need = {"tie, acc > 0", "lo-1", "lo", "hi", "hi+1"} | (set() if relu else {"tie, acc < 0"})
+        assert need <= kinds, f"channel {ch}: stimulus misses {need - kinds}"
+    dut = MVU(weights=EDGE_W, bias=EDGE_B, mult=EDGE_MULT[relu], shift=EDGE_SHIFT[relu], simd=simd, pe=pe,
+              relu=relu)
+    lo, hi = (0, 255) if relu else (-128, 127)
+    exp = golden.requantize(x @ np.array(EDGE_W).T + np.array(EDGE_B), EDGE_MULT[relu], EDGE_SHIFT[relu], lo, hi)
+    check(run_mvu(dut, x, Traffic.rough(simd + pe)), exp, f"edges relu={relu} simd={simd} pe={pe}")
