@@ -4,7 +4,10 @@ Driving a stream from Python costs a callback per cycle.  Instead the harness ho
 an on-chip input memory (loaded once through ``load_*``), plays it into the design with random
 gaps, takes the design's output with random back-pressure, stores every output beat and a cycle
 stamp per frame, and raises ``done`` (or ``stuck``, if nothing moved for ``watchdog`` cycles).  The
-testbench then reads the results back through ``rd_*``.  Gaps and stalls come from 16-bit LFSRs:
+testbench then reads the results back through ``rd_*``.  After the last expected output beat the
+harness keeps taking output for ``drain`` more cycles and counts any beat that still comes in
+``extra_out`` (a design that emits too much must fail, not pass because nobody looked);
+``in_count`` tells whether the design took all of the stimulus.  Gaps and stalls come from 16-bit LFSRs:
 each cycle a new pause starts with probability ``threshold/256`` and lasts 1..(burst_mask+1) cycles,
 so both single-cycle ready pulses and long stalls happen.  ``dut_reset`` resets only the design
 (for reset-in-the-middle-of-a-frame tests).
@@ -46,6 +49,10 @@ class _PauseGen(wiring.Component):
 
 
 class SimHarness(wiring.Component):
+    # the input memory may be filled from a hex file at time 0 instead of through load_*
+    # (squeezehw.verilator's fast builds: no simulated cycles and no Python per beat)
+    preloadable_memories = ("in_mem",)
+
     def __init__(self, dut, *, in_depth: int, out_depth: int, frames_max: int, out_beats_per_frame: int,
                  in_beats_per_frame: int, watchdog: int = 1 << 20):
         self.dut = dut
@@ -60,8 +67,8 @@ class SimHarness(wiring.Component):
             "n_in": In(addr), "n_out": In(addr),
             "gap_seed": In(16), "gap_threshold": In(8), "gap_burst": In(8),
             "stall_seed": In(16), "stall_threshold": In(8), "stall_burst": In(8),
-            "start": In(1), "dut_reset": In(1),
-            "done": Out(1), "stuck": Out(1), "cycles": Out(40),
+            "start": In(1), "dut_reset": In(1), "drain": In(32),
+            "done": Out(1), "stuck": Out(1), "cycles": Out(40), "extra_out": Out(32),
             "in_count": Out(addr), "out_count": Out(addr),
             "rd_addr": In(addr), "rd_data": Out(max(self.out_width, 40)),
             "rd_stamp_addr": In(addr), "rd_in_stamp": Out(40), "rd_out_stamp": Out(40),
@@ -92,6 +99,9 @@ class SimHarness(wiring.Component):
         out_beat = Signal(range(self.out_beats_per_frame))
         in_frame = Signal(range(self.frames_max + 1))
         out_frame = Signal(range(self.frames_max + 1))
+        draining = Signal()      # every expected beat is in: watch for more
+        drain_left = Signal(32)
+        extra = Signal(32)
 
         m.d.comb += [
             gap.seed.eq(self.gap_seed), gap.threshold.eq(self.gap_threshold),
@@ -131,7 +141,8 @@ class SimHarness(wiring.Component):
         w_ost = out_stamps.write_port()
         got = Signal()
         m.d.comb += [dut.o.ready.eq(running & ~stall.pause), got.eq(dut.o.valid & dut.o.ready),
-                     w_out.en.eq(got), w_out.addr.eq(out_ptr), w_out.data.eq(dut.o.payload)]
+                     w_out.en.eq(got & ~draining), w_out.addr.eq(out_ptr), w_out.data.eq(dut.o.payload),
+                     self.extra_out.eq(extra)]
         with m.If(take):
             m.d.sync += in_ptr.eq(in_ptr + 1)
             with m.If(in_beat == 0):
@@ -140,7 +151,9 @@ class SimHarness(wiring.Component):
                 m.d.sync += [in_beat.eq(0), in_frame.eq(in_frame + 1)]
             with m.Else():
                 m.d.sync += in_beat.eq(in_beat + 1)
-        with m.If(got):
+        with m.If(got & draining):
+            m.d.sync += extra.eq(extra + 1)
+        with m.Elif(got):
             m.d.sync += out_ptr.eq(out_ptr + 1)
             with m.If(out_beat == self.out_beats_per_frame - 1):
                 m.d.sync += [out_beat.eq(0), out_frame.eq(out_frame + 1)]
@@ -151,17 +164,25 @@ class SimHarness(wiring.Component):
         with m.If(self.start):
             m.d.sync += [running.eq(1), cycles.eq(0), idle.eq(0), in_ptr.eq(0), out_ptr.eq(0),
                          fetch_addr.eq(0), have.eq(0), in_beat.eq(0), out_beat.eq(0),
-                         in_frame.eq(0), out_frame.eq(0), self.done.eq(0), self.stuck.eq(0)]
+                         in_frame.eq(0), out_frame.eq(0), self.done.eq(0), self.stuck.eq(0),
+                         draining.eq(0), extra.eq(0)]
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
-            with m.If(take | got):
+            with m.If(draining):
+                with m.If(drain_left <= 1):
+                    m.d.sync += [self.done.eq(1), running.eq(0)]
+                m.d.sync += drain_left.eq(drain_left - 1)
+            with m.Elif(take | got):
                 m.d.sync += idle.eq(0)
             with m.Elif(idle == self.watchdog):
                 m.d.sync += [self.stuck.eq(1), running.eq(0)]
             with m.Else():
                 m.d.sync += idle.eq(idle + 1)
-            with m.If(got & (out_ptr + 1 == self.n_out)):
-                m.d.sync += [self.done.eq(1), running.eq(0)]
+            with m.If(got & ~draining & (out_ptr + 1 == self.n_out)):
+                with m.If(self.drain == 0):
+                    m.d.sync += [self.done.eq(1), running.eq(0)]
+                with m.Else():
+                    m.d.sync += [draining.eq(1), drain_left.eq(self.drain)]
 
         # read-back
         r_out = out_mem.read_port(domain="comb")
