@@ -70,10 +70,12 @@ def _harness_capacity(frames: int) -> int:
     return cap
 
 
-def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
-              stop_after: str | None = None, probes: bool = False, style=None):
-    from . import verilator
+def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: str | None = None,
+                 probes: bool = False, style=None):
+    """(harness, top-module name, build metadata) for simulating up to ``frames`` frames in
+    Verilator build style ``style`` (default: the fast one)."""
     from .build import module_name
+    from .verilator import default_style
     from .hw.accelerator import Accelerator
     from .hw.harness import SimHarness
     accel = Accelerator(model=model, folding=folding, stop_after=stop_after, probes=probes)
@@ -82,11 +84,19 @@ def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = F
     out_bpf = accel.out_beats_per_frame
     harness = SimHarness(accel, in_depth=cap * in_bpf, out_depth=cap * out_bpf, frames_max=cap,
                          in_beats_per_frame=in_bpf, out_beats_per_frame=out_bpf,
-                         watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]))
-    b = verilator.build(harness, name=f"tb_{module_name(model)}", waves=waves, progress=progress, style=style,
-                        extra_meta={"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes,
-                                    "probe_names": accel.probe_names if probes else None})
-    return b
+                         watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]),
+                         stimulus_from_file=(style or default_style()).preload,
+                         registered_reset=(style or default_style()).registered_reset)
+    meta = {"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes,
+            "probe_names": accel.probe_names if probes else None}
+    return harness, f"tb_{module_name(model)}", meta
+
+
+def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
+              stop_after: str | None = None, probes: bool = False, style=None):
+    from . import verilator
+    harness, name, meta = make_harness(model, folding, frames, stop_after=stop_after, probes=probes, style=style)
+    return verilator.build(harness, name=name, waves=waves, progress=progress, style=style, extra_meta=meta)
 
 
 def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,15 +108,17 @@ def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, n
 def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
                     waves=None, progress: bool = True, diagnose: bool = False,
-                    golden_model: IntModel | None = None, probes: bool = False, style=None) -> SimReport:
+                    golden_model: IntModel | None = None, probes: bool = False, style=None,
+                    build=None) -> SimReport:
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
     ``golden_model``: compare against another model than the one built (fault-injection tests).
     ``waves``: path of a VCD waveform to write (from a separate, traced build).
-    ``style``: a ``squeezehw.verilator.Style`` (default: the fast one)."""
+    ``style``: a ``squeezehw.verilator.Style`` (default: the fast one).  ``build``: a finished
+    ``squeezehw.verilator.Build`` of this design to use instead of building one."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
-    b = build_for(model, folding, n, waves=bool(waves), progress=progress, probes=probes, style=style)
+    b = build or build_for(model, folding, n, waves=bool(waves), progress=progress, probes=probes, style=style)
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
                         reset_after=reset_after, waves=waves or None)

