@@ -70,6 +70,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clock", type=float, default=200.0, help="clock (MHz) for the frames/s figure")
     ap.add_argument("--probes", action="store_true",
                     help="build with per-stream transfer/blocked counters (profiling at Verilator speed)")
+    ap.add_argument("--style", choices=("fast", "legacy"), default=None,
+                    help="Verilator build style (default fast; legacy: memory contents inline, stimulus "
+                         "loaded from Python, as before; benchmarks/sim_speed.py compares the two)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not (DATA / "squeezenet1_1.npz").is_file():
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
     from squeezehw.folding import auto_fold
     from squeezehw.images import list_image_folder, load_images
     from squeezehw.simulate import simulate_frames
+    from squeezehw.verilator import STYLES
     progress = not args.json
     t0 = time.monotonic()
     model = quantized_v11(progress)
@@ -87,7 +91,8 @@ def main(argv=None) -> int:
     x, _, _ = load_images([files[i] for i in pick], height=224, width=224, channels=3, resize=256,
                           progress=False)
     prep = time.monotonic() - t0
-    rep = simulate_frames(model, fold, x, progress=True, probes=args.probes)
+    rep = simulate_frames(model, fold, x, progress=True, probes=args.probes,
+                          style=STYLES[args.style] if args.style else None)
     weight_bytes = sum(c.weight_bytes for c in model.convs())
     out = {
         "model": "squeezenet1_1 int8, 224x224, 1000 classes", "budget_multipliers": args.multipliers,
@@ -100,8 +105,12 @@ def main(argv=None) -> int:
         "fps_at_clock": args.clock * 1e6 / rep.cycles_per_frame if rep.cycles_per_frame else None,
         "weight_bytes": weight_bytes, "weight_ramb36": weight_ramb36(model, fold),
         "all_memories_ramb36": ramb36(model, fold),
-        "verilator_build_seconds": rep.build_seconds, "build_cached": rep.build_cached,
+        "build_style": rep.build_style,
+        "verilator_build_seconds": rep.build_seconds, "verilator_build_cpu_seconds": rep.build_cpu_seconds,
+        "build_cached": rep.build_cached,
         "simulation_seconds": rep.sim_seconds, "sim_cycles_per_second": rep.sim_cycles_per_second,
+        "sim_cycles_per_cpu_second": rep.sim_cycles_per_cpu_second,
+        "stimulus_load_seconds": rep.stimulus_load_seconds,
         "prepare_seconds": round(prep, 1), "frame_intervals": rep.frame_intervals,
         "streams": rep.streams, "classes": rep.classes,
         "labels": [int(labels[i]) for i in pick],

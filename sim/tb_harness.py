@@ -1,9 +1,11 @@
 """cocotb testbench for squeezehw.hw.harness.SimHarness (run by squeezehw.verilator.run).
 
-The job file named by $SQUEEZEHW_SIM_JOB holds the stimulus beats and traffic settings; this
-testbench loads the stimulus into the harness, starts it, waits (in coarse steps, so Verilator runs
+The job file named by $SQUEEZEHW_SIM_JOB holds the traffic settings and, unless the harness read
+the stimulus from a file at time 0 (``+in_mem=FILE``, fast builds), the stimulus beats; this
+testbench loads those into the harness, starts it, waits (in coarse steps, so Verilator runs
 at full speed) until the harness reports done or stuck, reads back every output beat and the
-per-frame cycle stamps, and writes them to the job's result file.  Checking against the golden model
+per-frame cycle stamps, and writes them to the job's result file with the count of output beats
+that came after the last expected one (``extra_out``).  Checking against the golden model
 happens in the caller, which knows the model.
 """
 import json
@@ -26,9 +28,10 @@ async def _load(dut, beats):
     dut.load_en.value = 0
 
 
-async def _start(dut, traffic, n_in, n_out):
+async def _start(dut, traffic, n_in, n_out, drain):
     dut.n_in.value = n_in
     dut.n_out.value = n_out
+    dut.drain.value = drain
     dut.gap_seed.value = (traffic["seed"] * 40503) & 0xFFFF or 1
     dut.stall_seed.value = (traffic["seed"] * 2654435761 >> 7) & 0xFFFF or 3
     dut.gap_threshold.value = traffic["gap"]
@@ -53,30 +56,34 @@ async def _wait(dut, step=4096):
 @cocotb.test()
 async def run_job(dut):
     job = json.loads(open(os.environ["SQUEEZEHW_SIM_JOB"]).read())
-    beats, n_out, traffic = job["in_beats"], job["n_out"], job["traffic"]
+    n_in, n_out, traffic, drain = job["n_in"], job["n_out"], job["traffic"], job["drain"]
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    for sig in ("load_en", "start", "dut_reset", "rd_addr", "rd_stamp_addr"):
+    for sig in ("load_en", "start", "dut_reset", "rd_addr", "rd_stamp_addr", "drain"):
         getattr(dut, sig).value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
+    await RisingEdge(dut.clk)          # a registered design reset ends one cycle after rst
     t0 = time.monotonic()
-    await _load(dut, beats)
+    if "in_beats" in job:
+        await _load(dut, job["in_beats"])
     load_s = time.monotonic() - t0
 
-    t0 = time.monotonic()
-    await _start(dut, traffic, len(beats), n_out)
+    t0, cpu0 = time.monotonic(), time.process_time()
+    await _start(dut, traffic, n_in, n_out, drain)
     reset_cycles = None
     if job.get("reset_after"):
         # let it run part-way, then reset the design (not the harness) and start over
         await ClockCycles(dut.clk, job["reset_after"])
         reset_cycles = job["reset_after"]
+        # two edges: a harness with a registered design reset applies it one cycle later
         dut.dut_reset.value = 1
-        await RisingEdge(dut.clk)
-        await _start(dut, traffic, len(beats), n_out)
+        await ClockCycles(dut.clk, 2)
         dut.dut_reset.value = 0
+        await _start(dut, traffic, n_in, n_out, drain)
     await _wait(dut)
-    run_s = time.monotonic() - t0
+    # the simulator's CPU time: unlike the wall clock, not stretched by other work on the machine
+    run_s, run_cpu = time.monotonic() - t0, time.process_time() - cpu0
     await RisingEdge(dut.clk)
 
     stuck = bool(int(dut.stuck.value))
@@ -103,5 +110,7 @@ async def run_job(dut):
         await RisingEdge(dut.clk)
     with open(job["result"], "w") as f:
         json.dump({"outputs": outputs, "stuck": stuck, "cycles": cycles, "in_count": int(dut.in_count.value),
+                   "extra_outputs": int(dut.extra_out.value),
                    "in_stamps": in_stamps, "out_stamps": out_stamps, "load_seconds": round(load_s, 3),
-                   "run_seconds": round(run_s, 3), "reset_after": reset_cycles, "probes": probes}, f)
+                   "run_seconds": round(run_s, 3), "run_cpu_seconds": round(run_cpu, 3),
+                   "reset_after": reset_cycles, "probes": probes}, f)

@@ -42,16 +42,21 @@ class SimReport:
     mac_efficiency: float | None
     expected_cycles_per_frame: int
     total_cycles: int
-    sim_cycles_per_second: float
+    sim_cycles_per_second: float           # simulated cycles per wall-clock second of the run
     build_seconds: float
     build_cached: bool
-    sim_seconds: float
+    sim_seconds: float                     # the whole simulator run (start-up, stimulus, read-back)
     traffic: dict
     mismatches: list = field(default_factory=list)
     frame_intervals: list = field(default_factory=list)   # cycles between consecutive frames' ends
     streams: dict = field(default_factory=dict)   # with probes: {stream: {"transfers", "blocked"}}
     classes: list = field(default_factory=list)
     golden_classes: list = field(default_factory=list)
+    sim_cycles_per_cpu_second: float = 0.0  # per CPU second of the simulator (robust to machine load)
+    stimulus_load_seconds: float = 0.0
+    build_cpu_seconds: float = 0.0
+    build_style: str = ""
+    waves: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,11 +70,13 @@ def _harness_capacity(frames: int) -> int:
     return cap
 
 
-def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
-              stop_after: str | None = None, probes: bool = False, target=None):
-    """``target``: a squeezehw.plan.Target (multiplier primitive, requantiser; default generic, parallel)."""
-    from . import verilator
+def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: str | None = None,
+                 probes: bool = False, style=None, target=None):
+    """(harness, top-module name, build metadata) for simulating up to ``frames`` frames in
+    Verilator build style ``style`` (default: the fast one).  ``target``: a squeezehw.plan.Target
+    (multiplier primitive, requantiser; default generic, parallel)."""
     from .build import module_name
+    from .verilator import default_style
     from .hw.harness import SimHarness
     from .plan import lower
     accel = lower(model, folding, target).accelerator(stop_after=stop_after, probes=probes)
@@ -78,11 +85,20 @@ def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = F
     out_bpf = accel.out_beats_per_frame
     harness = SimHarness(accel, in_depth=cap * in_bpf, out_depth=cap * out_bpf, frames_max=cap,
                          in_beats_per_frame=in_bpf, out_beats_per_frame=out_bpf,
-                         watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]))
-    b = verilator.build(harness, name=f"tb_{module_name(model)}", waves=waves, progress=progress,
-                        extra_meta={"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes,
-                                    "probe_names": accel.probe_names if probes else None})
-    return b
+                         watchdog=max(1 << 16, 4 * folding.summary(model)["expected_cycles_per_frame"]),
+                         stimulus_from_file=(style or default_style()).preload,
+                         registered_reset=(style or default_style()).registered_reset)
+    meta = {"in_lanes": accel.in_lanes, "out_lanes": accel.out_lanes,
+            "probe_names": accel.probe_names if probes else None}
+    return harness, f"tb_{module_name(model)}", meta
+
+
+def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
+              stop_after: str | None = None, probes: bool = False, style=None, target=None):
+    from . import verilator
+    harness, name, meta = make_harness(model, folding, frames, stop_after=stop_after, probes=probes, style=style,
+                                       target=target)
+    return verilator.build(harness, name=name, waves=waves, progress=progress, style=style, extra_meta=meta)
 
 
 def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,17 +109,22 @@ def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, n
 
 def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
-                    waves: bool = False, progress: bool = True, diagnose: bool = False,
-                    golden_model: IntModel | None = None, probes: bool = False, target=None) -> SimReport:
+                    waves=None, progress: bool = True, diagnose: bool = False,
+                    golden_model: IntModel | None = None, probes: bool = False, style=None,
+                    build=None, target=None) -> SimReport:
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
-    ``golden_model``: compare against another model than the one built (fault-injection tests)."""
+    ``golden_model``: compare against another model than the one built (fault-injection tests).
+    ``waves``: path of a VCD waveform to write (from a separate, traced build).
+    ``style``: a ``squeezehw.verilator.Style`` (default: the fast one).  ``build``: a finished
+    ``squeezehw.verilator.Build`` of this design to use instead of building one."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
-    b = build_for(model, folding, n, waves=waves, progress=progress, probes=probes, target=target)
+    b = build or build_for(model, folding, n, waves=bool(waves), progress=progress, probes=probes, style=style,
+                           target=target)
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
-                        reset_after=reset_after, waves=waves)
+                        reset_after=reset_after, waves=waves or None)
     want = golden.run(golden_model or model, images)
     got_logits, got_cls = decode(res["outputs"], model.classes, n) if not res["stuck"] else (None, None)
     mismatches = []
@@ -119,6 +140,7 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                                   f"{int(want.logits[f, k])} ({diff.size} logits differ)")
             if got_cls[f] != want.classes[f]:
                 mismatches.append(f"frame {f}: class {int(got_cls[f])}, golden {int(want.classes[f])}")
+    mismatches += stream_errors(res)
     if mismatches and diagnose:
         bad = int(mismatches[0].split()[1].rstrip(":")) if mismatches[0].startswith("frame") else 0
         where = locate_mismatch(model, folding, images[bad:bad + 1], progress=progress,
@@ -146,7 +168,20 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
         streams={name: {"transfers": res["probes"][2 * k], "blocked": res["probes"][2 * k + 1]}
                  for k, name in enumerate(b.meta.get("probe_names") or [])},
         classes=[] if got_cls is None else [int(c) for c in got_cls],
-        golden_classes=[int(c) for c in want.classes])
+        golden_classes=[int(c) for c in want.classes],
+        sim_cycles_per_cpu_second=res["cycles"] / max(res["run_cpu_seconds"], 1e-9),
+        stimulus_load_seconds=res["load_seconds"], build_cpu_seconds=b.cpu_seconds,
+        build_style=b.meta.get("style", ""), waves=res.get("waves"))
+
+
+def stream_errors(res: dict) -> list[str]:
+    """A design must emit exactly the expected beats and take all of its input."""
+    errors = []
+    if res["extra_outputs"]:
+        errors.append(f"{res['extra_outputs']} output beat(s) after the last expected one")
+    if res["unconsumed_inputs"] and not res["stuck"]:
+        errors.append(f"{res['unconsumed_inputs']} input beat(s) never taken by the design")
+    return errors
 
 
 
@@ -183,6 +218,8 @@ def locate_mismatch(model: IntModel, folding: Folding, images: np.ndarray, *,
             return None
         if res["stuck"]:
             return f"{name}: the design hung after {len(res['outputs'])} output beats"
+        if stream_errors(res):
+            return f"{name}: " + "; ".join(stream_errors(res))
         want = trace[name]
         _, c, h, w = want.shape
         lanes = b.meta["out_lanes"]

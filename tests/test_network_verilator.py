@@ -70,8 +70,6 @@ def test_waveform_dump(tmp_path):
     rng = np.random.default_rng(3)
     model = random_model(rng, size=8, classes=3, fires=((2, 4, 4, "none"),))
     x = rng.integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
-    rep = simulate_frames(model, default_folding(model), x, waves=True, progress=False)
-    assert rep.bit_exact
-    from squeezehw.verilator import cache_root
-    vcd = sorted(cache_root().glob("tb_squeezehw_random-*/last_run.vcd"), key=lambda p: p.stat().st_mtime)[-1:]
-    assert vcd and "$enddefinitions" in vcd[0].read_text(errors="replace")[:200000]
+    rep = simulate_frames(model, default_folding(model), x, waves=tmp_path / "run.vcd", progress=False)
+    assert rep.bit_exact and rep.waves == str(tmp_path / "run.vcd")
+    assert "$enddefinitions" in (tmp_path / "run.vcd").read_text(errors="replace")[:200000]

@@ -41,8 +41,6 @@ def add_arguments(p):
 
 
 def run(args):
-    import shutil
-
     from ..pipeline import folding_from_args, resolve_model, sim_images
     from ..simulate import simulate_frames
     from ..errors import UserError
@@ -54,7 +52,7 @@ def run(args):
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
     traffic = SimTraffic.rough(args.seed) if args.traffic == "rough" else SimTraffic(seed=args.seed)
-    rep = simulate_frames(model, fold, x, traffic=traffic, waves=bool(args.waves), diagnose=args.diagnose,
+    rep = simulate_frames(model, fold, x, traffic=traffic, waves=args.waves, diagnose=args.diagnose,
                           probes=args.profile)
     d = rep.as_dict()
     d["images"] = where
@@ -63,8 +61,6 @@ def run(args):
     if labels is not None:
         d["accuracy"] = float((labels == rep.classes).mean()) if rep.classes else None
         d["golden_accuracy"] = float((labels == rep.golden_classes).mean())
-    if args.waves and d.get("waves"):
-        shutil.copy(d["waves"], args.waves)
     if args.json:
         print(json.dumps(d, indent=1))
     else:
