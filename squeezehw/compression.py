@@ -113,20 +113,24 @@ class CodebookSpec:
 
 
 def looks_deep_compressed(weights: dict, max_entries: int = 256) -> bool:
-    """True when every conv but the first has at most ``max_entries`` distinct weight values and
-    the whole model at least one exactly-zero weight: the signature of pruning + weight sharing.
-    (The first conv is left out: a folded input normalisation multiplies its distinct values.)
-    A trained float model has almost every weight distinct and is not taken for one."""
+    """True when every conv but the first has at most ``max_entries`` distinct weight values, all
+    of them together at most half as many distinct values as weights, and some weight is exactly
+    zero: the signature of pruning + weight sharing.  (The first conv is left out: a folded input
+    normalisation multiplies its distinct values.)  A trained float model has almost every weight
+    distinct and is not taken for one."""
     names = list(weights)
     if len(names) < 2:
         return False
-    zeros = False
+    zeros, distinct, size = False, 0, 0
     for name in names[1:]:
         w = np.asarray(weights[name][0])
-        if len(np.unique(w)) > min(max_entries, max(2, w.size // 4)):
+        u = len(np.unique(w))
+        if u > max_entries:
             return False
+        distinct += u
+        size += w.size
         zeros |= bool((w == 0).any())
-    return zeros
+    return zeros and 2 * distinct <= size
 
 
 # --- k-means and GPTQ ---------------------------------------------------------------------------
@@ -338,7 +342,7 @@ def codebook_weights(name: str, w: np.ndarray, spec: CodebookSpec, h: np.ndarray
             raise CompressionError(
                 f"{name}: {what} has {worst} distinct non-zero weight values, more than the {room} a "
                 f"{k}-bit {enc} codebook holds; keeping the model's shared values needs more index bits "
-                f"(--codebook-bits {math.ceil(math.log2(worst + (enc == 'dense-index' and has_zero)))}),"
+                f"(--bits {math.ceil(math.log2(worst + (enc == 'dense-index' and has_zero)))}),"
                 f" or re-cluster (--codebook cluster)")
         entries, scales, merged = [], [], 0
         for g in groups:
