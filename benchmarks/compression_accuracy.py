@@ -12,10 +12,12 @@ other 900.  The default model calibrates on its first 512 MNIST training digits 
 its 1,000 held-out digits.
 
 Writes ``benchmarks/compression_accuracy.json`` and ``.md`` after every row; rows already in the
-JSON are kept (a later run with ``--only`` adds or replaces rows), so the table can be built in parts.
+JSON are kept (a later run with ``--only`` adds or replaces rows), so the table can be built in parts;
+runs in parallel need their own ``--out`` and ``--merge`` afterwards.
 
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars first
-    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py               # every row (~1 h on 2 cores)
+    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only v1.1   # rows whose label has 'v1.1'
+    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py               # every row (hours on 2 shared cores)
 """
 from __future__ import annotations
 
@@ -132,6 +134,7 @@ def run_config(w: Workload, label, kind, k, per_channel):
     row = {"config": label, "kind": kind, "k": k, "per_channel_codebook": per_channel,
            "images": int(len(w.x)), "data": w.where, "float": w.float_acc, "integer": qacc,
            "weight_bytes": mem["weight_bytes"], "param_bytes": mem["total_bytes"],
+           "max_acc_bits": max(c.acc_bits for c in model.convs()),
            "seconds_quantize": round(t_quant, 1), "seconds": round(time.time() - t0, 1)}
     if spec is not None:
         s = compression_summary(model)
@@ -170,7 +173,18 @@ def main() -> int:
                     help="'bars' (the two quality-bar rows), or a substring of the config labels to run")
     ap.add_argument("--limit", type=int, default=None, help="evaluate at most N images (smoke runs)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "compression_accuracy"))
+    ap.add_argument("--merge", metavar="JSON", nargs="*", default=[],
+                    help="only merge the rows of these JSON files (runs with another --out) into --out")
     args = ap.parse_args()
+    if args.merge:
+        prev = Path(args.out + ".json")
+        rows = json.loads(prev.read_text())["rows"] if prev.is_file() else []
+        for f in args.merge:
+            new = json.loads(Path(f).read_text())["rows"]
+            names = {r["config"] for r in new}
+            rows = [r for r in rows if r["config"] not in names] + new
+        print(write(args.out, rows))
+        return 0
     todo = configs()
     if args.only == "bars":
         todo = [c for c in todo if c[0] in BARS]
