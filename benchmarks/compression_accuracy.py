@@ -43,8 +43,9 @@ def configs():
     rows = [("DC v1.0, own 8-bit shared values", DC, "keep", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
-    for k in (4, 5, 6, 8):
+    for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
+    for k in (5, 4, 6, 8):
         rows.append((f"v1.1, {k}-bit linear per channel", V11, "linear", k, False))
     for k in (4, 5, 8):
         rows.append((f"DC v1.0, {k}-bit codebook + GPTQ", DC, "cluster", k, False))
