@@ -582,7 +582,6 @@ CODECS = {"lzma": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), l
 def _file_sections(q) -> list[tuple[str, np.ndarray]]:
     """Byte-aligned symbols compress better than packed bit streams: the mask as packed bits, one
     byte per codebook index, the codebook as int16."""
-    rows = q.weight.reshape(q.out_ch, -1)
     vals, idx = _indices(q.weight, q.codebook, q.codebook_size, q.encoding, 1, 1)
     nz = vals.reshape(-1) != 0
     out = [("codebook", q.codebook.astype("<i2")), ("codebook_size", q.codebook_size.astype("<u2"))]
@@ -591,7 +590,6 @@ def _file_sections(q) -> list[tuple[str, np.ndarray]]:
         out.append(("index", idx.reshape(-1)[nz].astype(np.uint8)))
     else:
         out.append(("index", idx.reshape(-1).astype(np.uint8)))
-    del rows
     return out
 
 

@@ -125,7 +125,8 @@ def check_budget(model: IntModel, budget_bytes: int, what: str = "the memory bud
     if not rep["fits"]:
         raise BudgetError(
             f"{model.name}: parameters need {rep['total_bytes']:,} bytes "
-            f"({rep['weight_bytes']:,} of weights at {model.w_bits} bits), "
+            + (f"({rep['weight_bytes']:,} of codebook-indexed weights and their codebooks), "
+               if "compressed" in rep else f"({rep['weight_bytes']:,} of weights at {model.w_bits} bits), ") +
             f"{rep['over_by']:,} bytes over {what} of {budget_bytes:,} bytes; use fewer weight bits "
             f"(--bits), a smaller model (a smaller family member), or a board with more block RAM")
     return rep

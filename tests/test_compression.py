@@ -107,6 +107,17 @@ def test_cluster_model_weights_are_codebook_values_and_reload_bit_exact(cluster_
     assert back.content_hash() == cluster_model.content_hash()
 
 
+def test_per_channel_codebooks(net, calib):
+    m = quantize(net, calib, progress=False,
+                 codebook=CodebookSpec(index_bits=3, per_channel=True, refine="none"))
+    for q in m.convs():
+        assert q.codebook.shape[0] == q.out_ch and int(q.codebook_size.max()) <= 8
+        for o in range(q.out_ch):                      # each channel draws on its own entries only
+            assert np.isin(q.weight[o], q.codebook[o, :q.codebook_size[o]]).all()
+        # one scale per channel: the channel's largest entry uses the full 12-bit range
+        assert np.all(np.abs(q.codebook).max(1) == 2 ** 11 - 1)
+
+
 def test_keep_mode_keeps_shared_values_and_pruned_zeros(net, calib):
     dc = deep_compressed(net, entries=16)
     assert looks_deep_compressed(dc.weights) and not looks_deep_compressed(net.weights)
