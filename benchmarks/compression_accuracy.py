@@ -41,6 +41,7 @@ MODELS = {DC: ("squeezenet1_0_deep_compression.npz", "squeezenet1_0"),
 def configs():
     """(label, model, kind, k, per_channel) in the order they run: the quality bars first."""
     rows = [("DC v1.0, own 8-bit shared values", DC, "keep", 8, False),
+            ("DC v1.0, own 8-bit shared values, max calibration", DC, "keep-max", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
@@ -75,7 +76,7 @@ def batched(fn, x, batch=25):
 class Workload:
     """A float network with its calibration and evaluation images, and cached statistics."""
 
-    def __init__(self, key, photos, limit):
+    def __init__(self, key, photos, limit, shard=None):
         from squeezehw.importer import load_network
         if key == DEFAULT:
             from squeezehw.default_model import load_default_network, mnist_split
@@ -93,14 +94,15 @@ class Workload:
             self.where = f"ImageNet sample: {len(calib_idx)} calibration photos, {len(held)} held out"
         if limit:
             self.x, self.y = self.x[:limit], self.y[:limit]
-        self._ranges = self._hessians = self._float = None
+        if shard:                   # (i, n): every n-th evaluation image from the i-th
+            self.x, self.y = self.x[shard[0]::shard[1]], self.y[shard[0]::shard[1]]
+        self._ranges, self._hessians, self._float = {}, None, None
 
-    @property
-    def ranges(self):
+    def ranges(self, calibration="percentile"):
         from squeezehw.quantize import calibration_ranges
-        if self._ranges is None:
-            self._ranges = calibration_ranges(self.net, self.calib)
-        return self._ranges
+        if calibration not in self._ranges:
+            self._ranges[calibration] = calibration_ranges(self.net, self.calib, calibration=calibration)
+        return self._ranges[calibration]
 
     @property
     def hessians(self):
@@ -124,15 +126,19 @@ def run_config(w: Workload, label, kind, k, per_channel):
     from squeezehw.quantize import quantize
     t0 = time.time()
     spec = None
+    calibration = "max" if kind.endswith("-max") else "percentile"
+    kind = kind.removesuffix("-max")
     if kind != "linear":
         spec = CodebookSpec(index_bits=k, mode="keep" if kind == "keep" else "cluster",
                             per_channel=per_channel, refine="gptq" if kind == "cluster" else "none")
-    model = quantize(w.net, w.calib, w_bits=k if kind == "linear" else 8, ranges=w.ranges, codebook=spec,
+    model = quantize(w.net, w.calib, w_bits=k if kind == "linear" else 8, codebook=spec,
+                     calibration=calibration, ranges=w.ranges(calibration),
                      hessians=w.hessians if kind == "cluster" else None, progress=False)
     t_quant = time.time() - t0
     qacc = acc(batched(lambda b: golden.run(model, b).logits, w.x), w.y)
     mem = memory_report(model)
     row = {"config": label, "kind": kind, "k": k, "per_channel_codebook": per_channel,
+           "calibration": calibration,
            "images": int(len(w.x)), "data": w.where, "float": w.float_acc, "integer": qacc,
            "weight_bytes": mem["weight_bytes"], "param_bytes": mem["total_bytes"],
            "max_acc_bits": max(c.acc_bits for c in model.convs()),
@@ -175,17 +181,29 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="evaluate at most N images (smoke runs)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "compression_accuracy"))
     ap.add_argument("--merge", metavar="JSON", nargs="*", default=[],
-                    help="only merge the rows of these JSON files (runs with another --out) into --out")
+                    help="only merge the rows of these JSON files (runs with another --out) into --out; "
+                         "rows of shard runs (--shard) are combined, weighted by their image counts")
+    ap.add_argument("--shard", metavar="I/N", help="evaluate every N-th held-out image from the I-th "
+                                                   "(parallel runs, each with its own --out)")
     args = ap.parse_args()
     if args.merge:
         prev = Path(args.out + ".json")
         rows = json.loads(prev.read_text())["rows"] if prev.is_file() else []
-        for f in args.merge:
-            new = json.loads(Path(f).read_text())["rows"]
-            names = {r["config"] for r in new}
-            rows = [r for r in rows if r["config"] not in names] + new
+        new = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+        for name in dict.fromkeys(r["config"] for r in new):
+            parts = [r for r in new if r["config"] == name]
+            row = dict(parts[0])
+            if any("shard" in r for r in parts):
+                n = sum(r["images"] for r in parts)
+                for side in ("float", "integer"):
+                    row[side] = {t: sum(r[side][t] * r["images"] for r in parts) / n for t in ("top1", "top5")}
+                row["images"] = n
+                row["shards"] = [r["shard"] for r in parts]
+                row.pop("shard", None)
+            rows = [r for r in rows if r["config"] != name] + [row]
         print(write(args.out, rows))
         return 0
+    shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
     todo = configs()
     if args.only == "bars":
         todo = [c for c in todo if c[0] in BARS]
@@ -205,8 +223,10 @@ def main() -> int:
     work = {}
     for label, key, kind, k, pc in todo:
         if key not in work:
-            work[key] = Workload(key, photos, args.limit)
+            work[key] = Workload(key, photos, args.limit, shard)
         row = run_config(work[key], label, kind, k, pc)
+        if shard:
+            row["shard"] = args.shard
         print(json.dumps(row), file=sys.stderr)
         rows = [r for r in rows if r["config"] != label] + [row]
         if not args.limit:
