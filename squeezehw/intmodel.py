@@ -22,7 +22,8 @@ from .errors import UserError
 from .ir import bits_for_signed, bits_for_unsigned
 
 FORMAT = "squeezehw-intmodel"
-VERSION = 1
+VERSION = 2             # 2: optional shared-weight codebooks per conv (version 1 files still load)
+READS_VERSIONS = (1, 2)
 MULT_BITS = 16          # requantisation multipliers are unsigned, < 2**MULT_BITS
 MAX_SHIFT = 48          # requantisation right shifts are in [1, MAX_SHIFT]
 ACT_BITS = 8            # activations: uint8 after ReLU, int8 without
@@ -58,7 +59,7 @@ class QConv:
     stride: int
     padding: int
     relu: bool
-    weight: np.ndarray          # int8 (out, in, k, k), |w| <= 2**(w_bits-1) - 1
+    weight: np.ndarray          # int8, or int16 with a codebook (out, in, k, k); |w| < 2**(w_bits-1)
     bias: np.ndarray            # int64 (out,), fits int32
     mult: np.ndarray            # int64 (out,), 0 <= mult < 2**MULT_BITS
     shift: np.ndarray           # int64 (out,), 1 <= shift <= MAX_SHIFT
@@ -67,6 +68,14 @@ class QConv:
     in_scale: float = 1.0       # real value of one input step
     out_scale: float = 1.0      # real value of one output step
     w_scale: np.ndarray = None  # float (out,), real value of one weight step
+    # Shared weights (squeezehw.compression, docs/compression.md); all None for plain weights.
+    # codebook: int64 (G, E), G = 1 (per layer) or out_ch, rows sorted, padded by repeating the last
+    # entry; codebook_size: int64 (G,) entries in use; every weight is an entry of its row (a zero
+    # weight is the implicit zero of the bitmap encoding instead).
+    codebook: np.ndarray | None = None
+    codebook_size: np.ndarray | None = None
+    index_bits: int | None = None       # k: bits per codebook index
+    encoding: str | None = None         # "dense-index" or "bitmap"
 
     @property
     def out_range(self) -> tuple[int, int]:
@@ -94,9 +103,23 @@ class QConv:
         return bits_for_signed(min(lo, 0), max(hi, 0))
 
     @property
+    def stream_bits(self) -> int:
+        """Bits of weight storage: the encoded index stream with a codebook, else w_bits per weight."""
+        if self.codebook is None:
+            return self.weight.size * self.w_bits
+        from .compression import encoding_bits
+        return encoding_bits(self.encoding, self.weight.size, int(np.count_nonzero(self.weight)),
+                             self.index_bits)
+
+    @property
+    def codebook_bits(self) -> int:
+        """Bits of the codebook entries in use (w_bits each); 0 without a codebook."""
+        return 0 if self.codebook is None else int(np.sum(self.codebook_size)) * self.w_bits
+
+    @property
     def weight_bytes(self) -> int:
-        """Bytes of weight storage at w_bits per weight (packed), biases excluded."""
-        return (self.weight.size * self.w_bits + 7) // 8
+        """Bytes of weight storage (packed stream, codebook included), biases excluded."""
+        return (self.stream_bits + 7) // 8 + (self.codebook_bits + 7) // 8
 
 
 @dataclass(eq=False)
@@ -228,9 +251,14 @@ class IntModel:
         def conv_meta(c: QConv) -> dict:
             for k in ("weight", "bias", "mult", "shift", "w_scale"):
                 arrays[f"{c.name}/{k}"] = getattr(c, k)
-            return {"name": c.name, "in_ch": c.in_ch, "out_ch": c.out_ch, "kernel": c.kernel,
-                    "stride": c.stride, "padding": c.padding, "relu": c.relu, "w_bits": c.w_bits,
-                    "in_signed": c.in_signed, "in_scale": c.in_scale, "out_scale": c.out_scale}
+            d = {"name": c.name, "in_ch": c.in_ch, "out_ch": c.out_ch, "kernel": c.kernel,
+                 "stride": c.stride, "padding": c.padding, "relu": c.relu, "w_bits": c.w_bits,
+                 "in_signed": c.in_signed, "in_scale": c.in_scale, "out_scale": c.out_scale}
+            if c.codebook is not None:
+                arrays[f"{c.name}/codebook"] = np.asarray(c.codebook, np.int64)
+                arrays[f"{c.name}/codebook_size"] = np.asarray(c.codebook_size, np.int64)
+                d.update(index_bits=int(c.index_bits), encoding=c.encoding)
+            return d
 
         for layer in self.layers:
             if isinstance(layer, QConv):
@@ -263,8 +291,18 @@ class IntModel:
             arrays[f"float/{name}/bias"] = np.asarray(b, np.float32)
         return meta, arrays
 
+    def _content_hash_v1(self) -> str:
+        """The hash a version-1 file stored (its metadata said version 1)."""
+        meta, arrays = self._to_arrays()
+        meta["version"] = 1
+        return self._hash(meta, arrays)
+
     def content_hash(self) -> str:
         meta, arrays = self._to_arrays()
+        return self._hash(meta, arrays)
+
+    @staticmethod
+    def _hash(meta: dict, arrays: dict) -> str:
         h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
         for k in sorted(arrays):
             a = np.ascontiguousarray(arrays[k])
@@ -296,26 +334,40 @@ class IntModel:
                                  "re-create it with `squeezehw quantize`") from e
         if meta.get("format") != FORMAT:
             raise ModelFileError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in READS_VERSIONS:
             raise ModelFileError(f"{path}: format version {meta.get('version')} is not supported "
-                                 f"(this squeezehw reads version {VERSION}); re-quantize the model")
+                                 f"(this squeezehw reads versions {', '.join(map(str, READS_VERSIONS))}); "
+                                 "re-quantize the model")
         try:
             model = cls._from_arrays(meta, arrays)
         except (KeyError, TypeError) as e:
             raise ModelFileError(f"{path}: integer model is incomplete (missing {e})") from e
-        if model.content_hash() != meta.get("sha256"):
+        if meta.get("version") == VERSION and model.content_hash() != meta.get("sha256"):
             raise ModelFileError(f"{path}: content hash mismatch, the file is corrupt or was edited")
+        if meta.get("version") != VERSION and model._content_hash_v1() != meta.get("sha256"):
+            raise ModelFileError(f"{path}: content hash mismatch, the file is corrupt or was edited")
+        from .compression import CompressionError, check_codebook
+        for c in model.convs():
+            if c.codebook is not None:
+                try:
+                    check_codebook(c.name, c.weight, c.codebook, c.codebook_size, c.index_bits, c.encoding)
+                except CompressionError as e:
+                    raise ModelFileError(f"{path}: {e}") from None
         return model
 
     @classmethod
     def _from_arrays(cls, meta: dict, arrays: dict) -> "IntModel":
         def conv(d: dict) -> QConv:
             n = d["name"]
+            book = {}
+            if "encoding" in d:         # version 2, shared weights
+                book = dict(codebook=arrays[f"{n}/codebook"], codebook_size=arrays[f"{n}/codebook_size"],
+                            index_bits=d["index_bits"], encoding=d["encoding"])
             return QConv(**{k: d[k] for k in ("name", "in_ch", "out_ch", "kernel", "stride", "padding",
                                               "relu", "w_bits", "in_signed", "in_scale", "out_scale")},
                          weight=arrays[f"{n}/weight"], bias=arrays[f"{n}/bias"],
                          mult=arrays[f"{n}/mult"], shift=arrays[f"{n}/shift"],
-                         w_scale=arrays[f"{n}/w_scale"])
+                         w_scale=arrays[f"{n}/w_scale"], **book)
         layers = []
         for d in meta["layers"]:
             t = d["type"]

@@ -116,8 +116,14 @@ def quantize_weights(w: np.ndarray, w_bits: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _qconv(conv: Conv, w: np.ndarray, b: np.ndarray, *, w_bits: int, in_scale: float,
-           out_scale: float) -> QConv:
-    wq, w_scale = quantize_weights(w, w_bits)
+           out_scale: float, shared=None) -> QConv:
+    """``shared(conv, w)``, when given, picks codebook weights instead of the linear grid and
+    returns (weights, w_scale, dict of QConv codebook fields, entry bits)."""
+    book = {}
+    if shared is None:
+        wq, w_scale = quantize_weights(w, w_bits)
+    else:
+        wq, w_scale, book, w_bits = shared(conv, w)
     # A dead channel (all weights zero): its output is relu(bias) alone; any scale works, pick one
     # that gives the bias 8 bits of resolution below one output step.
     w_scale = np.where(w_scale > 0, w_scale, out_scale / in_scale / 256.0)
@@ -141,7 +147,8 @@ def _qconv(conv: Conv, w: np.ndarray, b: np.ndarray, *, w_bits: int, in_scale: f
     return QConv(name=conv.name, in_ch=conv.in_ch, out_ch=conv.out_ch, kernel=conv.kernel,
                  stride=conv.stride, padding=conv.padding, relu=conv.relu, weight=wq,
                  bias=bq.astype(np.int64), mult=mult, shift=shift, w_bits=w_bits, in_signed=False,
-                 in_scale=float(in_scale), out_scale=float(out_scale), w_scale=w_scale.astype(np.float64))
+                 in_scale=float(in_scale), out_scale=float(out_scale), w_scale=w_scale.astype(np.float64),
+                 **book)
 
 
 def add_params(real_a: float, real_b: float) -> tuple[int, int, int]:
@@ -202,14 +209,41 @@ def _validate(net, calib, w_bits, calibration, percentile):
     return calib
 
 
+def _shared_weights(net: Network, calib: np.ndarray, spec, hessians: dict | None, batch_size: int,
+                    progress: bool):
+    """The ``shared`` hook of ``_qconv`` for a ``compression.CodebookSpec``."""
+    from .compression import codebook_weights, layer_hessians
+    spec = spec.validate()
+    if spec.mode == "cluster" and spec.refine == "gptq" and hessians is None:
+        hessians = layer_hessians(net, calib, batch_size=min(batch_size, 8), progress=progress)
+    per_layer = {}
+
+    def shared(conv: Conv, w: np.ndarray):
+        h = hessians.get(conv.name) if hessians is not None and spec.refine == "gptq" else None
+        q, scale, book, size, enc, info = codebook_weights(conv.name, w, spec, h)
+        per_layer[conv.name] = info
+        return q, scale, dict(codebook=book, codebook_size=size, index_bits=spec.index_bits,
+                              encoding=enc), spec.bits
+    return shared, per_layer
+
+
 def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: str = "percentile",
              percentile: float = 99.99, batch_size: int = 16, progress: bool = True,
-             source: str | None = None, ranges: dict | None = None) -> IntModel:
+             source: str | None = None, ranges: dict | None = None, codebook=None,
+             hessians: dict | None = None) -> IntModel:
     """Quantise ``net`` (float weights) using uint8 calibration images (N, C, H, W).
 
     ``ranges`` may carry ``calibration_ranges(net, calib, ...)`` computed earlier with the same
-    images and rule (they do not depend on ``w_bits``), to skip the calibration pass."""
+    images and rule (they do not depend on ``w_bits``), to skip the calibration pass.
+
+    ``codebook``: a ``compression.CodebookSpec`` for shared weights (docs/compression.md) instead
+    of the per-channel linear grid; ``w_bits`` then becomes the codebook entry width.  ``hessians``
+    may carry ``compression.layer_hessians(net, calib)`` computed earlier (GPTQ refinement)."""
     calib = _validate(net, calib, w_bits, calibration, percentile)
+    shared, shared_info = None, None
+    if codebook is not None:
+        shared, shared_info = _shared_weights(net, calib, codebook, hessians, batch_size, progress)
+        w_bits = codebook.bits
     if ranges is None:
         ranges = calibration_ranges(net, calib, calibration=calibration, percentile=percentile,
                                     batch_size=batch_size, progress=progress)
@@ -230,17 +264,17 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
     for i, layer in enumerate(net.layers):
         if isinstance(layer, Conv):
             w, b = _fold_input(net, layer) if i == 0 else wb(layer)
-            q = _qconv(layer, w, b, w_bits=w_bits, in_scale=in_scale, out_scale=scale(layer.name))
+            q = _qconv(layer, w, b, w_bits=w_bits, in_scale=in_scale, out_scale=scale(layer.name), shared=shared)
             layers.append(q)
             in_scale = q.out_scale
         elif isinstance(layer, MaxPool):
             layers.append(QMaxPool(layer.name, layer.kernel, layer.stride))
         elif isinstance(layer, Fire):
             sq, e1, e3, *byp = layer.convs
-            s = _qconv(sq, *wb(sq), w_bits=w_bits, in_scale=in_scale, out_scale=scale(sq.name))
+            s = _qconv(sq, *wb(sq), w_bits=w_bits, in_scale=in_scale, out_scale=scale(sq.name), shared=shared)
             e_scale = max(scale(e1.name), scale(e3.name))       # shared: concat is wiring
-            q1 = _qconv(e1, *wb(e1), w_bits=w_bits, in_scale=s.out_scale, out_scale=e_scale)
-            q3 = _qconv(e3, *wb(e3), w_bits=w_bits, in_scale=s.out_scale, out_scale=e_scale)
+            q1 = _qconv(e1, *wb(e1), w_bits=w_bits, in_scale=s.out_scale, out_scale=e_scale, shared=shared)
+            q3 = _qconv(e3, *wb(e3), w_bits=w_bits, in_scale=s.out_scale, out_scale=e_scale, shared=shared)
             fire = QFire(layer.name, s, q1, q3)
             out_scale = e_scale
             if layer.bypass != "none":
@@ -248,7 +282,7 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
                 bconv, b_scale = None, in_scale
                 if layer.bypass == "complex":
                     bconv = _qconv(byp[0], *wb(byp[0]), w_bits=w_bits, in_scale=in_scale,
-                                   out_scale=scale(byp[0].name, signed=True))
+                                   out_scale=scale(byp[0].name, signed=True), shared=shared)
                     b_scale = bconv.out_scale
                 ma, mb, sh = add_params(e_scale / out_scale, b_scale / out_scale)
                 fire.bypass = QAdd(f"{layer.name}.add", ma, mb, sh, bconv, out_scale)
@@ -257,7 +291,7 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
         elif isinstance(layer, Head):
             hc = layer.conv
             layers.append(QHead(layer.name, _qconv(hc, *wb(hc), w_bits=w_bits, in_scale=in_scale,
-                                                    out_scale=scale(layer.name))))
+                                                    out_scale=scale(layer.name), shared=shared)))
         else:
             raise QuantizeError(f"{layer.name}: the quantizer cannot handle {type(layer).__name__}")
     info = {"source": source or net.name, "w_bits": w_bits, "act_bits": 8,
@@ -265,6 +299,8 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
                             "percentile": percentile if calibration == "percentile" else None,
                             "images": int(len(calib))},
             "dead_tensors": dead}
+    if codebook is not None:
+        info["codebook"] = {**codebook.as_dict(), "layers": shared_info}
     return IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
                     layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
                     labels=net.labels, w_bits=w_bits, info=info,

@@ -58,9 +58,17 @@ def run(args) -> int:
                         "only the built-in default model has a built-in evaluation set")
     r = evaluate(model, x, y, batch_size=args.batch_size, with_float=bool(model.float_weights),
                  progress=progress)
+    compressed = None
+    if any(c.codebook is not None for c in model.convs()):       # shared weights: report their size
+        from ..compression import pack_weights_file
+        from ..memory import compressed_weight_report
+        compressed = compressed_weight_report(model)
+        compressed["file_bytes"] = len(pack_weights_file(model))
     if args.json:
         out = {"images": r["images"], "float": r["float"], "quantized": r["quantized"],
                "agreement": r["agreement"]}
+        if compressed is not None:
+            out["compressed"] = {k: v for k, v in compressed.items() if k != "convs"}
         if skipped:
             out["skipped_unreadable"] = skipped
         print(json.dumps(out))
@@ -73,4 +81,7 @@ def run(args) -> int:
             print(f"  {k:<10}{r[k]['top1']:>8.4f}{r[k]['top5']:>8.4f}")
     if r["agreement"] is not None:
         print(f"  top-1 agreement float vs integer: {r['agreement']:.4f}")
+    if compressed is not None:
+        from .quantize import compressed_lines
+        print(compressed_lines(compressed, compressed["file_bytes"]))
     return 0

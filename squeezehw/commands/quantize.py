@@ -25,6 +25,13 @@ examples:
   squeezehw quantize -o default.npz
   squeezehw quantize --arch squeezenet1_1 --weights squeezenet1_1.npz --calib photos/ -o sq11.npz
   squeezehw quantize --arch squeezenet1_1 --weights w.pth --calib photos/ --bits 4 --board zcu102
+  squeezehw quantize --arch squeezenet1_0 --weights dc.npz --calib photos/ --codebook keep -o dc8.npz
+  squeezehw quantize --arch squeezenet1_1 --weights w.npz --calib photos/ --codebook cluster --bits 6
+
+Shared weights (docs/compression.md): --codebook keeps a Deep Compression model's own shared values
+(keep), or clusters each layer into at most 2**bits values with k-means and GPTQ-style rounding
+(cluster); auto picks keep when the weights look Deep-Compressed.  Weights are then stored as
+--bits-bit codebook indices, dense or as a bitmap of the non-zero weights, whichever is smaller.
 
 The parameters must fit --budget bytes (or the block RAM of --board); otherwise nothing is
 written and the command exits with status 2."""
@@ -51,7 +58,22 @@ def add_arguments(p):
                      help="activation range rule (default: percentile)")
     cal.add_argument("--percentile", type=float, default=99.99,
                      help="percentile of |activation| used as the range (default 99.99)")
-    p.add_argument("--bits", type=int, default=8, metavar="N", help="weight bits, 2..8 (default 8)")
+    p.add_argument("--bits", type=int, default=8, metavar="N",
+                   help="weight bits, 2..8 (default 8); with --codebook: index bits (2**N entries)")
+    cb = p.add_argument_group("shared weights (docs/compression.md)")
+    cb.add_argument("--codebook", choices=("keep", "cluster", "auto"),
+                    help="codebook weights: keep the model's own shared values, cluster (k-means + "
+                         "GPTQ), or auto (keep for a Deep Compression model, else cluster)")
+    cb.add_argument("--per-channel-codebook", action="store_true",
+                    help="one codebook per output channel instead of one per layer")
+    cb.add_argument("--entry-bits", type=int, metavar="B",
+                    help="codebook entry width, 2..16 (default 16 for keep, 12 for cluster)")
+    cb.add_argument("--refine", choices=("gptq", "none"), default="gptq",
+                    help="cluster: GPTQ-style rounding on the calibration images (default) or nearest")
+    cb.add_argument("--encoding", choices=("auto", "dense-index", "bitmap"), default="auto",
+                    help="index stream per layer (default auto: the smaller)")
+    cb.add_argument("--weights-file", metavar="FILE",
+                    help="also write the codebook weights as one lzma-coded file")
     bud = p.add_mutually_exclusive_group()
     bud.add_argument("--budget", type=int, metavar="BYTES",
                      help=f"on-chip parameter memory budget (default {DEFAULT_BUDGET:,})")
@@ -91,16 +113,53 @@ def _check_output(args, name: str) -> Path:
 
 
 def summary_table(model, rep) -> str:
+    shared = "compressed" in rep
     lines = [f"{model.name}: input {model.in_ch}x{model.height}x{model.width}, {model.classes} classes, "
-             f"weights {model.w_bits} bits",
-             f"  {'conv':<24}{'kernel':>8}{'in->out':>12}{'acc bits':>9}{'weight B':>11}"]
+             f"weights {model.w_bits} bits" + (" (codebook entries)" if shared else ""),
+             f"  {'conv':<24}{'kernel':>8}{'in->out':>12}{'acc bits':>9}{'weight B':>11}"
+             + (f"  {'encoding':<12}{'codebook':>10}" if shared else "")]
     for c in model.convs():
+        extra = ""
+        if c.codebook is not None:
+            extra = f"  {c.encoding:<12}{f'{c.codebook.shape[0]}x{int(c.codebook_size.max())}':>10}"
         lines.append(f"  {c.name:<24}{f'{c.kernel}x{c.kernel}/{c.stride}':>8}"
-                     f"{f'{c.in_ch}->{c.out_ch}':>12}{c.acc_bits:>9}{c.weight_bytes:>11,}")
+                     f"{f'{c.in_ch}->{c.out_ch}':>12}{c.acc_bits:>9}{c.weight_bytes:>11,}{extra}")
+    if shared:
+        lines.append(compressed_lines(rep["compressed"]))
     lines.append(f"  weights {rep['weight_bytes']:,} B + biases {rep['bias_bytes']:,} B + requant "
                  f"{rep['requant_bytes'] + rep['add_bytes']:,} B = {rep['total_bytes']:,} B of "
                  f"{rep['budget_bytes']:,} B budget ({100 * rep['total_bytes'] / rep['budget_bytes']:.1f} %)")
     return "\n".join(lines)
+
+
+def compressed_lines(comp: dict, file_bytes: int | None = None) -> str:
+    """Sizes of a codebook model's weights: streams, codebooks, the lzma file, block RAMs per target."""
+    out = [f"  codebook weights: streams {comp['stream_bytes']:,} B + codebooks {comp['codebook_bytes']:,} B"
+           + (f"; lzma-coded file {file_bytes:,} B" if file_bytes is not None else "")]
+    for name, t in comp["block_rams"].items():
+        out.append(f"  block RAM on {name}: {t['stream_blocks']} {t['cell']} for the streams + "
+                   f"{t['codebook_blocks']} for the codebooks (of {t['available']})")
+    return "\n".join(out)
+
+
+def codebook_spec(args, net):
+    """A CodebookSpec from the options, or None; ``auto`` detects a Deep Compression model."""
+    from ..compression import CodebookSpec, looks_deep_compressed
+    if args.codebook is None:
+        for opt in ("per_channel_codebook", "entry_bits", "weights_file"):
+            if getattr(args, opt) not in (None, False):
+                raise UserError(f"--{opt.replace('_', '-')} needs --codebook keep/cluster/auto")
+        if net.weights and looks_deep_compressed(net.weights):
+            print("note: these weights look like Deep Compression (few shared values per layer, pruned "
+                  "zeros); --codebook keep stores them exactly as codebook indices", file=sys.stderr)
+        return None
+    mode = args.codebook
+    if mode == "auto":
+        mode = "keep" if looks_deep_compressed(net.weights) else "cluster"
+        print(f"--codebook auto: {mode} ({'a Deep Compression model' if mode == 'keep' else 'no shared values found'})",
+              file=sys.stderr)
+    return CodebookSpec(index_bits=args.bits, mode=mode, per_channel=args.per_channel_codebook,
+                        entry_bits=args.entry_bits, refine=args.refine, encoding=args.encoding).validate()
 
 
 def run(args) -> int:
@@ -158,8 +217,9 @@ def run(args) -> int:
     from ..importer import weight_warnings
     for w in weight_warnings(net):
         print(f"squeezehw quantize: warning: {w}", file=sys.stderr)
+    spec = codebook_spec(args, net)
     model = quantize(net, calib, w_bits=args.bits, calibration=args.calibration,
-                     percentile=args.percentile, progress=progress, source=source)
+                     percentile=args.percentile, progress=progress, source=source, codebook=spec)
     model.info["calibration"]["from"] = calib_from
     if default:
         model.info["dataset"] = DEFAULT_DATASET_TAG
@@ -177,15 +237,25 @@ def run(args) -> int:
         acc = evaluate(model, x, y, progress=progress)
         model.info["accuracy"] = {"on": where, **acc}
 
+    packed = None
+    if spec is not None:
+        from ..compression import pack_weights_file
+        packed = pack_weights_file(model)          # before anything is written: it checks every layer
     model.save(out)
+    if args.weights_file:
+        Path(args.weights_file).write_bytes(packed)
     if args.json:
         print(json.dumps({"output": str(out), "name": model.name, "w_bits": model.w_bits,
                           "calibration": model.info["calibration"],
                           "acc_bits": {c.name: c.acc_bits for c in model.convs()},
                           "memory": {k: v for k, v in rep.items() if k != "convs"},
+                          "codebook_file_bytes": None if packed is None else len(packed),
                           "accuracy": model.info.get("accuracy")}, indent=2))
     else:
         print(summary_table(model, rep))
+        if packed is not None:
+            print(f"  lzma-coded weights file: {len(packed):,} B"
+                  + (f" ({args.weights_file})" if args.weights_file else ""))
         a = model.info.get("accuracy")
         if a:
             f = a["float"]
