@@ -1,0 +1,202 @@
+"""WeightDecoder: compressed weight memory -> one dense ``PE x SIMD`` weight vector per cycle.
+
+Reads a :class:`squeezehw.sparse_weights.PackedWeights` stream (format in sparse_weights.py:
+"dense-index" or "bitmap" + codebook indices, LSB-first, in the MVU's vector order) from a
+synchronous-read ``Memory`` (block RAM), circularly: the MVU replays the same vectors for every
+output pixel, so after the period's last word the address wraps to 0 and prefetching goes on
+across the wrap (no bubble per pixel).
+
+Gearbox: a ``C``-bit buffer ``buf`` holds ``count`` valid bits, the next bit in ``buf[0]`` (bits
+above ``count`` are 0).  Per cycle, from registered state:
+
+- *read*: a word is requested iff ``count + inflight*W + W <= C`` (``inflight``: the word requested
+  last cycle arrives from the memory now), so the buffer never overflows, whatever is consumed;
+- *decode*: the head vector needs ``need`` bits (dense-index: ``L*k``; bitmap: ``L + k*popcount``
+  of its ``L`` mask bits), plus the pad bits after the period's last vector; it is decoded iff
+  ``count >= need`` and the output stage advances;
+- ``buf <= (buf >> consumed) | (word << (count - consumed))``, ``count <= count - consumed + inflight*W``.
+
+Output stage: the codebook is a ROM (``Memory``) with one synchronous read port per lane, addressed
+by the lane's index; its read register is the output register (``o.payload``: lane ``j`` =
+``lane_bits``-bit two's complement in bits ``j*lane_bits``, the MVU's weight word layout; a bitmap
+lane whose mask bit is 0 reads 0).  The stage advances when it is empty or ``o`` is taken, so
+``o.valid`` is a register and ``o.payload`` holds while ``o`` waits (read ports' enable = advance).
+
+``W`` and ``C`` come from :func:`squeezehw.sparse_weights.choose_layout`, whose cycle model is
+exactly these rules: with an always-ready consumer the decoder then emits one vector per cycle in
+steady state, its first vector after ``latency`` cycles from reset (a one-off start-up).  A
+consumer that waits only lets the buffer fill further.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import Out
+
+from ..errors import UserError
+from ..ir import bits_for_signed
+from ..sparse_weights import PackedWeights, _vector_need, decode_stream
+
+__all__ = ["WeightDecoder"]
+
+
+class WeightDecoder(wiring.Component):
+    """Port ``o``: stream of ``unsigned(lanes * lane_bits)`` dense weight vectors (never ends).
+
+    ``packed``: the encoded weights (:class:`PackedWeights`).  ``lane_bits``: output lane width
+    (default: the codebook's entry width); every weight the stream uses must fit it."""
+
+    # cycles from reset to the first vector on o: word read (1), appended (1), decoded into the
+    # codebook read register (1); plus the model's warm-up stalls if the first vector needs more words
+    LATENCY = 3
+
+    def __init__(self, packed: PackedWeights, *, lane_bits: int | None = None, name: str = "weight_decoder"):
+        if not isinstance(packed, PackedWeights):
+            self._MustUse__silence = True
+            raise UserError(f"{name}: expected PackedWeights (squeezehw.sparse_weights.encode_for_mvu), "
+                            f"got {type(packed).__name__}")
+        s = packed.stream
+        self.name = name
+        self.packed = packed
+        self.fmt, self.k, self.lanes = s.fmt, s.k, s.lanes
+        self.lane_bits = int(lane_bits or s.entry_bits)
+        # entries are stored in lane_bits (an unused, wider entry is never read); the used ones must fit
+        used = np.unique(decode_stream(s))
+        if bits_for_signed(min(int(used.min()), 0), max(int(used.max()), 0)) > self.lane_bits:
+            self._MustUse__silence = True
+            raise UserError(f"{name}: weights {used.min()}..{used.max()} do not fit {self.lane_bits}-bit lanes")
+        self.word_bits, self.buffer_bits, self.depth = packed.word_bits, packed.buffer_bits, packed.depth
+        self.vectors = s.vectors
+        self.need = _vector_need(s, packed.pad_bits)
+        self.codebook_depth = 1 << self.k
+        self.latency = self.LATENCY
+        super().__init__({"o": Out(stream.Signature(unsigned(self.lanes * self.lane_bits)))})
+
+    # --- resource figures (cost model, compared with Yosys in benchmarks/decoder_resources.py) ---
+    def count_bits(self) -> int:
+        return max(1, self.buffer_bits.bit_length())
+
+    def estimate(self, family: str = "ecp5") -> dict:
+        """First-order LUT4/FF/block-RAM estimate from the parameters (see docs/compression_decoder.md).
+
+        FF: the buffer, its counters, the mask and the codebook read registers.  LUT: the buffer's
+        two shifters (consume: log2 stages of 2:1 muxes over C bits; append: W bits into C
+        positions), the per-lane index muxes (bitmap: lane j picks one of j+1 k-bit fields), the
+        popcounts, and the codebook ROM in logic.  Block RAM: the word memory in the family's
+        blocks, the codebook ROM counted as logic when at most 32 deep, as block RAM (a read port
+        pair per block) otherwise, as Yosys maps ROMs (resources.py)."""
+        from math import ceil, log2
+
+        from ..resources import ROM_LOGIC_MAX_DEPTH, blocks_for
+        L, k, C, W, B = self.lanes, self.k, self.buffer_bits, self.word_bits, self.lane_bits
+        bitmap = self.fmt == "bitmap"
+        ff = C + 2 * self.count_bits() + 2 + (self.depth - 1).bit_length() + (self.vectors - 1).bit_length()
+        ff += L * B + (L if bitmap else 0)
+        pad = self.packed.pad_bits
+        consume_stages = (1 + ceil(log2(L + 1)) if bitmap else 1) + (1 if pad else 0)
+        lut = C * consume_stages                                  # consume shifter, 2:1 mux per bit and stage
+        lut += C * ceil(log2(max(2, C - W + 1))) // 2              # append shifter (4:1 per LUT pair)
+        if bitmap:
+            lut += k * L * (L + 1) // 2 // 2                      # index muxes: (j+1)-input per lane bit
+            lut += L * ceil(log2(L + 1))                          # prefix popcounts (adder chains)
+        cb_logic = self.codebook_depth <= ROM_LOGIC_MAX_DEPTH
+        if cb_logic:
+            lut += L * B * max(1, self.codebook_depth // 4)       # ROM in LUT4s (16 entries per 4 LUT4)
+        cb_blocks = 0 if cb_logic else ceil(L / 2) * blocks_for(B, self.codebook_depth, family)
+        word_blocks = 0 if self.depth <= ROM_LOGIC_MAX_DEPTH else blocks_for(W, self.depth, family)
+        if self.depth <= ROM_LOGIC_MAX_DEPTH:
+            lut += W * max(1, ceil(self.depth / 4))
+        return {"lut": int(lut), "ff": int(ff), "block_ram": word_blocks + cb_blocks,
+                "word_blocks": word_blocks, "codebook_blocks": cb_blocks}
+
+    # --- hardware ----------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        L, k, C, W, D, V = self.lanes, self.k, self.buffer_bits, self.word_bits, self.depth, self.vectors
+        B = self.lane_bits
+        bitmap = self.fmt == "bitmap"
+        pad = self.packed.pad_bits
+
+        words = m.submodules.words = Memory(shape=unsigned(W), depth=D, init=list(self.packed.words))
+        rd_port = words.read_port()
+        raddr = Signal(range(D), name="raddr")
+        inflight = Signal(name="inflight")               # a word requested last cycle arrives now
+        count = Signal(range(C + 1), name="count")
+        buf = Signal(C, name="buf")             # reset to 0: bits above count stay 0
+        vidx = Signal(range(V), name="vidx")
+
+        # ---- read: only from registered state; never overflows (C >= count + in flight + W) ----
+        rd = Signal()
+        m.d.comb += [rd.eq(count + Mux(inflight, W, 0) + W <= C),
+                     rd_port.addr.eq(raddr), rd_port.en.eq(rd)]
+        with m.If(rd):
+            m.d.sync += raddr.eq(Mux(raddr == D - 1, 0, raddr + 1))
+        m.d.sync += inflight.eq(rd)
+
+        # ---- decode the head vector's layout ------------------------------------------------
+        last = vidx == V - 1
+        if bitmap:
+            mask = buf[:L]
+            prefix = []                                  # set mask bits below lane j
+            run = Const(0, 1)
+            for j in range(L):
+                prefix.append(run)
+                run = (run + mask[j])[:max(1, (j + 1).bit_length())]
+            popcount = run
+            need = Signal(range(max(self.need) + 1 + L + k * L), name="need")
+            m.d.comb += need.eq(L + popcount * k + Mux(last, pad, 0))
+            # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the buffer
+            # cannot be a real vector's: the buffer holds the largest one, so they read 0)
+            idx = []
+            for j in range(L):
+                fields = [buf[L + k * c:L + k * c + k] if L + k * c + k <= C else Const(0, k)
+                          for c in range(j + 1)]
+                idx.append(Cat(*fields).word_select(prefix[j], k) if j else fields[0])
+        else:
+            need = Mux(last, L * k + pad, L * k)
+            idx = [buf[k * j:k * j + k] for j in range(L)]
+
+        have = Signal()
+        m.d.comb += have.eq(count >= need)
+        advance = ~self.o.valid | self.o.ready          # the output register is free after this cycle
+        emit = Signal()
+        m.d.comb += emit.eq(have & advance)
+
+        # ---- consume: shift the buffer by the decoded vector's bits (log-depth, per term) ------
+        shifted = Mux(emit, buf >> (L if bitmap else L * k), buf)
+        if bitmap:
+            for b in range(len(popcount)):
+                shifted = Mux(emit & popcount[b], shifted >> (k << b), shifted)
+        if pad:
+            shifted = Mux(emit & last, shifted >> pad, shifted)
+        consumed = Signal(range(C + 1), name="consumed")
+        m.d.comb += consumed.eq(Mux(emit, need, 0))
+        # ---- append the arriving word above the remaining bits --------------------------------
+        pos = Signal(range(C + 1), name="append_pos")
+        m.d.comb += pos.eq(count - consumed)
+        incoming = Mux(inflight, rd_port.data, 0)
+        m.d.sync += [buf.eq((shifted | (incoming << pos))[:C]),
+                     count.eq(count - consumed + Mux(inflight, W, 0))]
+        with m.If(emit):
+            m.d.sync += vidx.eq(Mux(last, 0, vidx + 1))
+
+        # ---- output stage: codebook ROM, one read port per lane; its register drives o ----------
+        entries = [v & ((1 << B) - 1) for v in self.packed.stream.codebook]
+        entries += [0] * (self.codebook_depth - len(entries))
+        book = m.submodules.codebook = Memory(shape=unsigned(B), depth=self.codebook_depth, init=entries)
+        lanes_out = []
+        for j in range(L):
+            p = book.read_port()
+            m.d.comb += [p.addr.eq(idx[j]), p.en.eq(advance)]
+            lanes_out.append(p.data)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(have)
+        if bitmap:
+            mask_q = Signal(L, name="mask_q", reset_less=True)
+            with m.If(advance):
+                m.d.sync += mask_q.eq(mask)
+            lanes_out = [Mux(mask_q[j], lanes_out[j], 0) for j in range(L)]
+        m.d.comb += self.o.payload.eq(Cat(*lanes_out))
+        return m
