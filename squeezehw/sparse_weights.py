@@ -238,7 +238,7 @@ class PackedWeights:
     """A weight stream packed into ``word_bits``-bit words, with the decoder's buffer size."""
     stream: WeightStream
     word_bits: int            # W: memory width
-    buffer_bits: int          # C: the decoder's bit buffer
+    buffer_bits: int          # C: the decoder's bit buffer (a ring of C / W word slots)
     words: tuple              # depth = len(words)
     pace: Pace
 
@@ -281,14 +281,14 @@ def decode_words(packed: PackedWeights, vectors: int) -> np.ndarray:
     return _decode_bits(bits, s, vectors, packed.pad_bits)
 
 
-def _min_buffer(stream: WeightStream, W: int, lo: int, hi: int):
-    """Smallest C in [lo, hi] at which the decoder keeps full rate (None if even hi does not);
-    binary search, the result checked again exactly."""
-    if not pace(stream, W, hi).full_rate:
+def _min_slots(stream: WeightStream, W: int, lo: int, hi: int):
+    """Fewest word slots n in [lo, hi] (buffer C = n*W) at which the decoder keeps full rate
+    (None if even hi does not); binary search, the result checked again exactly."""
+    if not pace(stream, W, hi * W).full_rate:
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if pace(stream, W, mid).full_rate:
+        if pace(stream, W, mid * W).full_rate:
             hi = mid
         else:
             lo = mid + 1
@@ -301,14 +301,16 @@ def choose_layout(stream: WeightStream, *, word_bits: int | None = None,
     ``C`` at which the decoder provably emits one vector per cycle in steady state (:func:`pace`).
 
     ``W`` starts at the mean bits per vector (a word per cycle at most) and grows; ``C`` is searched
-    between the period's largest vector plus a word (the least that can work) and that plus 4 words."""
+    in whole words (the decoder's buffer is a ring of word slots) between the period's largest
+    vector plus a word (the least that can work) and that plus 4 words."""
     V, P = stream.vectors, stream.total_bits
     top = max_word_bits or max(stream.max_vector_bits, 1) * 2 + 64
     widths = [int(word_bits)] if word_bits else range(max(1, -(-P // V)), top + 1)
     for W in widths:
-        lo = max(_vector_need(stream, (-P) % W)) + W
-        C = _min_buffer(stream, W, lo, lo + 4 * W)
-        if C is not None:
+        lo = -(-max(_vector_need(stream, (-P) % W)) // W) + 1
+        n = _min_slots(stream, W, lo, lo + 4)
+        if n is not None:
+            C = n * W
             pc = pace(stream, W, C)
             assert pc.full_rate
             return PackedWeights(stream, W, C, pack(stream, W), pc)

@@ -6,17 +6,20 @@ synchronous-read ``Memory`` (block RAM), circularly: the MVU replays the same ve
 output pixel, so after the period's last word the address wraps to 0 and prefetching goes on
 across the wrap (no bubble per pixel).
 
-Gearbox: a ``C``-bit buffer ``buf`` holds ``count`` valid bits, the next bit in ``buf[0]`` (bits
-above ``count`` are 0).  Per cycle, from registered state:
+Gearbox: a ring of ``C = n*W`` bits (``n`` word slots); stream bit ``s`` lives at ``ring[s mod C]``,
+so an arriving word is written whole into the next slot (no shifter on the write side) and the
+head vector is read through one rotator (``head = ring`` rotated by ``rptr``, only as many bits as
+the stream's largest vector).  ``count`` bits are buffered and unconsumed.  Per cycle, from
+registered state:
 
 - *read*: a word is requested iff ``count + inflight*W + W <= C`` (``inflight``: the word requested
-  last cycle arrives from the memory now), so the buffer never overflows, whatever is consumed;
+  last cycle arrives from the memory now), so a word never lands on unconsumed bits;
 - *decode*: the head vector needs ``need`` bits (dense-index: ``L*k``; bitmap: ``L + k*popcount``
   of its ``L`` mask bits), plus the pad bits after the period's last vector; it is decoded iff
   ``count >= need`` and the output stage advances;
-- ``buf <= (buf >> consumed) | (word << (count - consumed))``, ``count <= count - consumed + inflight*W``.
+- ``rptr <= (rptr + consumed) mod C``, ``count <= count - consumed + inflight*W``.
 
-Output stage: the codebook is a ROM (``Memory``) with one synchronous read port per lane, addressed
+Output stage: the codebook is a ROM (``Memory``, a copy per lane pair) with one synchronous read port per lane, addressed
 by the lane's index; its read register is the output register (``o.payload``: lane ``j`` =
 ``lane_bits``-bit two's complement in bits ``j*lane_bits``, the MVU's weight word layout; a bitmap
 lane whose mask bit is 0 reads 0).  The stage advances when it is empty or ``o`` is taken, so
@@ -70,6 +73,13 @@ class WeightDecoder(wiring.Component):
         self.word_bits, self.buffer_bits, self.depth = packed.word_bits, packed.buffer_bits, packed.depth
         self.vectors = s.vectors
         self.need = _vector_need(s, packed.pad_bits)
+        if self.buffer_bits % self.word_bits or self.buffer_bits < max(self.need) + self.word_bits:
+            self._MustUse__silence = True
+            raise UserError(f"{name}: buffer of {self.buffer_bits} bits must be whole {self.word_bits}-bit "
+                            f"words and hold the largest vector ({max(self.need)} bits) plus a word; "
+                            "use sparse_weights.choose_layout")
+        # the bits the decode looks at: the largest vector of this stream (pad included)
+        self.window_bits = max(self.need)
         self.codebook_depth = 1 << self.k
         self.latency = self.LATENCY
         super().__init__({"o": Out(stream.Signature(unsigned(self.lanes * self.lane_bits)))})
@@ -118,76 +128,90 @@ class WeightDecoder(wiring.Component):
         B = self.lane_bits
         bitmap = self.fmt == "bitmap"
         pad = self.packed.pad_bits
+        slots = C // W
+        window = self.window_bits
 
         words = m.submodules.words = Memory(shape=unsigned(W), depth=D, init=list(self.packed.words))
         rd_port = words.read_port()
         raddr = Signal(range(D), name="raddr")
         inflight = Signal(name="inflight")               # a word requested last cycle arrives now
-        count = Signal(range(C + 1), name="count")
-        buf = Signal(C, name="buf")             # reset to 0: bits above count stay 0
+        count = Signal(range(C + 1), name="count")       # buffered bits not yet consumed
+        ring = Signal(C, name="ring", reset_less=True)   # stream bit s lives at ring[s mod C]
+        wslot = Signal(range(slots), name="wslot")       # slot the arriving word goes to
+        rptr = Signal(range(C), name="rptr")             # ring position of the head vector's bit 0
         vidx = Signal(range(V), name="vidx")
 
-        # ---- read: only from registered state; never overflows (C >= count + in flight + W) ----
+        # ---- read: only from registered state; never overwrites unconsumed bits ----------------
         rd = Signal()
         m.d.comb += [rd.eq(count + Mux(inflight, W, 0) + W <= C),
                      rd_port.addr.eq(raddr), rd_port.en.eq(rd)]
         with m.If(rd):
             m.d.sync += raddr.eq(Mux(raddr == D - 1, 0, raddr + 1))
         m.d.sync += inflight.eq(rd)
+        # the arriving word fills the slot after the buffered bits (written totals are whole words)
+        with m.If(inflight):
+            with m.Switch(wslot):
+                for n in range(slots):
+                    with m.Case(n):
+                        m.d.sync += ring[n * W:(n + 1) * W].eq(rd_port.data)
+            m.d.sync += wslot.eq(Mux(wslot == slots - 1, 0, wslot + 1))
+
+        # ---- the head window: ring rotated by rptr, as many bits as the largest vector ---------
+        # log-depth rotator, most significant shift first so each stage only keeps the bits the
+        # later (smaller) shifts can still reach
+        x = Cat(ring, ring[:window])
+        for b in reversed(range(len(rptr))):
+            keep = window + (1 << b) - 1
+            x = Mux(rptr[b], x[1 << b:], x)[:keep]
+        head = Signal(window, name="head")
+        m.d.comb += head.eq(x)
 
         # ---- decode the head vector's layout ------------------------------------------------
         last = vidx == V - 1
         if bitmap:
-            mask = buf[:L]
+            mask = head[:L]
             prefix = []                                  # set mask bits below lane j
             run = Const(0, 1)
             for j in range(L):
                 prefix.append(run)
                 run = (run + mask[j])[:max(1, (j + 1).bit_length())]
-            popcount = run
-            need = Signal(range(max(self.need) + 1 + L + k * L), name="need")
-            m.d.comb += need.eq(L + popcount * k + Mux(last, pad, 0))
-            # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the buffer
-            # cannot be a real vector's: the buffer holds the largest one, so they read 0)
+            need = Signal(range(L + k * L + pad + 1), name="need")
+            m.d.comb += need.eq(L + run * k + Mux(last, pad, 0))
+            # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the window
+            # belong to no vector of this stream: the window holds the largest one)
             idx = []
             for j in range(L):
-                fields = [buf[L + k * c:L + k * c + k] if L + k * c + k <= C else Const(0, k)
+                fields = [head[L + k * c:L + k * c + k] if L + k * c + k <= window else Const(0, k)
                           for c in range(j + 1)]
                 idx.append(Cat(*fields).word_select(prefix[j], k) if j else fields[0])
         else:
             need = Mux(last, L * k + pad, L * k)
-            idx = [buf[k * j:k * j + k] for j in range(L)]
+            idx = [head[k * j:k * j + k] for j in range(L)]
 
         have = Signal()
         m.d.comb += have.eq(count >= need)
         advance = ~self.o.valid | self.o.ready          # the output register is free after this cycle
         emit = Signal()
         m.d.comb += emit.eq(have & advance)
-
-        # ---- consume: shift the buffer by the decoded vector's bits (log-depth, per term) ------
-        shifted = Mux(emit, buf >> (L if bitmap else L * k), buf)
-        if bitmap:
-            for b in range(len(popcount)):
-                shifted = Mux(emit & popcount[b], shifted >> (k << b), shifted)
-        if pad:
-            shifted = Mux(emit & last, shifted >> pad, shifted)
         consumed = Signal(range(C + 1), name="consumed")
         m.d.comb += consumed.eq(Mux(emit, need, 0))
-        # ---- append the arriving word above the remaining bits --------------------------------
-        pos = Signal(range(C + 1), name="append_pos")
-        m.d.comb += pos.eq(count - consumed)
-        incoming = Mux(inflight, rd_port.data, 0)
-        m.d.sync += [buf.eq((shifted | (incoming << pos))[:C]),
-                     count.eq(count - consumed + Mux(inflight, W, 0))]
+        m.d.sync += count.eq(count - consumed + Mux(inflight, W, 0))
+        nxt = Signal(range(2 * C), name="rptr_next")
+        m.d.comb += nxt.eq(rptr + consumed)
+        m.d.sync += rptr.eq(Mux(nxt >= C, nxt - C, nxt))
         with m.If(emit):
             m.d.sync += vidx.eq(Mux(last, 0, vidx + 1))
 
         # ---- output stage: codebook ROM, one read port per lane; its register drives o ----------
         entries = [v & ((1 << B) - 1) for v in self.packed.stream.codebook]
         entries += [0] * (self.codebook_depth - len(entries))
-        book = m.submodules.codebook = Memory(shape=unsigned(B), depth=self.codebook_depth, init=entries)
         lanes_out = []
         for j in range(L):
+            # a copy per lane pair: a block RAM has two read ports (and Yosys's memory mapper
+            # failed on one ROM with 16 read ports)
+            if j % 2 == 0:
+                book = m.submodules[f"codebook{j // 2}"] = Memory(shape=unsigned(B), depth=self.codebook_depth,
+                                                                 init=entries)
             p = book.read_port()
             m.d.comb += [p.addr.eq(idx[j]), p.en.eq(advance)]
             lanes_out.append(p.data)

@@ -122,7 +122,7 @@ def test_starving_layout_is_predicted():
     w = sparse_weights(rng, 4, 16, cb, 0.5, 2, 4)
     good = encode_for_mvu(w, cb, k=4, pe=2, simd=4)
     W = good.word_bits - 3
-    C = good.buffer_bits
+    C = good.buffer_bits // good.word_bits * W
     p = pace(good.stream, W, C)
     assert not p.full_rate and p.loop_cycles > p.loop_vectors
     bad = PackedWeights(good.stream, W, C, pack(good.stream, W), p)
@@ -143,10 +143,11 @@ def test_layout_is_narrowest():
     assert packed.word_bits * s.vectors >= s.total_bits
     narrower = packed.word_bits - 1
     if narrower * s.vectors >= s.total_bits:      # the next narrower word fails at any tried buffer
-        lo = s.max_vector_bits
-        assert not any(pace(s, narrower, c).full_rate for c in range(lo, lo + 5 * narrower))
-    least = max(s.vector_bits[:-1] + (s.vector_bits[-1] + packed.pad_bits,)) + packed.word_bits
-    assert packed.buffer_bits == least or not pace(s, packed.word_bits, packed.buffer_bits - 1).full_rate
+        assert not any(pace(s, narrower, n * narrower).full_rate for n in range(2, 40))
+    W = packed.word_bits
+    assert packed.buffer_bits % W == 0
+    least = max(s.vector_bits[:-1] + (s.vector_bits[-1] + packed.pad_bits,)) + W
+    assert packed.buffer_bits - W < least or not pace(s, W, packed.buffer_bits - W).full_rate
 
 
 def test_bad_input():
