@@ -66,12 +66,13 @@ def _harness_capacity(frames: int) -> int:
 
 
 def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
-              stop_after: str | None = None, probes: bool = False):
+              stop_after: str | None = None, probes: bool = False, weight_codes: dict | None = None):
     from . import verilator
     from .build import module_name
     from .hw.accelerator import Accelerator
     from .hw.harness import SimHarness
-    accel = Accelerator(model=model, folding=folding, stop_after=stop_after, probes=probes)
+    accel = Accelerator(model=model, folding=folding, stop_after=stop_after, probes=probes,
+                        weight_codes=weight_codes)
     cap = _harness_capacity(frames)
     in_bpf = model.height * model.width * model.in_ch // accel.in_lanes
     out_bpf = accel.out_beats_per_frame
@@ -93,13 +94,16 @@ def decode(outputs: list[int], classes: int, frames: int) -> tuple[np.ndarray, n
 def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
                     waves: bool = False, progress: bool = True, diagnose: bool = False,
-                    golden_model: IntModel | None = None, probes: bool = False) -> SimReport:
+                    golden_model: IntModel | None = None, probes: bool = False,
+                    weight_codes: dict | None = None) -> SimReport:
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
-    ``golden_model``: compare against another model than the one built (fault-injection tests)."""
+    ``golden_model``: compare against another model than the one built (fault-injection tests).
+    ``weight_codes``: {conv name: PackedWeights}, compressed weights for those convs' MVUs
+    (squeezehw.sparse_weights.encode_model)."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
-    b = build_for(model, folding, n, waves=waves, progress=progress, probes=probes)
+    b = build_for(model, folding, n, waves=waves, progress=progress, probes=probes, weight_codes=weight_codes)
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
                         reset_after=reset_after, waves=waves)

@@ -31,7 +31,7 @@ from .ir import bits_for_signed
 
 __all__ = ["FORMATS", "WeightStream", "PackedWeights", "Pace", "mvu_vectors", "encode_stream",
            "decode_stream", "pack", "decode_words", "pace", "emit_schedule", "choose_layout",
-           "encode_for_mvu"]
+           "encode_for_mvu", "encode_model"]
 
 FORMATS = ("dense-index", "bitmap")
 MAX_ENTRY_BITS = 16
@@ -332,3 +332,33 @@ def encode_for_mvu(weights, codebook, *, k: int, pe: int, simd: int, fmt: str = 
     else:
         s = encode_stream(vec, codebook, k, fmt)
     return choose_layout(s, word_bits=word_bits)
+
+
+def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = None,
+                 k: int | None = None, layers=None) -> dict:
+    """{conv name: PackedWeights} for ``layers`` (default: every conv) of an integer model at a
+    folding, ready for ``Accelerator(weight_codes=...)`` / ``simulate_frames(weight_codes=...)``.
+
+    ``codebooks``: {conv name: entries} (the quantizer's); default: the layer's distinct weight
+    values (0 left out for bitmap, where it is implicit).  ``k``: index bits; default: the fewest
+    that index the codebook.  ``fmt="auto"``: per layer the format with fewer bits."""
+    if fmt not in FORMATS + ("auto",):
+        raise UserError(f"weight format {fmt!r} must be one of {', '.join(FORMATS + ('auto',))}")
+    convs = {c.name: c for c in model.convs()}
+    out = {}
+    for name in (list(convs) if layers is None else list(layers)):
+        if name not in convs:
+            raise UserError(f"{name} is not a conv of {model.name}; its convs are {', '.join(convs)}")
+        q = convs[name]
+        w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, -1)     # the MVU's column order
+        fold = folding[name]
+        candidates = []
+        for f in (FORMATS if fmt == "auto" else (fmt,)):
+            if codebooks and name in codebooks:
+                cb = [int(v) for v in codebooks[name]]
+            else:
+                cb = sorted(set(np.unique(w).tolist()) - ({0} if f == "bitmap" else set()))
+            candidates.append(encode_for_mvu(w, cb, k=k or max(1, (len(cb) - 1).bit_length()),
+                                             pe=fold.pe, simd=fold.simd, fmt=f))
+        out[name] = min(candidates, key=lambda p: p.stream.total_bits)
+    return out

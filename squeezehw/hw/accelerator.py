@@ -16,6 +16,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import UserError
 from ..folding import Folding, stages, window_lanes
 from ..intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 from .fifo import StreamFIFO
@@ -38,6 +39,17 @@ def _elaborate_with_requant(block, mode):
             return plain(platform)
     block.elaborate = elaborate
 
+def _check_weight_codes(model, codes) -> dict:
+    """``weight_codes``: optional {conv name: PackedWeights} (squeezehw.sparse_weights), the
+    compressed weights an MVU reads through a WeightDecoder instead of its dense memory."""
+    codes = dict(codes or {})
+    unknown = sorted(set(codes) - {c.name for c in model.convs()})
+    if unknown:
+        raise UserError(f"weight_codes name {', '.join(unknown)}, not convs of {model.name}; "
+                        f"its convs are {', '.join(c.name for c in model.convs())}")
+    return codes
+
+
 POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
 
 
@@ -48,12 +60,16 @@ class Accelerator(wiring.Component):
 
     ``requant``: ``"parallel"`` (default) or ``"serial"``, the MVUs' requantiser (opt-in area mode
     for tiny devices: no multiplier per PE lane, a digit-serial one in LUTs; see
-    squeezehw/hw/mvu.py).  Same throughput, a few cycles more latency per MVU."""
+    squeezehw/hw/mvu.py).  Same throughput, a few cycles more latency per MVU.
+
+    ``weight_codes``: optional {conv name: squeezehw.sparse_weights.PackedWeights}: those convs'
+    MVUs read compressed weights through a WeightDecoder (same cycles per frame in steady state)."""
 
     def __init__(self, *, model: IntModel, folding: Folding, stop_after: str | None = None,
-                 requant: str = "parallel", probes: bool = False):
+                 requant: str = "parallel", probes: bool = False, weight_codes: dict | None = None):
         folding.validate(model)
         self.model, self.folding = model, folding
+        self.weight_codes = _check_weight_codes(model, weight_codes)
         self.probes = probes
         self.requant = requant
         self.stages = {s.name: s for s in stages(model)}
@@ -96,7 +112,8 @@ class Accelerator(wiring.Component):
         for layer in m.layers:
             if isinstance(layer, QConv):
                 s, fold = self.stages[layer.name], f[layer.name]
-                mvu = MVU.from_qconv(layer, simd=fold.simd, pe=fold.pe)
+                mvu = MVU.from_qconv(layer, simd=fold.simd, pe=fold.pe,
+                                     weight_code=self.weight_codes.get(layer.name))
                 win, in_lanes = None, fold.simd
                 if s.windowed:
                     in_lanes = window_lanes(c, fold.simd)
@@ -115,7 +132,8 @@ class Accelerator(wiring.Component):
                 h, w = s.out_hw
             elif isinstance(layer, QFire):
                 in_lanes = f[layer.squeeze.name].simd if not plan else plan[-1]["out_lanes"]
-                fire = FireEngine(fire=layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers)
+                fire = FireEngine(fire=layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers,
+                                  weight_codes=self.weight_codes)
                 if self.requant != "parallel":
                     _elaborate_with_requant(fire, self.requant)
                 plan.append({"name": layer.name, "kind": "fire", "block": fire,
@@ -123,7 +141,8 @@ class Accelerator(wiring.Component):
                 c = layer.out_ch
             elif isinstance(layer, QHead):
                 fold = f[layer.conv.name]
-                head = Head(qhead=layer, pixels=h * w, simd=fold.simd, pe=fold.pe)
+                head = Head(qhead=layer, pixels=h * w, simd=fold.simd, pe=fold.pe,
+                            weight_code=self.weight_codes.get(layer.conv.name))
                 plan.append({"name": layer.name, "kind": "head", "block": head,
                              "in_lanes": fold.simd, "out_lanes": None, "in_ch": c})
         return plan

@@ -56,8 +56,9 @@ class FireEngine(wiring.Component):
     lane count of the incoming stream.  ``fifos`` overrides the sizing pass (never below it)."""
 
     def __init__(self, *, fire: QFire, height: int, width: int, in_lanes: int, folds: dict,
-                 fifos: FireFifos | None = None, check_fifos: bool = True):
+                 fifos: FireFifos | None = None, check_fifos: bool = True, weight_codes: dict | None = None):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
+        self.weight_codes = dict(weight_codes or {})      # conv name -> PackedWeights (compressed)
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
         self.out_lanes = fire_out_lanes(f, folds)
@@ -135,7 +136,8 @@ class FireEngine(wiring.Component):
         s, e1, e3 = f.squeeze.out_ch, f.expand1x1.out_ch, f.expand3x3.out_ch
         lo = self.out_lanes
 
-        sq = c.add("squeeze", MVU.from_qconv(f.squeeze, simd=self.f_sq.simd, pe=self.f_sq.pe))
+        sq = c.add("squeeze", MVU.from_qconv(f.squeeze, simd=self.f_sq.simd, pe=self.f_sq.pe,
+                                         weight_code=self.weight_codes.get(f.squeeze.name)))
         if self.mode:
             fin = c.add("in_fork", Fork(width=8 * self.in_lanes, n=2))
             wiring.connect(m, wiring.flipped(self.i), fin.i)
@@ -149,12 +151,14 @@ class FireEngine(wiring.Component):
         fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.fifos.expand1x1_depth))
         c.link(fk.o0, self.f_sq.pe, fifo1.i, self.f_e1.simd, s, "e1_in")
         x1 = c.add("expand1x1", MVU.from_qconv(f.expand1x1, simd=self.f_e1.simd, pe=self.f_e1.pe,
+                                         weight_code=self.weight_codes.get(f.expand1x1.name),
                                                 out_buffer=self.e1_out_buffer))
         wiring.connect(m, fifo1.o, x1.i)
         # expand3x3 branch
         win = c.add("window", self.window)
         c.link(fk.o1, self.f_sq.pe, win.i, win.lanes, s, "e3_in")
         x3 = c.add("expand3x3", MVU.from_qconv(f.expand3x3, simd=self.f_e3.simd, pe=self.f_e3.pe,
+                                         weight_code=self.weight_codes.get(f.expand3x3.name),
                                                 out_buffer=self.e3_out_buffer))
         c.link(win.o, win.lanes, x3.i, self.f_e3.simd, x3.N, "e3_win")
         cat = c.add("concat", Concat(lanes=lo, channels_a=e1, channels_b=e3))
@@ -183,7 +187,8 @@ class FireEngine(wiring.Component):
         if self.mode == "simple":
             wiring.connect(m, fin.o1, fifo_b.i)
         else:
-            by = c.add("bypass", MVU.from_qconv(f.bypass.conv, simd=self.f_by.simd, pe=self.f_by.pe))
+            by = c.add("bypass", MVU.from_qconv(f.bypass.conv, simd=self.f_by.simd, pe=self.f_by.pe,
+                                           weight_code=self.weight_codes.get(f.bypass.conv.name)))
             c.link(fin.o1, self.in_lanes, by.i, self.f_by.simd, f.squeeze.in_ch, "bypass_in")
             wiring.connect(m, by.o, fifo_b.i)
         c.link(fifo_b.o, bl, add.b, lo, f.out_ch, "add_b")

@@ -22,7 +22,7 @@ __all__ = ["Head"]
 class Head(wiring.Component):
     """MVU(head conv, ReLU) -> GlobalSumArgmax.  ``pixels``: the head conv's output pixels (H*W)."""
 
-    def __init__(self, *, qhead: QHead, pixels, simd, pe):
+    def __init__(self, *, qhead: QHead, pixels, simd, pe, weight_code=None):
         try:
             if not isinstance(qhead, QHead):
                 raise UserError(f"Head: qhead must be a QHead, got {type(qhead).__name__}")
@@ -31,7 +31,8 @@ class Head(wiring.Component):
                                 "uint8 values); re-quantize the model with a ReLU after the final conv")
             if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
                 raise UserError(f"{qhead.name}: pixels must be a positive integer, got {pixels!r}")
-            self.mvu = MVU.from_qconv(qhead.conv, simd=simd, pe=pe, name=qhead.conv.name)
+            self.mvu = MVU.from_qconv(qhead.conv, simd=simd, pe=pe, name=qhead.conv.name,
+                                      weight_code=weight_code)
             self.pool = GlobalSumArgmax(channels=qhead.classes, lanes=pe, pixels=pixels,
                                         logit_bits=(255 * pixels).bit_length())
         except UserError:
