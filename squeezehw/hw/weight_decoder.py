@@ -32,6 +32,8 @@ consumer that waits only lets the buffer fill further.
 """
 from __future__ import annotations
 
+from math import gcd
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
@@ -54,6 +56,8 @@ class WeightDecoder(wiring.Component):
     # cycles from reset to the first vector on o: word read (1), appended (1), decoded into the
     # codebook read register (1); plus the model's warm-up stalls if the first vector needs more words
     LATENCY = 3
+    # a word memory this shallow became logic in Yosys synth_ecp5 (62 words did, 256 did not)
+    ROM_LOGIC_DEPTH = 64
 
     def __init__(self, packed: PackedWeights, *, lane_bits: int | None = None, name: str = "weight_decoder"):
         if not isinstance(packed, PackedWeights):
@@ -80,6 +84,10 @@ class WeightDecoder(wiring.Component):
                             "use sparse_weights.choose_layout")
         # the bits the decode looks at: the largest vector of this stream (pad included)
         self.window_bits = max(self.need)
+        # every read-pointer step is a multiple of this (the pointer's low bits stay 0)
+        steps = [self.lanes * self.k, packed.pad_bits, self.buffer_bits] if self.fmt == "dense-index" else \
+            [self.lanes, self.k, packed.pad_bits, self.buffer_bits]
+        self.rptr_step = gcd(*steps)
         self.codebook_depth = 1 << self.k
         self.latency = self.LATENCY
         super().__init__({"o": Out(stream.Signature(unsigned(self.lanes * self.lane_bits)))})
@@ -89,37 +97,39 @@ class WeightDecoder(wiring.Component):
         return max(1, self.buffer_bits.bit_length())
 
     def estimate(self, family: str = "ecp5") -> dict:
-        """First-order LUT4/FF/block-RAM estimate from the parameters (see docs/compression_decoder.md).
+        """First-order LUT4 / FF / block-RAM estimate from the parameters; its coefficients were set
+        against Yosys ``synth_ecp5 -abc9`` on benchmarks/decoder_resources.py's five sizes (the
+        comparison is in docs/compression_decoder.md).
 
-        FF: the buffer, its counters, the mask and the codebook read registers.  LUT: the buffer's
-        two shifters (consume: log2 stages of 2:1 muxes over C bits; append: W bits into C
-        positions), the per-lane index muxes (bitmap: lane j picks one of j+1 k-bit fields), the
-        popcounts, and the codebook ROM in logic.  Block RAM: the word memory in the family's
-        blocks, the codebook ROM counted as logic when at most 32 deep, as block RAM (a read port
-        pair per block) otherwise, as Yosys maps ROMs (resources.py)."""
-        from math import ceil, log2
+        FF: the ring, counters, the mask and the codebook read registers.  LUT4: the head rotator
+        (``window`` bits through log2(C/step) stages, stage b keeping ``window + 2**b - 1`` bits:
+        measured 2 LUT4 per bit and stage for bitmap, 1 for dense-index, whose pointer moves by
+        whole vectors), the bitmap's per-lane index muxes (lane j picks one
+        of j+1 k-bit fields: a LUT4 per input bit) and prefix popcounts, the zeroing of masked
+        lanes, the codebook ROM in logic (per lane and bit a LUT4 per 16 entries and one per 64 for
+        the wider mux) and a word memory of at most ``ROM_LOGIC_DEPTH`` words in logic.  Block RAM:
+        the word memory in the family's blocks when deeper (Yosys mapped 64 words to logic, 128
+        and more to DP16KD; it kept the codebooks, up to 256 entries, in logic)."""
+        from math import ceil
 
-        from ..resources import ROM_LOGIC_MAX_DEPTH, blocks_for
+        from ..resources import blocks_for
         L, k, C, W, B = self.lanes, self.k, self.buffer_bits, self.word_bits, self.lane_bits
         bitmap = self.fmt == "bitmap"
-        ff = C + 2 * self.count_bits() + 2 + (self.depth - 1).bit_length() + (self.vectors - 1).bit_length()
+        bits = lambda n: max(1, (n - 1).bit_length())      # noqa: E731  (a counter over n values)
+        ff = C + bits(C + 1) + bits(C) + bits(C // W) + 1 + bits(self.depth) + bits(self.vectors) + 1
         ff += L * B + (L if bitmap else 0)
-        pad = self.packed.pad_bits
-        consume_stages = (1 + ceil(log2(L + 1)) if bitmap else 1) + (1 if pad else 0)
-        lut = C * consume_stages                                  # consume shifter, 2:1 mux per bit and stage
-        lut += C * ceil(log2(max(2, C - W + 1))) // 2              # append shifter (4:1 per LUT pair)
+        stages = bits(C // self.rptr_step)                  # the pointer's low bits are constant
+        lut = (2 if bitmap else 1) * (self.window_bits * stages + (1 << stages))
         if bitmap:
-            lut += k * L * (L + 1) // 2 // 2                      # index muxes: (j+1)-input per lane bit
-            lut += L * ceil(log2(L + 1))                          # prefix popcounts (adder chains)
-        cb_logic = self.codebook_depth <= ROM_LOGIC_MAX_DEPTH
-        if cb_logic:
-            lut += L * B * max(1, self.codebook_depth // 4)       # ROM in LUT4s (16 entries per 4 LUT4)
-        cb_blocks = 0 if cb_logic else ceil(L / 2) * blocks_for(B, self.codebook_depth, family)
-        word_blocks = 0 if self.depth <= ROM_LOGIC_MAX_DEPTH else blocks_for(W, self.depth, family)
-        if self.depth <= ROM_LOGIC_MAX_DEPTH:
-            lut += W * max(1, ceil(self.depth / 4))
-        return {"lut": int(lut), "ff": int(ff), "block_ram": word_blocks + cb_blocks,
-                "word_blocks": word_blocks, "codebook_blocks": cb_blocks}
+            lut += k * L * (L + 1) // 2 + L * bits(L + 1) + L * B
+        d = self.codebook_depth
+        lut += L * B * (ceil(d / 16) + d // 64)
+        lut += 3 * bits(C + 1) + 2 * bits(self.depth) + bits(self.vectors) + 20     # counters, compares
+        in_logic = self.depth <= self.ROM_LOGIC_DEPTH
+        if in_logic:
+            lut += W * ceil(self.depth / 16)
+        blocks = 0 if in_logic else blocks_for(W, self.depth, family)
+        return {"lut": int(lut), "ff": int(ff), "block_ram": blocks}
 
     # --- hardware ----------------------------------------------------------------------------
     def elaborate(self, platform):

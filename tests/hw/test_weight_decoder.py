@@ -253,3 +253,27 @@ def test_mvu_compressed_same_pace_as_dense(C, O, K, simd, pe, k, density, fmt):
     assert len(offsets) == 1, f"compressed MVU's pace differs from the dense one: offsets {sorted(offsets)}"
     offset = offsets.pop()
     assert 0 <= offset <= WeightDecoder.LATENCY + code.pace.warmup_stalls
+
+
+def test_encode_model_and_accelerator_names():
+    """encode_model gives every conv a stream that decodes to its weights; the accelerator refuses
+    codes for layers it does not have."""
+    from squeezehw.folding import default_folding
+    from squeezehw.hw.accelerator import Accelerator
+    from squeezehw.random_model import random_model
+    from squeezehw.sparse_weights import encode_model
+    rng = np.random.default_rng(2)
+    model = random_model(rng, size=6, classes=3)
+    for c in model.convs():
+        c.weight[...] = np.where(rng.random(c.weight.shape) < 0.3, rng.choice([-9, 4, 77], c.weight.shape), 0)
+    fold = default_folding(model)
+    codes = encode_model(model, fold)
+    assert set(codes) == {c.name for c in model.convs()}
+    for c in model.convs():
+        w = np.asarray(c.weight).transpose(0, 2, 3, 1).reshape(c.out_ch, -1)
+        assert np.array_equal(decode_stream(codes[c.name].stream),
+                              mvu_vectors(w, fold[c.name].pe, fold[c.name].simd))
+    with pytest.raises(UserError, match="not convs of"):
+        Accelerator(model=model, folding=fold, weight_codes={"features.9": codes["features.0"]})
+    with pytest.raises(UserError, match="encode them with this layer's folding"):
+        Accelerator(model=model, folding=fold, weight_codes={"features.0": codes["classifier.1"]})
