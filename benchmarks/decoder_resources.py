@@ -54,7 +54,14 @@ def yosys_stat(dut, workdir: Path) -> tuple[dict, float]:
 
     from squeezehw.synth import _yosys_counts, find_tool
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "top.v").write_text(verilog.convert(dut, name="top", emit_src=False))
+    text = verilog.convert(dut, name="top", emit_src=False)
+    stat = workdir / "stat.json"
+    if (workdir / "top.v").is_file() and (workdir / "top.v").read_text() == text and stat.is_file():
+        # the same Verilog was synthesised into this folder before (-o): reuse Yosys's counts
+        cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+        return _yosys_counts({k: int(v) for k, v in cells.items()}, "ecp5"), 0.0
+    stat.unlink(missing_ok=True)
+    (workdir / "top.v").write_text(text)
     (workdir / "synth.ys").write_text("read_verilog -sv top.v\nsynth_ecp5 -abc9 -top top\n"
                                       "tee -q -o stat.json stat -json\n")
     t0 = time.monotonic()
@@ -67,7 +74,8 @@ def yosys_stat(dut, workdir: Path) -> tuple[dict, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=sorted(SIZES), help="sizes to run (default: all)")
-    ap.add_argument("-o", "--out", default=None, help="keep the Yosys work folders here")
+    ap.add_argument("-o", "--out", default=None,
+                    help="keep the Yosys work folders here (a size whose Verilog is unchanged reuses its counts)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from squeezehw.resources import blocks_for
