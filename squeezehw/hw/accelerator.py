@@ -69,7 +69,11 @@ class Accelerator(wiring.Component):
                  requant: str = "parallel", probes: bool = False, weight_codes: dict | None = None):
         folding.validate(model)
         self.model, self.folding = model, folding
-        self.weight_codes = _check_weight_codes(model, weight_codes)
+        try:
+            self.weight_codes = _check_weight_codes(model, weight_codes)
+        except UserError:
+            self._MustUse__silence = True      # a rejected design is not an "unused elaboratable"
+            raise
         self.probes = probes
         self.requant = requant
         self.stages = {s.name: s for s in stages(model)}
