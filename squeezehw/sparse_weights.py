@@ -58,7 +58,7 @@ class WeightStream:
     codebook: tuple                 # signed ints, index -> value
     lanes: int                      # L = PE*SIMD
     vector_bits: tuple              # bits of each vector, in order
-    bits: int = field(repr=False)   # the whole period, LSB-first, as one integer
+    bits: np.ndarray = field(repr=False, compare=False)   # the period, one 0/1 uint8 per bit, in order
 
     @property
     def vectors(self) -> int:
@@ -99,29 +99,40 @@ def encode_stream(vectors, codebook, k: int, fmt: str) -> WeightStream:
     if fmt not in FORMATS:
         raise UserError(f"weight format {fmt!r} must be one of {', '.join(FORMATS)}")
     cb = _check_codebook(codebook, k)
-    index = {v: i for i, v in enumerate(cb)}
     vec = np.asarray(vectors)
     if vec.ndim != 2 or vec.shape[0] < 1 or vec.shape[1] < 1:
         raise UserError(f"weight vectors must be a non-empty (vectors, lanes) array, got {vec.shape}")
+    if vec.size and not np.issubdtype(vec.dtype, np.integer):
+        raise UserError(f"weight vectors must be integers, got dtype {vec.dtype}")
+    vec = vec.astype(np.int64)
     V, L = vec.shape
-    bits, pos, sizes = 0, 0, []
-    for a in range(V):
-        start = pos
-        row = [int(x) for x in vec[a]]
-        if fmt == "bitmap":
-            for j, v in enumerate(row):
-                bits |= (v != 0) << (pos + j)
-            pos += L
-            row = [v for v in row if v != 0]
-        for v in row:
-            if v not in index:
-                raise UserError(f"weight {v} (vector {a}) is not in the codebook "
-                                f"({len(cb)} entries); the codebook must hold every "
-                                f"{'non-zero ' if fmt == 'bitmap' else ''}weight value")
-            bits |= index[v] << pos
-            pos += k
-        sizes.append(pos - start)
-    return WeightStream(fmt, int(k), cb, L, tuple(sizes), bits)
+    coded = vec != 0 if fmt == "bitmap" else np.ones_like(vec, dtype=bool)   # lanes with an index
+    # codebook index of every coded lane (vectorised lookup in the sorted codebook)
+    order = np.argsort(np.array(cb, dtype=np.int64)) if cb else np.zeros(0, dtype=np.int64)
+    sorted_cb = np.array(cb, dtype=np.int64)[order]
+    values = vec[coded]
+    at = np.searchsorted(sorted_cb, values) if len(cb) else np.zeros(values.shape, dtype=np.int64)
+    ok = (at < len(cb)) & (sorted_cb[np.minimum(at, max(len(cb) - 1, 0))] == values) if len(cb) else \
+        np.zeros(values.shape, dtype=bool)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)[0]
+        a = int(np.flatnonzero(coded.reshape(-1))[bad] // L)
+        raise UserError(f"weight {int(values[bad])} (vector {a}) is not in the codebook "
+                        f"({len(cb)} entries); the codebook must hold every "
+                        f"{'non-zero ' if fmt == 'bitmap' else ''}weight value")
+    index = order[at] if len(cb) else at
+    # bit positions: vector a starts at start[a]; bitmap: L mask bits, then k bits per coded lane
+    head = L if fmt == "bitmap" else 0
+    sizes = head + k * coded.sum(1)
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    bits = np.zeros(int(sizes.sum()), dtype=np.uint8)
+    if fmt == "bitmap":
+        bits[(start[:, None] + np.arange(L)[None, :]).reshape(-1)] = coded.reshape(-1)
+    rank = np.cumsum(coded, axis=1) - 1                      # the coded lane's place in its vector
+    base = (start[:, None] + head + k * rank)[coded]        # first bit of each index, in stream order
+    for b in range(k):
+        bits[base + b] = (index >> b) & 1
+    return WeightStream(fmt, int(k), cb, L, tuple(int(x) for x in sizes), bits)
 
 
 def decode_stream(stream: WeightStream) -> np.ndarray:
@@ -129,25 +140,24 @@ def decode_stream(stream: WeightStream) -> np.ndarray:
     return _decode_bits(stream.bits, stream, stream.vectors, pad=0)
 
 
-def _decode_bits(bits: int, s: WeightStream, count: int, pad: int) -> np.ndarray:
-    """Decode ``count`` vectors from a bit string holding whole periods, each followed by ``pad``
-    bits (the packing pad); the vector count wraps at ``s.vectors``."""
-    L, k, cb = s.lanes, s.k, s.codebook
-    kmask = (1 << k) - 1
+def _decode_bits(bits: np.ndarray, s: WeightStream, count: int, pad: int) -> np.ndarray:
+    """Decode ``count`` vectors, one after the other, from a 0/1 bit array holding whole periods,
+    each followed by ``pad`` bits (the packing pad); the vector count wraps at ``s.vectors``."""
+    L, k = s.lanes, s.k
+    cb = np.array(s.codebook + (0,), dtype=np.int64)
+    weights = 1 << np.arange(k)
     out = np.zeros((count, L), dtype=np.int64)
     pos = 0
     for n in range(count):
         if s.fmt == "bitmap":
-            mask = (bits >> pos) & ((1 << L) - 1)
+            mask = bits[pos:pos + L].astype(bool)
             pos += L
-            for j in range(L):
-                if mask >> j & 1:
-                    out[n, j] = cb[(bits >> pos) & kmask]
-                    pos += k
         else:
-            for j in range(L):
-                out[n, j] = cb[(bits >> pos) & kmask]
-                pos += k
+            mask = np.ones(L, dtype=bool)
+        m = int(mask.sum())
+        idx = bits[pos:pos + k * m].reshape(m, k).astype(np.int64) @ weights
+        out[n, mask] = cb[idx]
+        pos += k * m
         if n % s.vectors == s.vectors - 1:
             pos += pad
     return out
@@ -260,11 +270,13 @@ class PackedWeights:
 
 
 def pack(stream: WeightStream, word_bits: int) -> tuple:
-    """The period's bits in ``word_bits``-bit words, LSB-first, the last word padded with zeros."""
+    """The period's bits in ``word_bits``-bit words (ints), LSB-first, the last word padded with zeros."""
     W = int(word_bits)
-    depth = -(-stream.total_bits // W)
-    mask = (1 << W) - 1
-    return tuple((stream.bits >> (W * a)) & mask for a in range(max(depth, 1)))
+    depth = max(1, -(-stream.total_bits // W))
+    bits = np.zeros(depth * W, dtype=np.uint8)
+    bits[:stream.total_bits] = stream.bits
+    return tuple(int.from_bytes(np.packbits(row, bitorder="little").tobytes(), "little")
+                 for row in bits.reshape(depth, W))
 
 
 def decode_words(packed: PackedWeights, vectors: int) -> np.ndarray:
@@ -272,13 +284,10 @@ def decode_words(packed: PackedWeights, vectors: int) -> np.ndarray:
     emits, reading the memory circularly (the expected output of the hardware, wraps included)."""
     s, W = packed.stream, packed.word_bits
     periods = -(-vectors // s.vectors)
-    period = 0
-    for a, w in enumerate(packed.words):
-        period |= int(w) << (W * a)
-    bits = 0
-    for p in range(periods):
-        bits |= period << (p * packed.memory_bits)
-    return _decode_bits(bits, s, vectors, packed.pad_bits)
+    nbytes = -(-W // 8)
+    period = np.concatenate([np.unpackbits(np.frombuffer(int(w).to_bytes(nbytes, "little"), dtype=np.uint8),
+                                           bitorder="little")[:W] for w in packed.words])
+    return _decode_bits(np.tile(period, periods), s, vectors, packed.pad_bits)
 
 
 def _min_slots(stream: WeightStream, W: int, lo: int, hi: int):
