@@ -8,7 +8,7 @@ to ``WeightDecoder.estimate()``.  Also prints the dense weight memory's DP16KD c
 layer and folding (what the decoder replaces).  Not a CI test (Yosys takes a while per size).
 
     .venv/bin/python benchmarks/decoder_resources.py --json             # every size below
-    .venv/bin/python benchmarks/decoder_resources.py --only L16-k6-bitmap
+    .venv/bin/python benchmarks/decoder_resources.py --only L16-k6-bitmap --pnr   # + nextpnr Fmax
 """
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", choices=sorted(SIZES), help="sizes to run (default: all)")
     ap.add_argument("-o", "--out", default=None,
                     help="keep the Yosys work folders here (a size whose Verilog is unchanged reuses its counts)")
+    ap.add_argument("--pnr", action="store_true",
+                    help="also place and route each size out of context on ecp5-85f (nextpnr) for its Fmax")
+    ap.add_argument("--target-mhz", type=float, default=100.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from squeezehw.resources import blocks_for
@@ -96,6 +99,11 @@ def main(argv=None) -> int:
                "ratio": {r: round(est[e] / got[r], 2) if got[r] else None
                          for r, e in (("lut", "lut"), ("ff", "ff"), ("bram", "block_ram"))},
                "dense_weight_bram": dense_blocks, "yosys_seconds": round(secs, 1)}
+        if args.pnr:
+            from squeezehw.synth import synthesize
+            rep = synthesize(dut, board="ecp5-85f", out_dir=out / name / "pnr", target_mhz=args.target_mhz)
+            row["pnr"] = {"lut": rep.lut, "ff": rep.ff, "bram": rep.bram, "fmax_mhz": rep.fmax_mhz,
+                          "target_mhz": rep.target_mhz, "timing_met": rep.timing_met, "seconds": rep.seconds}
         rows.append(row)
         print(f"{name}: W={packed.word_bits} C={packed.buffer_bits} est {row['estimate']} "
               f"yosys {row['yosys']} ({secs:.0f} s)", file=sys.stderr, flush=True)

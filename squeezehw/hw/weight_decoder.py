@@ -53,8 +53,8 @@ class WeightDecoder(wiring.Component):
     ``packed``: the encoded weights (:class:`PackedWeights`).  ``lane_bits``: output lane width
     (default: the codebook's entry width); every weight the stream uses must fit it."""
 
-    # cycles from reset to the first vector on o: word read (1), appended (1), decoded into the
-    # codebook read register (1); plus the model's warm-up stalls if the first vector needs more words
+    # cycles from reset to the first vector on o: word read (1), written into the ring (1), decoded
+    # into the codebook read register (1); plus the model's warm-up stalls if it needs more words
     LATENCY = 3
     # a word memory this shallow became logic in Yosys synth_ecp5 (62 words did, 256 did not)
     ROM_LOGIC_DEPTH = 64
@@ -93,13 +93,10 @@ class WeightDecoder(wiring.Component):
         super().__init__({"o": Out(stream.Signature(unsigned(self.lanes * self.lane_bits)))})
 
     # --- resource figures (cost model, compared with Yosys in benchmarks/decoder_resources.py) ---
-    def count_bits(self) -> int:
-        return max(1, self.buffer_bits.bit_length())
-
     def estimate(self, family: str = "ecp5") -> dict:
         """First-order LUT4 / FF / block-RAM estimate from the parameters; its coefficients were set
-        against Yosys ``synth_ecp5 -abc9`` on benchmarks/decoder_resources.py's five sizes (the
-        comparison is in docs/compression_decoder.md).
+        against Yosys ``synth_ecp5 -abc9`` on four of benchmarks/decoder_resources.py's sizes, the
+        fifth held out (the comparison is in docs/compression_decoder.md).
 
         FF: the ring, counters, the mask and the codebook read registers.  LUT4: the head rotator
         (``window`` bits through log2(C/step) stages, stage b keeping ``window + 2**b - 1`` bits:
