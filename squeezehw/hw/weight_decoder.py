@@ -15,14 +15,16 @@ registered state:
 - *read*: a word is requested iff ``count + inflight*W + W <= C`` (``inflight``: the word requested
   last cycle arrives from the memory now), so a word never lands on unconsumed bits;
 - *decode*: the head vector needs ``need`` bits (dense-index: ``L*k``; bitmap: ``L + k*popcount``
-  of its ``L`` mask bits), plus the pad bits after the period's last vector; it is decoded iff
-  ``count >= need`` and the output stage advances;
+  of its ``L`` mask bits, read from a ROM of the period's vector lengths, so the read pointer's
+  update does not wait for the popcount), plus the pad bits after the period's last vector; it is
+  decoded iff ``count >= need`` and the output stage advances;
 - ``rptr <= (rptr + consumed) mod C``, ``count <= count - consumed + inflight*W``.
 
-Output stage: the codebook is a ROM (``Memory``, a copy per lane pair) with one synchronous read port per lane, addressed
-by the lane's index; its read register is the output register (``o.payload``: lane ``j`` =
+Output stages: the head window is registered (``head_q``); its mask and per-lane index muxes
+address the codebook, a ROM (``Memory``, a copy per lane pair) with one synchronous read port per
+lane; its read register is the output register (``o.payload``: lane ``j`` =
 ``lane_bits``-bit two's complement in bits ``j*lane_bits``, the MVU's weight word layout; a bitmap
-lane whose mask bit is 0 reads 0).  The stage advances when it is empty or ``o`` is taken, so
+lane whose mask bit is 0 reads 0).  Both stages advance together when ``o`` is empty or taken, so
 ``o.valid`` is a register and ``o.payload`` holds while ``o`` waits (read ports' enable = advance).
 
 ``W`` and ``C`` come from :func:`squeezehw.sparse_weights.choose_layout`, whose cycle model is
@@ -53,9 +55,12 @@ class WeightDecoder(wiring.Component):
     ``packed``: the encoded weights (:class:`PackedWeights`).  ``lane_bits``: output lane width
     (default: the codebook's entry width); every weight the stream uses must fit it."""
 
-    # cycles from reset to the first vector on o: word read (1), written into the ring (1), decoded
-    # into the codebook read register (1); plus the model's warm-up stalls if it needs more words
-    LATENCY = 3
+    # cycles from a vector's decode (the cycle model's emission) to its beat on o: the head
+    # register, then the codebook read register
+    STAGES = 2
+    # cycles from reset to the first vector on o: word read (1), written into the ring (1), then
+    # STAGES; plus the model's warm-up stalls if the first vector needs more words
+    LATENCY = 2 + STAGES
     # a word memory this shallow became logic in Yosys synth_ecp5 (62 words did, 256 did not)
     ROM_LOGIC_DEPTH = 64
 
@@ -104,8 +109,9 @@ class WeightDecoder(wiring.Component):
         whole vectors), the bitmap's per-lane index muxes (lane j picks one
         of j+1 k-bit fields: a LUT4 per input bit) and prefix popcounts, the zeroing of masked
         lanes, the codebook ROM in logic (per lane and bit a LUT4 per 16 entries and one per 64 for
-        the wider mux) and a word memory of at most ``ROM_LOGIC_DEPTH`` words in logic.  Block RAM:
-        the word memory in the family's blocks when deeper (Yosys mapped 64 words to logic, 128
+        the wider mux) and a word memory (and the bitmap's vector-length ROM) of at most
+        ``ROM_LOGIC_DEPTH`` entries in logic.  Block RAM: those memories in the family's blocks
+        when deeper (Yosys mapped 64 words to logic, 128
         and more to DP16KD; it kept the codebooks, up to 256 entries, in logic)."""
         from math import ceil
 
@@ -114,7 +120,7 @@ class WeightDecoder(wiring.Component):
         bitmap = self.fmt == "bitmap"
         bits = lambda n: max(1, (n - 1).bit_length())      # noqa: E731  (a counter over n values)
         ff = C + bits(C + 1) + bits(C) + bits(C // W) + 1 + bits(self.depth) + bits(self.vectors) + 1
-        ff += L * B + (L if bitmap else 0)
+        ff += self.window_bits + 1 + L * B + (L + 1 if bitmap else 0)     # head, output stage
         stages = bits(C // self.rptr_step)                  # the pointer's low bits are constant
         lut = (2 if bitmap else 1) * (self.window_bits * stages + (1 << stages))
         if bitmap:
@@ -122,10 +128,13 @@ class WeightDecoder(wiring.Component):
         d = self.codebook_depth
         lut += L * B * (ceil(d / 16) + d // 64)
         lut += 3 * bits(C + 1) + 2 * bits(self.depth) + bits(self.vectors) + 20     # counters, compares
-        in_logic = self.depth <= self.ROM_LOGIC_DEPTH
-        if in_logic:
-            lut += W * ceil(self.depth / 16)
-        blocks = 0 if in_logic else blocks_for(W, self.depth, family)
+        blocks = 0
+        roms = [(W, self.depth)] + ([(max(self.need).bit_length(), self.vectors)] if bitmap else [])
+        for width, depth in roms:           # the words, and the bitmap's vector-length ROM
+            if depth <= self.ROM_LOGIC_DEPTH:
+                lut += width * ceil(depth / 16)
+            else:
+                blocks += blocks_for(width, depth, family)
         return {"lut": int(lut), "ff": int(ff), "block_ram": blocks}
 
     # --- hardware ----------------------------------------------------------------------------
@@ -172,32 +181,43 @@ class WeightDecoder(wiring.Component):
             x = Mux(rptr[b], x[1 << b:], x)[:keep]
         head = Signal(window, name="head")
         m.d.comb += head.eq(x)
+        # the decoded vector is registered (head_q) before its mask and index muxes: rotator and
+        # decode in one cycle set the ECP5 Fmax at 76 MHz (8 lanes)
+        advance = ~self.o.valid | self.o.ready          # the output stages move on this cycle
+        head_q = Signal(window, name="head_q", reset_less=True)
+        head_valid = Signal(name="head_valid")
 
-        # ---- decode the head vector's layout ------------------------------------------------
+        # ---- the head vector's length; decode from the registered head ----------------------
         last = vidx == V - 1
         if bitmap:
-            mask = head[:L]
+            mask = head_q[:L]
             prefix = []                                  # set mask bits below lane j
             run = Const(0, 1)
             for j in range(L):
                 prefix.append(run)
                 run = (run + mask[j])[:max(1, (j + 1).bit_length())]
-            need = Signal(range(L + k * L + pad + 1), name="need")
-            m.d.comb += need.eq(L + run * k + Mux(last, pad, 0))
+            # The vector's length is not taken from its mask: rptr -> rotator -> popcount -> rptr
+            # was the critical loop (ECP5: 47 MHz at 8 lanes).  The lengths are known at build
+            # time, so they come from a ROM read one cycle ahead (address = the next vidx).
+            sizes = m.submodules.sizes = Memory(shape=unsigned(max(self.need).bit_length()), depth=V,
+                                                init=self.need)
+            size_port = sizes.read_port()
+            need = size_port.data
+            started = Signal(name="started")            # the size register holds vector 0's length
+            m.d.sync += started.eq(1)
             # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the window
             # belong to no vector of this stream: the window holds the largest one)
             idx = []
             for j in range(L):
-                fields = [head[L + k * c:L + k * c + k] if L + k * c + k <= window else Const(0, k)
+                fields = [head_q[L + k * c:L + k * c + k] if L + k * c + k <= window else Const(0, k)
                           for c in range(j + 1)]
                 idx.append(Cat(*fields).word_select(prefix[j], k) if j else fields[0])
         else:
             need = Mux(last, L * k + pad, L * k)
-            idx = [head[k * j:k * j + k] for j in range(L)]
+            idx = [head_q[k * j:k * j + k] for j in range(L)]
 
         have = Signal()
-        m.d.comb += have.eq(count >= need)
-        advance = ~self.o.valid | self.o.ready          # the output register is free after this cycle
+        m.d.comb += have.eq((count >= need) & started if bitmap else count >= need)
         emit = Signal()
         m.d.comb += emit.eq(have & advance)
         consumed = Signal(range(C + 1), name="consumed")
@@ -206,8 +226,10 @@ class WeightDecoder(wiring.Component):
         nxt = Signal(range(2 * C), name="rptr_next")
         m.d.comb += nxt.eq(rptr + consumed)
         m.d.sync += rptr.eq(Mux(nxt >= C, nxt - C, nxt))
-        with m.If(emit):
-            m.d.sync += vidx.eq(Mux(last, 0, vidx + 1))
+        vidx_next = Mux(emit, Mux(last, 0, vidx + 1), vidx)
+        m.d.sync += vidx.eq(vidx_next)
+        if bitmap:
+            m.d.comb += size_port.addr.eq(vidx_next)
 
         # ---- output stage: codebook ROM, one read port per lane; its register drives o ----------
         entries = [v & ((1 << B) - 1) for v in self.packed.stream.codebook]
@@ -223,7 +245,7 @@ class WeightDecoder(wiring.Component):
             m.d.comb += [p.addr.eq(idx[j]), p.en.eq(advance)]
             lanes_out.append(p.data)
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(have)
+            m.d.sync += [head_q.eq(head), head_valid.eq(have), self.o.valid.eq(head_valid)]
         if bitmap:
             mask_q = Signal(L, name="mask_q", reset_less=True)
             with m.If(advance):
