@@ -231,8 +231,7 @@ def pace(stream: WeightStream, word_bits: int, buffer_bits: int, *, max_periods:
 def emit_schedule(stream: WeightStream, word_bits: int, buffer_bits: int, vectors: int) -> list[int]:
     """Cycle (from reset) in which each of the first ``vectors`` vectors is decoded, always-ready
     consumer; the hardware's ``o`` offers it ``WeightDecoder.STAGES`` cycles later (the head
-    register, then the codebook read register).  (The hardware's bitmap length ROM is read a cycle
-    ahead and ready from cycle 1; no vector can be decoded in cycle 0, when the ring is empty.)"""
+    register, then the codebook read register)."""
     need = _vector_need(stream, (-stream.total_bits) % word_bits)
     dec = _DecoderModel(need, word_bits, buffer_bits)
     out, cycle = [], 0

@@ -15,8 +15,8 @@ registered state:
 - *read*: a word is requested iff ``count + inflight*W + W <= C`` (``inflight``: the word requested
   last cycle arrives from the memory now), so a word never lands on unconsumed bits;
 - *decode*: the head vector needs ``need`` bits (dense-index: ``L*k``; bitmap: ``L + k*popcount``
-  of its ``L`` mask bits, read from a ROM of the period's vector lengths, so the read pointer's
-  update does not wait for the popcount), plus the pad bits after the period's last vector; it is
+  of its ``L`` mask bits, from registers refilled from a ROM of the period's vector lengths, so
+  the read pointer's update does not wait for the popcount), plus the pad bits after the period's last vector; it is
   decoded iff ``count >= need`` and the output stage advances;
 - ``rptr <= (rptr + consumed) mod C``, ``count <= count - consumed + inflight*W``.
 
@@ -120,7 +120,9 @@ class WeightDecoder(wiring.Component):
         bitmap = self.fmt == "bitmap"
         bits = lambda n: max(1, (n - 1).bit_length())      # noqa: E731  (a counter over n values)
         ff = C + bits(C + 1) + bits(C) + bits(C // W) + 1 + bits(self.depth) + bits(self.vectors) + 1
-        ff += self.window_bits + 1 + L * B + (L + 1 if bitmap else 0)     # head, output stage
+        ff += self.window_bits + 1 + L * B                                # head, output stage
+        if bitmap:
+            ff += L + 2 * max(self.need).bit_length()                     # mask, vector lengths
         stages = bits(C // self.rptr_step)                  # the pointer's low bits are constant
         lut = (2 if bitmap else 1) * (self.window_bits * stages + (1 << stages))
         if bitmap:
@@ -198,13 +200,16 @@ class WeightDecoder(wiring.Component):
                 run = (run + mask[j])[:max(1, (j + 1).bit_length())]
             # The vector's length is not taken from its mask: rptr -> rotator -> popcount -> rptr
             # was the critical loop (ECP5: 47 MHz at 8 lanes).  The lengths are known at build
-            # time, so they come from a ROM read one cycle ahead (address = the next vidx).
-            sizes = m.submodules.sizes = Memory(shape=unsigned(max(self.need).bit_length()), depth=V,
-                                                init=self.need)
+            # time: ``need`` and ``need_after`` are registers holding the head vector's and the
+            # next one's, refilled from a ROM that is read two vectors ahead (entry a = length of
+            # vector a + 2), so the ROM's slow block-RAM output only feeds a register (it fed the
+            # compare and set 58.6 MHz at 16 lanes).
+            nb = max(self.need).bit_length()
+            sizes = m.submodules.sizes = Memory(shape=unsigned(nb), depth=V,
+                                                init=[self.need[(a + 2) % V] for a in range(V)])
             size_port = sizes.read_port()
-            need = size_port.data
-            started = Signal(name="started")            # the size register holds vector 0's length
-            m.d.sync += started.eq(1)
+            need = Signal(nb, name="need", init=self.need[0])
+            need_after = Signal(nb, name="need_after", init=self.need[1 % V])
             # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the window
             # belong to no vector of this stream: the window holds the largest one)
             idx = []
@@ -217,7 +222,7 @@ class WeightDecoder(wiring.Component):
             idx = [head_q[k * j:k * j + k] for j in range(L)]
 
         have = Signal()
-        m.d.comb += have.eq((count >= need) & started if bitmap else count >= need)
+        m.d.comb += have.eq(count >= need)
         emit = Signal()
         m.d.comb += emit.eq(have & advance)
         consumed = Signal(range(C + 1), name="consumed")
@@ -229,7 +234,10 @@ class WeightDecoder(wiring.Component):
         vidx_next = Mux(emit, Mux(last, 0, vidx + 1), vidx)
         m.d.sync += vidx.eq(vidx_next)
         if bitmap:
+            # size_port.data = length of vector vidx + 2 (address vidx_next in the previous cycle)
             m.d.comb += size_port.addr.eq(vidx_next)
+            with m.If(emit):
+                m.d.sync += [need.eq(need_after), need_after.eq(size_port.data)]
 
         # ---- output stage: codebook ROM, one read port per lane; its register drives o ----------
         entries = [v & ((1 << B) - 1) for v in self.packed.stream.codebook]
