@@ -151,6 +151,6 @@ def test_weight_decoder_protocol_and_sequence():
     r = run((sequence(vectors[1:] + vectors[:1]),), name="weight-decoder-rotated")
     assert r.result == "FAIL", f"rotated sequence not caught: {r.result}\n{r.log_tail}"
     shutil.rmtree(r.workdir, ignore_errors=True)
-    bound = WeightDecoder.LATENCY + packed.pace.warmup_stalls + 1
+    bound = WeightDecoder.latency_for(packed.stream.fmt) + packed.pace.warmup_stalls + 1
     r = run((formal.live_bound({"o": bound}),), live=True, name="weight-decoder-live")
     assert r.result == "PASS", f"{r.result}\n{r.log_tail}\ntrace in {r.workdir}"

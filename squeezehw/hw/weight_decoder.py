@@ -55,12 +55,17 @@ class WeightDecoder(wiring.Component):
     ``packed``: the encoded weights (:class:`PackedWeights`).  ``lane_bits``: output lane width
     (default: the codebook's entry width); every weight the stream uses must fit it."""
 
-    # cycles from a vector's decode (the cycle model's emission) to its beat on o: the head
-    # register, then the codebook read register
-    STAGES = 2
-    # cycles from reset to the first vector on o: word read (1), written into the ring (1), then
-    # STAGES; plus the model's warm-up stalls if the first vector needs more words
-    LATENCY = 2 + STAGES
+    @staticmethod
+    def stages_for(fmt: str) -> int:
+        """Cycles from a vector's decode (the cycle model's emission) to its beat on ``o``: the head
+        register, (bitmap: the registered mask and lane indices,) the codebook read register."""
+        return 3 if fmt == "bitmap" else 2
+
+    @classmethod
+    def latency_for(cls, fmt: str) -> int:
+        """Cycles from reset to the first vector on ``o``: word read, written into the ring, then
+        the stages; plus the cycle model's warm-up stalls if the first vector needs more words."""
+        return 2 + cls.stages_for(fmt)
     # a word memory this shallow became logic in Yosys synth_ecp5 (62 words did, 256 did not)
     ROM_LOGIC_DEPTH = 64
 
@@ -94,7 +99,8 @@ class WeightDecoder(wiring.Component):
             [self.lanes, self.k, packed.pad_bits, self.buffer_bits]
         self.rptr_step = gcd(*steps)
         self.codebook_depth = 1 << self.k
-        self.latency = self.LATENCY
+        self.stages = self.stages_for(self.fmt)
+        self.latency = self.latency_for(self.fmt)
         super().__init__({"o": Out(stream.Signature(unsigned(self.lanes * self.lane_bits)))})
 
     # --- resource figures (cost model, compared with Yosys in benchmarks/decoder_resources.py) ---
@@ -122,7 +128,7 @@ class WeightDecoder(wiring.Component):
         ff = C + bits(C + 1) + bits(C) + bits(C // W) + 1 + bits(self.depth) + bits(self.vectors) + 1
         ff += self.window_bits + 1 + L * B                                # head, output stage
         if bitmap:
-            ff += L + 2 * max(self.need).bit_length()                     # mask, vector lengths
+            ff += 2 * L + L * k + 1 + 2 * max(self.need).bit_length()     # masks, indices, lengths
         stages = bits(C // self.rptr_step)                  # the pointer's low bits are constant
         lut = (2 if bitmap else 1) * (self.window_bits * stages + (1 << stages))
         if bitmap:
@@ -239,6 +245,18 @@ class WeightDecoder(wiring.Component):
             with m.If(emit):
                 m.d.sync += [need.eq(need_after), need_after.eq(size_port.data)]
 
+        if bitmap:
+            # mask and lane indices registered before the codebook: head_q -> prefix popcount ->
+            # index mux -> codebook ROM in one cycle set 88 MHz at 16 lanes, k = 6
+            idx_q = [Signal(k, name=f"idx_q{j}", reset_less=True) for j in range(L)]
+            mask_mid = Signal(L, name="mask_mid", reset_less=True)
+            mid_valid = Signal(name="mid_valid")
+            with m.If(advance):
+                m.d.sync += [q.eq(v) for q, v in zip(idx_q, idx)]
+                m.d.sync += [mask_mid.eq(mask), mid_valid.eq(head_valid)]
+            idx, mask, pre_valid = idx_q, mask_mid, mid_valid
+        else:
+            pre_valid = head_valid
         # ---- output stage: codebook ROM, one read port per lane; its register drives o ----------
         entries = [v & ((1 << B) - 1) for v in self.packed.stream.codebook]
         entries += [0] * (self.codebook_depth - len(entries))
@@ -253,7 +271,7 @@ class WeightDecoder(wiring.Component):
             m.d.comb += [p.addr.eq(idx[j]), p.en.eq(advance)]
             lanes_out.append(p.data)
         with m.If(advance):
-            m.d.sync += [head_q.eq(head), head_valid.eq(have), self.o.valid.eq(head_valid)]
+            m.d.sync += [head_q.eq(head), head_valid.eq(have), self.o.valid.eq(pre_valid)]
         if bitmap:
             mask_q = Signal(L, name="mask_q", reset_less=True)
             with m.If(advance):

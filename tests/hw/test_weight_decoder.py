@@ -100,7 +100,7 @@ def _transfer_cycles(dut, n):
 
 @pytest.mark.parametrize("pe,simd,k,density,fmt", [CASES[0], CASES[3], CASES[6]])
 def test_full_rate_and_cycle_model(pe, simd, k, density, fmt):
-    """With an always-ready consumer the hardware offers each vector exactly STAGES cycles after the
+    """With an always-ready consumer the hardware offers each vector exactly `stages` cycles after the
     cycle model decodes it; in steady state one per cycle (no bubble at the wraps)."""
     rng = np.random.default_rng(7 + k)
     cb = random_codebook(rng, k, zero=fmt == "dense-index")
@@ -109,10 +109,11 @@ def test_full_rate_and_cycle_model(pe, simd, k, density, fmt):
     n = 4 * packed.stream.vectors
     model = emit_schedule(packed.stream, packed.word_bits, packed.buffer_bits, n)
     hw = _transfer_cycles(WeightDecoder(packed), n)
-    assert hw == [c + WeightDecoder.STAGES for c in model]
+    stages = WeightDecoder.stages_for(fmt)
+    assert hw == [c + stages for c in model]
     # over 4 periods the only cycles without a vector are the warm-up stalls (none at the wraps),
     # and the last two periods come one vector per cycle
-    assert hw[-1] == (n - 1) + packed.pace.warmup_stalls + WeightDecoder.STAGES
+    assert hw[-1] == (n - 1) + packed.pace.warmup_stalls + stages
     tail = hw[-2 * packed.stream.vectors:]
     assert tail == list(range(tail[0], tail[0] + len(tail)))
 
@@ -131,7 +132,7 @@ def test_starving_layout_is_predicted():
     bad = PackedWeights(good.stream, W, C, pack(good.stream, W), p)
     n = 3 * good.stream.vectors
     hw = _transfer_cycles(WeightDecoder(bad), n)
-    assert hw == [c + WeightDecoder.STAGES for c in emit_schedule(good.stream, W, C, n)]
+    assert hw == [c + WeightDecoder.stages_for("bitmap") for c in emit_schedule(good.stream, W, C, n)]
     dut = WeightDecoder(bad)
     check(decoded(dut, simulate(dut, {}, {"o": n}, traffic=Traffic.rough(4))["o"]),
           decode_words(bad, n), "narrow word")
@@ -255,7 +256,7 @@ def test_mvu_compressed_same_pace_as_dense(C, O, K, simd, pe, k, density, fmt):
     offsets = {c - d for c, d in zip(comp, dense)}
     assert len(offsets) == 1, f"compressed MVU's pace differs from the dense one: offsets {sorted(offsets)}"
     offset = offsets.pop()
-    assert 0 <= offset <= WeightDecoder.LATENCY + code.pace.warmup_stalls
+    assert 0 <= offset <= WeightDecoder.latency_for(fmt) + code.pace.warmup_stalls
 
 
 def test_encode_model_and_accelerator_names():
