@@ -112,6 +112,9 @@ class ConvPlan:
     out_buffer: int          # extra output-FIFO entries (decided by the sizing pass)
     layer: QConv = field(compare=False, repr=False)
     kind: str = "conv"
+    # the weight encoding: None = dense memory; a squeezehw.sparse_weights.PackedWeights =
+    # codebook + dense-index/bitmap stream read through a WeightDecoder (hw/weight_decoder.py)
+    weight_code: object = field(default=None, compare=False, repr=False)
 
     @property
     def in_lanes(self) -> int:
@@ -169,7 +172,7 @@ class ConvPlan:
     def block(self):
         from .hw.mvu import MVU
         return MVU.from_qconv(self.layer, simd=self.simd, pe=self.pe, out_buffer=self.out_buffer,
-                              requant=self.requant, multiplier=self.multiplier)
+                              requant=self.requant, multiplier=self.multiplier, weight_code=self.weight_code)
 
     def window_block(self):
         from .hw.window import SlidingWindow
@@ -303,19 +306,21 @@ class HeadPlan:
         from .hw.head import Head
         c = self.conv
         return Head(qhead=self.layer, pixels=self.pixels, simd=c.simd, pe=c.pe, requant=c.requant,
-                    multiplier=c.multiplier)
+                    multiplier=c.multiplier, weight_code=c.weight_code)
 
 
-def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, facts=None) -> ConvPlan:
+def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, facts=None,
+               codes=None) -> ConvPlan:
     acc_bits, w_bits = (facts or {}).get(q.name) or _conv_facts(q)
     return ConvPlan(name=q.name, geometry=geo, simd=fold.simd, pe=fold.pe,
                     window_lanes=window_lanes(geo.in_ch, fold.simd) if geo.windowed else 0,
                     acc_bits=acc_bits, w_bits=w_bits, in_signed=bool(q.in_signed), requant=target.requant,
-                    multiplier=target.multiplier, out_buffer=out_buffer, layer=q)
+                    multiplier=target.multiplier, out_buffer=out_buffer, layer=q,
+                    weight_code=(codes or {}).get(q.name))
 
 
 def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dict, target: Target = Target(),
-              fifos: FireFifos | None = None, facts: dict | None = None) -> FirePlan:
+              fifos: FireFifos | None = None, facts: dict | None = None, codes: dict | None = None) -> FirePlan:
     """The plan of one Fire module on a ``height`` x ``width`` map arriving in ``in_lanes`` lanes
     (``folds``: conv name -> LayerFold).  ``fifos`` overrides the sizing pass's skew FIFOs (refused
     below the deadlock minimum with FifoDepthError)."""
@@ -335,10 +340,11 @@ def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dic
     buffers = size_fire(width=width, in_ch=c, squeeze_ch=s, e1_ch=f.expand1x1.out_ch, e3_ch=f.expand3x3.out_ch,
                         e1_simd=f_e1.simd, e1_pe=f_e1.pe, e3_pe=f_e3.pe, out_lanes=out_lanes, bypass=mode,
                         bypass_lanes=bypass_lanes, window_extra=WINDOW_EXTRA_PIXELS, fifos=fifos, name=f.name)
-    sq = _conv_plan(f.squeeze, geo(f.squeeze, c), folds[f.squeeze.name], target, facts=facts)
-    e1 = _conv_plan(f.expand1x1, geo(f.expand1x1, s), f_e1, target, buffers.e1_out_buffer, facts)
-    e3 = _conv_plan(f.expand3x3, geo(f.expand3x3, s), f_e3, target, buffers.e3_out_buffer, facts)
-    by = (_conv_plan(f.bypass.conv, geo(f.bypass.conv, c), folds[f.bypass.conv.name], target, facts=facts)
+    sq = _conv_plan(f.squeeze, geo(f.squeeze, c), folds[f.squeeze.name], target, facts=facts, codes=codes)
+    e1 = _conv_plan(f.expand1x1, geo(f.expand1x1, s), f_e1, target, buffers.e1_out_buffer, facts, codes)
+    e3 = _conv_plan(f.expand3x3, geo(f.expand3x3, s), f_e3, target, buffers.e3_out_buffer, facts, codes)
+    by = (_conv_plan(f.bypass.conv, geo(f.bypass.conv, c), folds[f.bypass.conv.name], target, facts=facts,
+                     codes=codes)
           if mode == "complex" else None)
     return FirePlan(name=f.name, height=height, width=width, in_ch=c, in_lanes=in_lanes, out_lanes=out_lanes,
                     squeeze=sq, expand1x1=e1, expand3x3=e3, bypass_conv=by, bypass=mode, buffers=buffers,
@@ -450,12 +456,19 @@ def conv_facts(model: IntModel) -> dict:
 
 
 def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
-          fire_fifos: dict | None = None, facts: dict | None = None) -> Plan:
+          fire_fifos: dict | None = None, facts: dict | None = None, weight_codes: dict | None = None) -> Plan:
     """Lower (integer model, folding, target) to a :class:`Plan`.  ``fire_fifos``: {Fire name:
     FireFifos} overriding the sizing pass (never below it); ``facts``: :func:`conv_facts` of the
-    model, taken once (it reads every weight)."""
+    model, taken once (it reads every weight); ``weight_codes``: {conv name:
+    squeezehw.sparse_weights.PackedWeights}, compressed weights those convs' MVUs read through a
+    WeightDecoder (``sparse_weights.encode_model``; each MVU checks its stream decodes to its weights)."""
     target = target or Target()
     folding.validate(model)
+    codes = dict(weight_codes or {})
+    unknown = sorted(set(codes) - {c.name for c in model.convs()})
+    if unknown:
+        raise UserError(f"weight_codes name {', '.join(unknown)}, not convs of {model.name}; "
+                        f"its convs are {', '.join(c.name for c in model.convs())}")
     geo = {s.name: s for s in stages(model)}
     f = folding
     facts = facts or conv_facts(model)
@@ -464,7 +477,7 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
     for layer in model.layers:
         prev_lanes = records[-1].out_lanes if records else None
         if isinstance(layer, QConv):
-            rec = _conv_plan(layer, geo[layer.name], f[layer.name], target, facts=facts)
+            rec = _conv_plan(layer, geo[layer.name], f[layer.name], target, facts=facts, codes=codes)
             h, w = rec.geometry.out_hw
         elif isinstance(layer, QMaxPool):
             g = geo[layer.name]
@@ -476,9 +489,10 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
         elif isinstance(layer, QFire):
             in_lanes = prev_lanes if prev_lanes is not None else f[layer.squeeze.name].simd
             rec = fire_plan(layer, height=h, width=w, in_lanes=in_lanes, folds=f.layers, target=target,
-                            fifos=(fire_fifos or {}).get(layer.name), facts=facts)
+                            fifos=(fire_fifos or {}).get(layer.name), facts=facts, codes=codes)
         elif isinstance(layer, QHead):
-            conv = _conv_plan(layer.conv, geo[layer.conv.name], f[layer.conv.name], target, facts=facts)
+            conv = _conv_plan(layer.conv, geo[layer.conv.name], f[layer.conv.name], target, facts=facts,
+                              codes=codes)
             conv = replace(conv, window_lanes=0)      # the head's MVU takes its vectors directly
             rec = HeadPlan(name=layer.name, conv=conv, pixels=h * w, layer=layer)
         else:

@@ -71,15 +71,17 @@ def _harness_capacity(frames: int) -> int:
 
 
 def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: str | None = None,
-                 probes: bool = False, style=None, target=None):
+                 probes: bool = False, style=None, target=None, weight_codes: dict | None = None):
     """(harness, top-module name, build metadata) for simulating up to ``frames`` frames in
     Verilator build style ``style`` (default: the fast one).  ``target``: a squeezehw.plan.Target
-    (multiplier primitive, requantiser; default generic, parallel)."""
+    (multiplier primitive, requantiser; default generic, parallel); ``weight_codes``: {conv name:
+    PackedWeights}, compressed weights for those convs' MVUs (squeezehw.sparse_weights.encode_model)."""
     from .build import module_name
     from .verilator import default_style
     from .hw.harness import SimHarness
     from .plan import lower
-    accel = lower(model, folding, target).accelerator(stop_after=stop_after, probes=probes)
+    accel = lower(model, folding, target, weight_codes=weight_codes).accelerator(stop_after=stop_after,
+                                                                                probes=probes)
     cap = _harness_capacity(frames)
     in_bpf = model.height * model.width * model.in_ch // accel.in_lanes
     out_bpf = accel.out_beats_per_frame
@@ -94,10 +96,11 @@ def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: 
 
 
 def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
-              stop_after: str | None = None, probes: bool = False, style=None, target=None):
+              stop_after: str | None = None, probes: bool = False, style=None, target=None,
+              weight_codes: dict | None = None):
     from . import verilator
     harness, name, meta = make_harness(model, folding, frames, stop_after=stop_after, probes=probes, style=style,
-                                       target=target)
+                                       target=target, weight_codes=weight_codes)
     return verilator.build(harness, name=name, waves=waves, progress=progress, style=style, extra_meta=meta)
 
 
@@ -111,17 +114,19 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
                     traffic: SimTraffic = SimTraffic(), reset_after: int | None = None,
                     waves=None, progress: bool = True, diagnose: bool = False,
                     golden_model: IntModel | None = None, probes: bool = False, style=None,
-                    build=None, target=None) -> SimReport:
+                    build=None, target=None, weight_codes: dict | None = None) -> SimReport:
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
     ``golden_model``: compare against another model than the one built (fault-injection tests).
     ``waves``: path of a VCD waveform to write (from a separate, traced build).
     ``style``: a ``squeezehw.verilator.Style`` (default: the fast one).  ``build``: a finished
-    ``squeezehw.verilator.Build`` of this design to use instead of building one."""
+    ``squeezehw.verilator.Build`` of this design to use instead of building one.
+    ``weight_codes``: {conv name: PackedWeights}, compressed weights for those convs' MVUs
+    (squeezehw.sparse_weights.encode_model)."""
     from . import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
     b = build or build_for(model, folding, n, waves=bool(waves), progress=progress, probes=probes, style=style,
-                           target=target)
+                           target=target, weight_codes=weight_codes)
     beats = image_beats(images, b.meta["in_lanes"])
     res = verilator.run(b, beats, n_out=n * (model.classes + 1), traffic=traffic,
                         reset_after=reset_after, waves=waves or None)

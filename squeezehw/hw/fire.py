@@ -82,8 +82,9 @@ class FireEngine(wiring.Component):
         })
 
     def _mvu(self, q, fold, out_buffer=0):
+        # a plan record (ConvPlan) may carry compressed weights (squeezehw.sparse_weights.PackedWeights)
         return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
-                              multiplier=self.multiplier)
+                              multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None))
 
     @property
     def bypass_lanes(self) -> int:

@@ -23,7 +23,8 @@ class Head(wiring.Component):
     """MVU(head conv, ReLU) -> GlobalSumArgmax.  ``pixels``: the head conv's output pixels (H*W).
     ``requant``, ``multiplier``: the MVU's requantiser mode and multiplier primitive (hw/mvu.py)."""
 
-    def __init__(self, *, qhead: QHead, pixels, simd, pe, requant="parallel", multiplier="generic"):
+    def __init__(self, *, qhead: QHead, pixels, simd, pe, requant="parallel", multiplier="generic",
+                 weight_code=None):
         try:
             if not isinstance(qhead, QHead):
                 raise UserError(f"Head: qhead must be a QHead, got {type(qhead).__name__}")
@@ -33,7 +34,7 @@ class Head(wiring.Component):
             if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
                 raise UserError(f"{qhead.name}: pixels must be a positive integer, got {pixels!r}")
             self.mvu = MVU.from_qconv(qhead.conv, simd=simd, pe=pe, name=qhead.conv.name, requant=requant,
-                                      multiplier=multiplier)
+                                      multiplier=multiplier, weight_code=weight_code)
             self.pool = GlobalSumArgmax(channels=qhead.classes, lanes=pe, pixels=pixels,
                                         logit_bits=(255 * pixels).bit_length())
         except UserError:

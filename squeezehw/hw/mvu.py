@@ -70,6 +70,7 @@ from ..ir import bits_for_signed
 from .errors import FoldingError
 from .multiplier import RegisteredMultiplier, check_primitive
 from .stream_register import StreamRegister
+from .weight_decoder import WeightDecoder
 
 __all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "serial_requant_digit_bits", "mvu_latency"]
 
@@ -147,7 +148,7 @@ class MVU(wiring.Component):
     REQUANT_MODES = ("parallel", "serial")
 
     def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
-                 out_buffer=0, requant="parallel", multiplier="generic"):
+                 out_buffer=0, requant="parallel", multiplier="generic", weight_code=None):
         try:
             if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
                 raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
@@ -157,6 +158,7 @@ class MVU(wiring.Component):
             self.requant = requant
             self.multiplier = check_primitive(multiplier)
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
+            self.weight_code = self._check_weight_code(weight_code)
         except UserError:
             self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
             raise
@@ -246,13 +248,40 @@ class MVU(wiring.Component):
         assert self.fifo_depth >= 3
 
     @classmethod
-    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant="parallel", multiplier="generic"):
+    def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant="parallel", multiplier="generic",
+                   weight_code=None):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
                    relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer,
-                   requant=requant, multiplier=multiplier)
+                   requant=requant, multiplier=multiplier, weight_code=weight_code)
+
+    # --- compressed weights (optional weight source) ------------------------------------------
+    def _check_weight_code(self, code):
+        """``weight_code``: ``None`` (weights in a dense memory, ``weight_words``) or a
+        :class:`squeezehw.sparse_weights.PackedWeights` (codebook + dense-index/bitmap stream, see
+        sparse_weights.py) that a :class:`WeightDecoder` turns into the same words, one per cycle.
+        The stream must decode to exactly this unit's weights in its fold order."""
+        if code is None:
+            return None
+        from ..sparse_weights import PackedWeights, decode_stream, mvu_vectors
+        if not isinstance(code, PackedWeights):
+            raise UserError(f"{self.name}: weight_code must be a PackedWeights "
+                            f"(squeezehw.sparse_weights.encode_for_mvu), got {type(code).__name__}")
+        s = code.stream
+        shape = (self.NF * self.SF, self.pe * self.simd)
+        if (s.vectors, s.lanes) != shape:
+            raise UserError(f"{self.name}: encoded weights hold {s.vectors} vectors of {s.lanes} lanes, "
+                            f"the unit reads {shape[0]} of {shape[1]} (PE={self.pe}, SIMD={self.simd}); "
+                            "encode them with this layer's folding")
+        dense = mvu_vectors(np.array(self.w.tolist(), dtype=np.int64), self.pe, self.simd)
+        got = decode_stream(s)
+        if not np.array_equal(got, dense):
+            a, lane = np.argwhere(got != dense)[0]
+            raise UserError(f"{self.name}: encoded weights differ from the layer's weights at vector {a} "
+                            f"lane {lane} ({got[a, lane]} vs {dense[a, lane]}); re-encode this layer")
+        return code
 
     # --- memory images -------------------------------------------------------------------------
     def weight_words(self) -> list[int]:
@@ -303,6 +332,11 @@ class MVU(wiring.Component):
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
         credits_used = Signal(range(self.fifo_depth + 1))
         can_issue = ~last_step | (credits_used < self.fifo_depth)
+        if self.weight_code is not None:
+            # compressed weights: a step issues only with its decoded weight vector (the decoder
+            # keeps one per cycle in steady state, sparse_weights.choose_layout)
+            wdec = m.submodules.weight_decoder = WeightDecoder(self.weight_code, lane_bits=self.w_bits)
+            can_issue = can_issue & wdec.o.valid
         fire = Signal()
         s1_x = Signal(8 * SIMD, reset_less=True)
         m.d.sync += s1_x.eq(self.i.payload)
@@ -362,10 +396,18 @@ class MVU(wiring.Component):
             with m.If(last_step):
                 m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
 
-        wmem = m.submodules.weights = Memory(shape=unsigned(self.weight_width),
-                                             depth=self.weight_depth, init=self.weight_words())
-        wrd = wmem.read_port()
-        m.d.comb += wrd.addr.eq(waddr)
+        if self.weight_code is None:
+            wmem = m.submodules.weights = Memory(shape=unsigned(self.weight_width),
+                                                 depth=self.weight_depth, init=self.weight_words())
+            wrd = wmem.read_port()
+            m.d.comb += wrd.addr.eq(waddr)
+            w_word = wrd.data
+        else:
+            # the decoded vector is taken in the issue cycle and registered, so it lines up with
+            # where the dense memory's synchronous read data would be (stage 1)
+            m.d.comb += wdec.o.ready.eq(fire)
+            w_word = Signal(self.weight_width, name="wdec_word", reset_less=True)
+            m.d.sync += w_word.eq(wdec.o.payload)
 
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_nf = Signal(range(NF))
@@ -380,7 +422,7 @@ class MVU(wiring.Component):
         op_x = Signal(8 * SIMD, reset_less=True)
         op_w = Signal(self.weight_width, reset_less=True)
         m.d.sync += [op_valid.eq(s1_valid), op_first.eq(s1_first), op_last.eq(s1_last),
-                     op_nf.eq(s1_nf), op_x.eq(x_word), op_w.eq(wrd.data)]
+                     op_nf.eq(s1_nf), op_x.eq(x_word), op_w.eq(w_word)]
 
         # ---- stage 2: products ---------------------------------------------------------------
         # 2a: operands registered inside the multiplier, 2b: product register (RegisteredMultiplier:
