@@ -34,11 +34,17 @@ BOARDS: dict[str, int] = {
     "icebreaker": 30 * 4 * 1024 // 8 + 1024 * 1024 // 8,   # 15,360 + 131,072 = 146,432 bytes
     # Xilinx XCZU9EG (ZCU102): 912 RAMB36 x 32 Kbit of byte data (4 Kbit parity unused); no UltraRAM.
     "zcu102": 912 * 32 * 1024 // 8,                 # 3,735,552 bytes
+    # Gowin GW5AST-138C (Tang Mega 138K Pro): 340 BSRAM x 16 Kbit at x8/x16 (18 Kbit at x9/x18).
+    "tang-mega-138k-pro": 340 * 16 * 1024 // 8,     # 696,320 bytes
+    # Gowin GW2A-18C (Tang Primer 20K): 46 BSRAM x 16 Kbit.
+    "tang-primer-20k": 46 * 16 * 1024 // 8,         # 94,208 bytes
 }
 
 # The other names squeezehw.boards knows for the same parts.
 ALIASES = {"ulx3s": "ulx3s-85f", "ecp5-85f": "ulx3s-85f", "lfe5u-85f": "ulx3s-85f",
-           "up5k": "icebreaker", "ice40up5k": "icebreaker", "xczu9eg": "zcu102"}
+           "up5k": "icebreaker", "ice40up5k": "icebreaker", "xczu9eg": "zcu102",
+           "tang-mega-138k": "tang-mega-138k-pro", "gw5ast-138c": "tang-mega-138k-pro",
+           "tang-primer": "tang-primer-20k", "gw2a-18c": "tang-primer-20k"}
 
 
 class BudgetError(UserError, ValueError):

@@ -7,6 +7,8 @@ native blocks, trying every width/depth mode of the block and keeping the cheape
 - ECP5 DP16KD (18 Kbit): 16384x1, 8192x2, 4096x4, 2048x9, 1024x18, 512x36
 - iCE40 SB_RAM40_4K (4 Kbit): 2048x2, 1024x4, 512x8, 256x16 (SPRAM: 16384x16 blocks, counted apart)
 - Xilinx RAMB18E2 (18 Kbit): as ECP5; RAMB36E2 (36 Kbit): 32768x1 ... 1024x36, 512x72
+- Gowin BSRAM (18 Kbit, GW2A and GW5A): 16384x1, 8192x2, 4096x4, 2048x9, 1024x18, 512x36 (the x8/x16/x32
+  modes have the same depths, so a byte-wide memory leaves the ninth bit unused)
 
 Small memories (RAMs at most ``LUTRAM_MAX_BITS`` bits and ``LUTRAM_MAX_DEPTH`` deep, ROMs at most
 ``ROM_LOGIC_MAX_DEPTH`` deep) are assumed to go to LUTs, as Yosys's memory mapper put them for the
@@ -25,6 +27,7 @@ from .intmodel import IntModel
 BLOCKS = {
     "ecp5": ("DP16KD", 18 * 1024, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)]),
     "ice40": ("SB_RAM40_4K", 4 * 1024, [(2, 2048), (4, 1024), (8, 512), (16, 256)]),
+    "gowin": ("BSRAM", 18 * 1024, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)]),
     "xilinx18": ("RAMB18E2", 18 * 1024, [(1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)]),
     "xilinx36": ("RAMB36E2", 36 * 1024,
                  [(1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512)]),
@@ -129,7 +132,7 @@ def block_logic(block) -> tuple[float, float]:
 
 def family_of(board) -> str:
     """The block-RAM family (a key of BLOCKS) of a squeezehw.boards.Board."""
-    return {"ecp5": "ecp5", "ice40": "ice40"}.get(board.family, "xilinx18")
+    return {"ecp5": "ecp5", "ice40": "ice40", "gowin": "gowin"}.get(board.family, "xilinx18")
 
 
 def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=None,
@@ -161,7 +164,9 @@ def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=Non
     return {"family": family, "block_ram": blocks, "block_ram_cell": BLOCKS[family][0],
             "block_ram_bits": sum(m.bits for m in mems if not m.distributed),
             "distributed_ram_bits": dist_bits, "mac_multipliers": mac, "requant_multipliers": requant,
-            "dsp": mac + requant, "lut": int(lut), "ff": int(ff),
+            # GW5A: requantisation and bypass multiplies (operands wider than 12 bits) stay in LUTs;
+            # MACs are one MULT12X12 each (hw/multiplier.py)
+            "dsp": mac if family == "gowin" else mac + requant, "lut": int(lut), "ff": int(ff),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
                           "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, family)}
                          for m in mems]}

@@ -25,11 +25,13 @@ def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="integer-model file, or `default`")
     add_fold_arguments(p)
     p.add_argument("-o", "--output", metavar="DIR", help="output folder (default rtl_out/<model name>)")
-    p.add_argument("--dsp", choices=("generic", "ecp5"), default="generic",
+    p.add_argument("--dsp", choices=("generic", "ecp5", "gw5a", "gw2a"), default="generic",
                    help="multiplier form: `generic` (`*` between registers, any tool and simulator; the "
                         "default) or `ecp5` (MULT18X18D instances using the DSP's own input/output "
                         "registers, for an ECP5 build such as `squeezehw synth DIR --board ulx3s-85f`: "
-                        "without them Yosys leaves the registers in the fabric and the multiplies limit Fmax)")
+                        "without them Yosys leaves the registers in the fabric and the multiplies limit Fmax); "
+                        "`gw5a` (Gowin MULT12X12, e.g. --board tang-mega-138k-pro: Yosys maps no GW5A "
+                        "multiply to a DSP by itself) or `gw2a` (MULT9X9/MULT18X18, tang-primer-20k)")
     p.add_argument("--json", action="store_true", help="print design.json instead of the table")
 
 

@@ -21,13 +21,22 @@ signed 18-bit value (unsigned up to 17 bits).  Anywhere else (Amaranth simulatio
 FPGAs) it is plain registers and ``*``, cycle for cycle the same.  The Verilator flow appends
 ``sim/models/MULT18X18D.v`` (a behavioural model of the modes used here) when a design holds the
 primitive, so the ECP5 netlist is simulated too (tests/hw/test_multiplier.py).
+
+Gowin (``"gw5a"``: GW5A/GW5AST, e.g. the Tang Mega 138K; ``"gw2a"``: GW2A, e.g. the Tang Primer 20K;
+chosen from a ``GowinPlatform``'s ``series`` or with ``dsp_primitives``): Yosys's ``synth_gowin -family
+gw5a`` maps no multiply to a DSP at all (they become fabric logic), so on GW5A each multiply whose
+operands fit signed 12 bits (unsigned up to 11) is one ``MULT12X12`` (half a DSP block) with
+``AREG``/``BREG`` and ``OREG`` on ``CLK0``/``CE0``.  On GW2A Yosys does infer ``MULT9X9``/``MULT18X18``,
+but without their registers; ``"gw2a"`` instantiates ``MULT9X9`` (operands up to signed 9 bits) or
+``MULT18X18`` (up to signed 18) with ``AREG``/``BREG``/``OUT_REG``.  Models: ``sim/models/MULT12X12.v``,
+``sim/models/MULT9X9.v``, ``sim/models/MULT18X18.v``; wider multiplies stay behavioural.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +44,7 @@ from ..errors import UserError
 
 __all__ = ["RegisteredMultiplier", "dsp_primitives"]
 
-DSP_FAMILIES = ("generic", "ecp5")
+DSP_FAMILIES = ("generic", "ecp5", "gw5a", "gw2a")
 _DSP_FAMILY = contextvars.ContextVar("squeezehw_dsp_family", default=None)
 
 
@@ -56,11 +65,18 @@ def dsp_family(platform) -> str:
     forced = _DSP_FAMILY.get()
     if forced is not None:
         return forced
-    return "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
+    if getattr(platform, "family", None) == "ecp5":
+        return "ecp5"
+    series = str(getattr(platform, "series", ""))        # amaranth's GowinPlatform: "GW5AST", "GW2A", ...
+    return "gw5a" if series.startswith("GW5A") else "gw2a" if series.startswith("GW2A") else "generic"
+
+
+def _fits_signed(shape: Shape, bits: int) -> bool:
+    return shape.width <= (bits if shape.signed else bits - 1)
 
 
 def _fits_signed18(shape: Shape) -> bool:
-    return shape.width <= (18 if shape.signed else 17)
+    return _fits_signed(shape, 18)
 
 
 class RegisteredMultiplier(wiring.Component):
@@ -83,11 +99,20 @@ class RegisteredMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if dsp_family(platform) == "ecp5" and self.fits_dsp:
+        family = dsp_family(platform)
+        if family == "ecp5" and self.fits_dsp:
             self._ecp5(m)
+        elif family == "gw5a" and self.fits_bits(12):
+            self._gw5a(m)
+        elif family == "gw2a" and self.fits_dsp:
+            self._gw2a(m, 9 if self.fits_bits(9) else 18)
         else:
             self._generic(m)
         return m
+
+    def fits_bits(self, bits: int) -> bool:
+        """Both operands fit a signed ``bits``-bit multiplier input."""
+        return _fits_signed(self.a_shape, bits) and _fits_signed(self.b_shape, bits)
 
     def _generic(self, m):
         ra, rb = Signal(self.a_shape, name="ra"), Signal(self.b_shape, name="rb")
@@ -122,3 +147,33 @@ class RegisteredMultiplier(wiring.Component):
         params.update({f"i_C{k}": Const(0, 1) for k in range(18)})
         params.update({f"o_P{k}": p36[k] for k in range(36)})
         m.submodules.dsp = Instance("MULT18X18D", **params)
+
+    def _gw5a(self, m):
+        # MULT12X12: signed 12 x 12 -> 24; CLK/CE/RESET are 2-bit buses, every register on CLK0/CE0
+        a12, b12 = Signal(signed(12), name="a12"), Signal(signed(12), name="b12")
+        p24 = Signal(signed(24), name="p24")
+        m.d.comb += [a12.eq(self.a), b12.eq(self.b), self.p.eq(p24)]   # sign/zero extension
+        m.submodules.dsp = Instance(
+            "MULT12X12",
+            p_AREG_CLK="CLK0", p_AREG_CE="CE0", p_AREG_RESET="RESET0",
+            p_BREG_CLK="CLK0", p_BREG_CE="CE0", p_BREG_RESET="RESET0",
+            p_PREG_CLK="BYPASS", p_PREG_CE="CE0", p_PREG_RESET="RESET0",
+            p_OREG_CLK="CLK0" if self.out_reg else "BYPASS", p_OREG_CE="CE0", p_OREG_RESET="RESET0",
+            p_MULT_RESET_MODE="SYNC",
+            i_A=a12, i_B=b12, i_CLK=Cat(ClockSignal(), Const(0, 1)), i_CE=Cat(self.ce, Const(0, 1)),
+            i_RESET=Const(0, 2), o_DOUT=p24)
+
+    def _gw2a(self, m, bits: int):
+        # MULT9X9 / MULT18X18 with the operand signs as inputs (always signed here: operands are
+        # sign/zero-extended to `bits`); the sign inputs are registered with the operands
+        a, b = Signal(signed(bits), name=f"a{bits}"), Signal(signed(bits), name=f"b{bits}")
+        p = Signal(signed(2 * bits), name=f"p{2 * bits}")
+        m.d.comb += [a.eq(self.a), b.eq(self.b), self.p.eq(p)]
+        m.submodules.dsp = Instance(
+            f"MULT{bits}X{bits}",
+            p_AREG=Const(1, 1), p_BREG=Const(1, 1), p_OUT_REG=Const(int(self.out_reg), 1),
+            p_PIPE_REG=Const(0, 1), p_ASIGN_REG=Const(1, 1), p_BSIGN_REG=Const(1, 1), p_SOA_REG=Const(0, 1),
+            p_MULT_RESET_MODE="SYNC",
+            i_A=a, i_B=b, i_SIA=Const(0, bits), i_SIB=Const(0, bits), i_ASIGN=Const(1, 1), i_BSIGN=Const(1, 1),
+            i_ASEL=Const(0, 1), i_BSEL=Const(0, 1), i_CLK=ClockSignal(), i_CE=self.ce, i_RESET=Const(0, 1),
+            o_DOUT=p)
