@@ -68,10 +68,10 @@ class Build:
 
 def vendor_models(text: str) -> str:
     """Simulation models of the vendor primitives a design instantiates (ECP5 MULT18X18D, Gowin
-    MULT12X12 / MULT9X9 / MULT18X18 from squeezehw.hw.multiplier under ``dsp_primitives(...)``), to
-    append to its Verilog."""
-    models = [SIM_DIR / "models" / f"{cell}.v" for cell in ("MULT18X18D", "MULT12X12", "MULT9X9", "MULT18X18")
-              if f"{cell} " in text]
+    MULT12X12 / MULTALU27X18 / MULT9X9 / MULT18X18 from squeezehw.hw.multiplier under
+    ``dsp_primitives(...)``), to append to its Verilog."""
+    cells = ("MULT18X18D", "MULT12X12", "MULTALU27X18", "MULT9X9", "MULT18X18")
+    models = [SIM_DIR / "models" / f"{cell}.v" for cell in cells if f"{cell} " in text]
     return "".join("\n" + m.read_text() for m in models)
 
 

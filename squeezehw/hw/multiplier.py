@@ -26,10 +26,14 @@ Gowin (``"gw5a"``: GW5A/GW5AST, e.g. the Tang Mega 138K; ``"gw2a"``: GW2A, e.g. 
 chosen from a ``GowinPlatform``'s ``series`` or with ``dsp_primitives``): Yosys's ``synth_gowin -family
 gw5a`` maps no multiply to a DSP at all (they become fabric logic), so on GW5A each multiply whose
 operands fit signed 12 bits (unsigned up to 11) is one ``MULT12X12`` (half a DSP block) with
-``AREG``/``BREG`` and ``OREG`` on ``CLK0``/``CE0``.  On GW2A Yosys does infer ``MULT9X9``/``MULT18X18``,
+``AREG``/``BREG`` and ``OREG`` on ``CLK0``/``CE0``; a wider one whose operands fit signed 27 x 18
+(the requantisation ``acc x mult`` and the bypass add's ``x x mult``) is one ``MULTALU27X18`` (a whole
+block, multiply only: no pre-adder, C = 0, no accumulation) with the same registers; without it each
+of those became a 20 x 16 multiplier in LUTs (about 15,000 LUT4 for the default model).  On GW2A Yosys does infer ``MULT9X9``/``MULT18X18``,
 but without their registers; ``"gw2a"`` instantiates ``MULT9X9`` (operands up to signed 9 bits) or
 ``MULT18X18`` (up to signed 18) with ``AREG``/``BREG``/``OUT_REG``.  Models: ``sim/models/MULT12X12.v``,
-``sim/models/MULT9X9.v``, ``sim/models/MULT18X18.v``; wider multiplies stay behavioural.
+``sim/models/MULTALU27X18.v``, ``sim/models/MULT9X9.v``, ``sim/models/MULT18X18.v``; wider multiplies
+stay behavioural.
 """
 from __future__ import annotations
 
@@ -104,6 +108,8 @@ class RegisteredMultiplier(wiring.Component):
             self._ecp5(m)
         elif family == "gw5a" and self.fits_bits(12):
             self._gw5a(m)
+        elif family == "gw5a" and self.fits_27x18() is not None:
+            self._gw5a_27x18(m, swap=self.fits_27x18())
         elif family == "gw2a" and self.fits_dsp:
             self._gw2a(m, 9 if self.fits_bits(9) else 18)
         else:
@@ -113,6 +119,14 @@ class RegisteredMultiplier(wiring.Component):
     def fits_bits(self, bits: int) -> bool:
         """Both operands fit a signed ``bits``-bit multiplier input."""
         return _fits_signed(self.a_shape, bits) and _fits_signed(self.b_shape, bits)
+
+    def fits_27x18(self) -> bool | None:
+        """None if the operands fit no signed 27 x 18 multiplier, else whether to swap them (b on A)."""
+        if _fits_signed(self.a_shape, 27) and _fits_signed(self.b_shape, 18):
+            return False
+        if _fits_signed(self.a_shape, 18) and _fits_signed(self.b_shape, 27):
+            return True
+        return None
 
     def _generic(self, m):
         ra, rb = Signal(self.a_shape, name="ra"), Signal(self.b_shape, name="rb")
@@ -177,3 +191,27 @@ class RegisteredMultiplier(wiring.Component):
             i_A=a, i_B=b, i_SIA=Const(0, bits), i_SIB=Const(0, bits), i_ASIGN=Const(1, 1), i_BSIGN=Const(1, 1),
             i_ASEL=Const(0, 1), i_BSEL=Const(0, 1), i_CLK=ClockSignal(), i_CE=self.ce, i_RESET=Const(0, 1),
             o_DOUT=p)
+
+    def _gw5a_27x18(self, m, swap: bool):
+        # MULTALU27X18 as a plain registered multiplier: DOUT = A * B (signed 27 x 18 -> 45 bits,
+        # sign-extended to 48); P_SEL = 0 (no pre-adder), A_SEL = 0 (A from the fabric), C_SEL = 1
+        # with C = 0, CASI_SEL = ACC_SEL = 0 (no cascade, no accumulation)
+        a27, b18 = Signal(signed(27), name="a27"), Signal(signed(18), name="b18")
+        p48 = Signal(signed(48), name="p48")
+        wide, narrow = (self.b, self.a) if swap else (self.a, self.b)
+        m.d.comb += [a27.eq(wide), b18.eq(narrow), self.p.eq(p48)]
+        m.submodules.dsp = Instance(
+            "MULTALU27X18",
+            p_AREG_CLK="CLK0", p_AREG_CE="CE0", p_AREG_RESET="RESET0",
+            p_BREG_CLK="CLK0", p_BREG_CE="CE0", p_BREG_RESET="RESET0",
+            p_PREG_CLK="BYPASS", p_OREG_CLK="CLK0" if self.out_reg else "BYPASS", p_OREG_CE="CE0",
+            p_OREG_RESET="RESET0", p_MULT_RESET_MODE="SYNC",
+            p_DYN_P_SEL="FALSE", p_P_SEL=Const(0, 1), p_DYN_P_ADDSUB="FALSE", p_P_ADDSUB=Const(0, 1),
+            p_DYN_A_SEL="FALSE", p_A_SEL=Const(0, 1), p_DYN_ADD_SUB_0="FALSE", p_ADD_SUB_0=Const(0, 1),
+            p_DYN_ADD_SUB_1="FALSE", p_ADD_SUB_1=Const(0, 1), p_DYN_C_SEL="FALSE", p_C_SEL=Const(1, 1),
+            p_DYN_CASI_SEL="FALSE", p_CASI_SEL=Const(0, 1), p_DYN_ACC_SEL="FALSE", p_ACC_SEL=Const(0, 1),
+            p_MULT12X12_EN="FALSE",
+            i_A=a27, i_SIA=Const(0, 27), i_B=b18, i_C=Const(0, 48), i_D=Const(0, 26), i_CASI=Const(0, 48),
+            i_ACCSEL=0, i_PSEL=0, i_ASEL=0, i_PADDSUB=0, i_CSEL=0, i_CASISEL=0, i_ADDSUB=Const(0, 2),
+            i_CLK=Cat(ClockSignal(), Const(0, 1)), i_CE=Cat(self.ce, Const(0, 1)), i_RESET=Const(0, 2),
+            o_DOUT=p48)

@@ -116,7 +116,8 @@ def test_network_built_with_ecp5_primitives_is_bit_exact_in_verilator():
 @pytest.mark.parametrize("acc_wide", [False, True])
 def test_gw5a_form_is_one_registered_mult12x12_per_mac(acc_wide):
     """GW5A: every int8 MAC is a MULT12X12 with its A/B and output registers on CLK0/CE0; the
-    requantisation multiplies (accumulator x 16 bits) do not fit 12 x 12 and stay behavioural."""
+    requantisation multiplies (accumulator x 16 bits) do not fit 12 x 12 and are MULTALU27X18s
+    in plain multiplier mode (split at bit 17 as for ECP5 when the accumulator is wider)."""
     mvu = _mvu(acc_wide)
     with dsp_primitives("gw5a"):
         text = verilog.convert(mvu, name="mvu", emit_src=False)
@@ -126,7 +127,13 @@ def test_gw5a_form_is_one_registered_mult12x12_per_mac(acc_wide):
         for reg in ("AREG_CLK", "BREG_CLK", "OREG_CLK"):
             assert re.search(rf"\.{reg}\(\"CLK0\"\)", params), (reg, params)
         assert re.search(r"\.PREG_CLK\(\"BYPASS\"\)", params)
-    assert "MULT18X18D" not in text and " * " in text        # the requant multiplies
+    alus = re.findall(r"MULTALU27X18 #\((.*?)\) \w+ \(", text, re.S)
+    assert len(alus) == 2 * (2 if mvu.acc_bits > 18 else 1)
+    for params in alus:
+        for reg in ("AREG_CLK", "BREG_CLK", "OREG_CLK"):
+            assert re.search(rf"\.{reg}\(\"CLK0\"\)", params), (reg, params)
+        assert re.search(r"\.P_SEL\(1'h0\)", params) and re.search(r"\.ACC_SEL\(1'h0\)", params)
+    assert "MULT18X18D" not in text and " * " not in text
 
 
 @pytest.mark.parametrize("acc_wide", [False, True])
@@ -169,7 +176,7 @@ def test_network_built_with_gowin_primitives_is_bit_exact_in_verilator(family):
         b = build_for(model, default_folding(model), len(x), progress=False)
         rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(4), progress=False)
     text = b.verilog.read_text()
-    cells = ("MULT12X12",) if family == "gw5a" else ("MULT9X9", "MULT18X18")
+    cells = ("MULT12X12", "MULTALU27X18") if family == "gw5a" else ("MULT9X9", "MULT18X18")
     for cell in cells:
         assert f"{cell} #(" in text and f"module {cell}(" in text     # primitives + their model
     assert rep.bit_exact, rep.mismatches
