@@ -153,7 +153,7 @@ def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=Non
     mac = sum(r["multipliers"] for r in rows)
     # requantisation: one multiplier per PE lane; acc x 16-bit needs ceil(acc/18) 18x18 DSPs
     acc_bits = {c.name: c.acc_bits for c in model.convs()}
-    requant = sum(folding[r["layer"]].pe * (_ceil(acc_bits[r["layer"]], 18) if family == "ecp5" else 1)
+    requant = sum(folding[r["layer"]].pe * (_ceil(acc_bits[r["layer"]], 18) if family in ("ecp5", "gowin") else 1)
                   for r in rows if r["kind"] == "conv")
     # bypass adds: two 8x16-bit multipliers per output lane
     from .hw.bypass_add import BypassAdd
@@ -164,9 +164,9 @@ def estimate(model: IntModel, folding: Folding, family: str = "ecp5", design=Non
     return {"family": family, "block_ram": blocks, "block_ram_cell": BLOCKS[family][0],
             "block_ram_bits": sum(m.bits for m in mems if not m.distributed),
             "distributed_ram_bits": dist_bits, "mac_multipliers": mac, "requant_multipliers": requant,
-            # GW5A: requantisation and bypass multiplies (operands wider than 12 bits) stay in LUTs;
-            # MACs are one MULT12X12 each (hw/multiplier.py)
-            "dsp": mac if family == "gowin" else mac + requant, "lut": int(lut), "ff": int(ff),
+            # Gowin, in MULT12X12 units (GW5A; MULT9X9 on GW2A): a MAC is one, a requantisation or
+            # bypass multiply (operands wider than 12 bits) a MULTALU27X18 (GW2A: MULT18X18), two
+            "dsp": mac + (2 * requant if family == "gowin" else requant), "lut": int(lut), "ff": int(ff),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
                           "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, family)}
                          for m in mems]}
