@@ -84,6 +84,12 @@ def find_tool(name: str) -> str:
 @lru_cache(maxsize=None)
 def _tool_version(path: str) -> str:
     """First line the tool prints for --version (Yosys: -V), or 'unknown'."""
+    if Path(path).name == "gowin_pack":         # Apycula's tools have no --version
+        try:
+            from importlib.metadata import version
+            return f"apycula {version('apycula')}"
+        except Exception:       # noqa: BLE001  (not installed as a package: fall through)
+            pass
     flag = "-V" if "yosys" in Path(path).name else "--version"
     try:
         out = subprocess.run([path, flag], capture_output=True, text=True, timeout=300)
