@@ -358,3 +358,17 @@ def test_gowin_nextpnr_report_is_parsed(tmp_path):
     _, used, fmax, constraint = synth._parse_nextpnr_report(tmp_path / "r.json", "gowin")
     assert used == {"lut": 120, "ff": 50, "dsp": 5, "bram": 4, "io": 9}
     assert fmax == {"cd_sync.clk": 123.46} and constraint == {"cd_sync.clk": 100.0}
+
+
+def test_cli_refuses_a_build_for_another_dsp_family(tmp_path, capsys):
+    """A `squeezehw build --dsp gw5a` folder holds MULT12X12 instances: synthesising it for ECP5 or
+    the GW2A is refused by name, before any tool runs."""
+    from squeezehw.cli import main
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "x.v").write_text("module x(); endmodule\n")
+    (build / "design.json").write_text(json.dumps({"top": "x", "verilog": "x.v", "dsp": "gw5a"}))
+    assert main(["synth", str(build), "--board", "ulx3s-85f", "--no-progress"]) == 2
+    assert "rebuild it with --dsp ecp5" in capsys.readouterr().err
+    assert main(["synth", str(build), "--board", "tang-primer-20k", "--no-progress"]) == 2
+    assert "rebuild it with --dsp gw2a" in capsys.readouterr().err
