@@ -6,7 +6,10 @@ Tang Mega 138K Pro (GW5AST-138C) and the Tang Primer 20K (GW2A-18C), with the op
 * ``mega-large``: SqueezeNet v1.1's layout at ``--large-base-e`` (default 80: the largest member that
   fits the ULX3S-85F, benchmarks/boards_fit.py), 3x64x64, 10 classes, random int8 weights (seed 1),
   auto_fold(max_multipliers=``--large-max-multipliers``), in TangMega138KTop.
-* ``primer``: the default MNIST model in TangPrimer20KTop (27 MHz -> rPLL -> ``--primer-mhz``).
+* ``primer``: the default MNIST model in TangPrimer20KTop (27 MHz -> rPLL -> ``--primer-mhz``); it does
+  not fit the GW2A-18C (docs/boards.md).
+* ``primer-tiny``: the iCEBreaker's tiny family member (benchmarks/boards_fit.py ``tiny_family_up5k``,
+  one multiplier per conv) in TangPrimer20KTop.
 
 Every multiply whose operands fit is a DSP primitive with its own registers (hw/multiplier.py:
 MULT12X12 on GW5A, MULT9X9/MULT18X18 on GW2A), chosen from the platform.  Reports go to
@@ -28,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from boards.top import TangMega138KTop, TangPrimer20KTop  # noqa: E402
-from boards_fit import critical_path, large_ulx3s_model  # noqa: E402
+from boards_fit import critical_path, large_ulx3s_model, tiny_up5k_model  # noqa: E402
 from squeezehw.errors import UserError  # noqa: E402
 from squeezehw.folding import auto_fold, default_folding  # noqa: E402
 from squeezehw.hw.accelerator import Accelerator  # noqa: E402
@@ -44,10 +47,13 @@ def build(which: str, *, primer_mhz: float, seed: int, baud: int, large_base_e: 
     if which == "mega-large":
         cfg, model = large_ulx3s_model(large_base_e)
         fold = auto_fold(model, max_multipliers=large_mult)
+    elif which == "primer-tiny":
+        cfg, model = tiny_up5k_model()
+        fold = auto_fold(model, max_multipliers=len(model.convs()))
     else:
         model = default_int_model(progress=False)
         fold = default_folding(model)
-    if which == "primer":
+    if which.startswith("primer"):
         board, top_cls, mhz = "tang-primer-20k", TangPrimer20KTop, primer_mhz
     else:
         board, top_cls, mhz = "tang-mega-138k-pro", TangMega138KTop, 50.0
@@ -83,7 +89,7 @@ def build(which: str, *, primer_mhz: float, seed: int, baud: int, large_base_e: 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("mega", "mega-large", "primer"), required=True)
+    ap.add_argument("--only", choices=("mega", "mega-large", "primer", "primer-tiny"), required=True)
     ap.add_argument("--primer-mhz", type=float, default=54.0)
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--seed", type=int, default=1)
