@@ -11,11 +11,19 @@ class, little-endian) -> UART TX.  The wire format is in ``boards/protocol.py`` 
 :class:`ICEBreakerTop` (iCEBreaker: 12 MHz ``clk12`` pin -> SB_PLL40_PAD -> core clock, default
 24 MHz; FTDI UART ``uart`` 0; red LED = an error flag, green LED = busy) are Elaboratables for the
 amaranth-boards platforms, built with :func:`squeezehw.synth.build_board`.  The PLL settings are
-computed exactly (``ecp5_pll``, ``ice40_pll``); a clock that no setting makes exactly is refused.
+computed exactly (``ecp5_pll``, ``ice40_pll``, ``gowin_rpll``); a clock that no setting makes exactly
+is refused.
+
+Gowin (platforms in :mod:`squeezehw.gowin`): :class:`TangMega138KTop` (Tang Mega 138K Pro Dock: the
+50 MHz oscillator on P16 clocks the core directly, since Apycula 0.32's PLL tool and our checks do not
+cover the GW5AST's PLLA; UART ``uart`` 0 through the BL616 debugger's USB serial port; LEDs 0-2
+overrun, framing error, busy) and :class:`TangPrimer20KTop` (Tang Primer 20K Dock: 27 MHz -> rPLL ->
+core clock, default 54 MHz, settings as Apycula's ``gowin_pll``; UART through the BL702 debugger;
+LEDs 0-2 as above, LED 3 the PLL lock).
 """
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -25,7 +33,8 @@ from squeezehw.boards import get_board
 from .protocol import STATUS_FRAME_ERROR, STATUS_OVERRUN, ReplySerializer, RequestParser, beat_bytes_for
 from .uart import UARTRx, UARTTx, uart_divisor
 
-__all__ = ["BoardTop", "ULX3STop", "ICEBreakerTop", "ecp5_pll", "ice40_pll"]
+__all__ = ["BoardTop", "ULX3STop", "ICEBreakerTop", "TangMega138KTop", "TangPrimer20KTop", "ecp5_pll",
+           "ice40_pll", "gowin_rpll"]
 
 
 class BoardTop(wiring.Component):
@@ -118,6 +127,26 @@ def ice40_pll(f_in_hz: float, f_out_hz: float) -> dict:
                      f"24, 36 or 48 MHz from 12 MHz")
 
 
+def gowin_rpll(f_in_hz: float, f_out_hz: float) -> dict:
+    """GW2A rPLL settings for an exact ``f_out_hz``, searched as Apycula's ``gowin_pll`` does (limits
+    for GW2A-18 C8/I7: PFD 3-500 MHz, VCO 500-1250 MHz, CLKOUT 3.90625-625 MHz;
+    CLKOUT = FCLKIN * (FBDIV_SEL + 1) / (IDIV_SEL + 1), VCO = CLKOUT * ODIV_SEL)."""
+    fin, fout = f_in_hz / 1e6, f_out_hz / 1e6
+    if 3.90625 <= fout <= 625:
+        for idiv in range(64):
+            if not 3 <= fin / (idiv + 1) <= 500:
+                continue
+            for fbdiv in range(64):
+                if abs(fin * (fbdiv + 1) / (idiv + 1) - fout) > 1e-9:
+                    continue
+                odivs = [o for o in (2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128) if 500 <= fout * o <= 1250]
+                if odivs:
+                    odiv = max(odivs)           # the fastest VCO in range, as gowin_pll picks
+                    return {"IDIV_SEL": idiv, "FBDIV_SEL": fbdiv, "ODIV_SEL": odiv, "vco_mhz": fout * odiv}
+    raise ValueError(f"the GW2A rPLL cannot make exactly {fout:g} MHz from {fin:g} MHz; pick a multiple "
+                     f"of a divisor of the input, e.g. 27, 54 or 81 MHz from 27 MHz")
+
+
 class _UARTPins:
     def __init__(self, rx, tx):
         self.rx, self.tx = rx, tx
@@ -204,4 +233,66 @@ class ICEBreakerTop(Elaboratable):
         m.submodules.led_r = led_r = io.Buffer("o", platform.request("led_r", 0, dir="-"))
         m.submodules.led_g = led_g = io.Buffer("o", platform.request("led_g", 0, dir="-"))
         m.d.comb += [led_r.o.eq(core.status.any()), led_g.o.eq(core.busy)]
+        return m
+
+
+def _leds(m: Module, platform, signals) -> None:
+    for k, sig in signals:
+        m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+        m.d.comb += led.o.eq(sig)
+
+
+class TangMega138KTop(Elaboratable):
+    """BoardTop on the Tang Mega 138K Pro Dock: the 50 MHz oscillator is the core clock (no PLL:
+    Apycula's PLL support does not list the GW5AST; docs/boards.md), BL616 USB UART."""
+
+    IN_HZ = 50_000_000
+
+    def __init__(self, accelerator, *, baud: int = 115200, core_hz: float = 50e6, rx_fifo_depth: int = 64):
+        if core_hz != self.IN_HZ:
+            raise ValueError(f"the Tang Mega 138K top runs at its 50 MHz oscillator (no PLL with the open "
+                             f"flow yet), not {core_hz / 1e6:g} MHz; drop core_hz")
+        self.pll = None
+        self.core_hz = core_hz
+        self.core = BoardTop(accelerator, clk_hz=core_hz, baud=baud, rx_fifo_depth=rx_fifo_depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.clk50 = clk50 = io.Buffer("i", platform.request("clk50", 0, dir="-"))
+        uart = _uart(m, platform)
+        _sync_domain(m, clk50.i, Const(1, 1))   # the reset synchroniser still gives a reset after configuration
+        platform.add_clock_constraint(clk50.i, self.core_hz)
+        m.submodules.core = core = self.core
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        _leds(m, platform, ((0, core.status[0]), (1, core.status[1]), (2, core.busy)))
+        return m
+
+
+class TangPrimer20KTop(Elaboratable):
+    """BoardTop on the Tang Primer 20K Dock: 27 MHz -> rPLL -> ``core_hz`` (default 54 MHz), BL702 USB UART."""
+
+    IN_HZ = 27_000_000
+
+    def __init__(self, accelerator, *, baud: int = 115200, core_hz: float = 54e6, rx_fifo_depth: int = 64):
+        self.pll = gowin_rpll(self.IN_HZ, core_hz)
+        self.core_hz = core_hz
+        self.core = BoardTop(accelerator, clk_hz=core_hz, baud=baud, rx_fifo_depth=rx_fifo_depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.clk27 = clk27 = io.Buffer("i", platform.request("clk27", 0, dir="-"))
+        uart = _uart(m, platform)
+        clk, locked = Signal(), Signal()
+        p = self.pll
+        # as Apycula's gowin_pll writes it (static dividers, internal feedback)
+        m.submodules.pll = Instance(
+            "rPLL", p_FCLKIN=f"{self.IN_HZ / 1e6:.1f}", p_IDIV_SEL=p["IDIV_SEL"], p_FBDIV_SEL=p["FBDIV_SEL"],
+            p_ODIV_SEL=p["ODIV_SEL"],
+            i_CLKIN=clk27.i, i_CLKFB=0, i_RESET=0, i_RESET_P=0, i_FBDSEL=0, i_IDSEL=0, i_ODSEL=0,
+            i_PSDA=0, i_DUTYDA=0, i_FDLY=0, o_CLKOUT=clk, o_LOCK=locked)
+        _sync_domain(m, clk, locked)
+        platform.add_clock_constraint(clk, self.core_hz)
+        m.submodules.core = core = self.core
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        _leds(m, platform, ((0, core.status[0]), (1, core.status[1]), (2, core.busy), (3, locked)))
         return m

