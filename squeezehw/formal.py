@@ -32,7 +32,7 @@ from typing import Callable
 
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal, Value, signed
-from amaranth.hdl._ast import AnyConst, AnySeq
+from amaranth.asserts import AnyConst, AnySeq     # Amaranth 0.5's public home of these (not in amaranth.hdl)
 
 __all__ = ["Harness", "FormalCase", "FormalResult", "CASES", "run_case", "run_sby",
            "find_tools", "tools_missing", "mutated_class"]

@@ -136,7 +136,11 @@ def block_logic(block) -> tuple[float, float]:
     measures the whole-design error).  MVU: a least-squares fit over its 12 units (LUT within
     +-25 %, FF within +-5 % each); the others are that design's per-instance figures."""
     from math import ceil, gcd, log2
-    from .hw import bypass_add, concat, fifo, fork, global_pool, maxpool, mvu, resize, stream_register, window
+    from .hw import (bypass_add, concat, fifo, fork, global_pool, maxpool, mvu, resize, stream_register,
+                     weight_decoder, window)
+    if isinstance(block, weight_decoder.WeightDecoder):
+        e = block.estimate()        # its own model, compared with Yosys in docs/compression_decoder.md
+        return e["lut"], e["ff"]
     if isinstance(block, mvu.MVU):
         lanes = block.simd * block.pe
         return 415 + 60 * lanes + 3.4 * block.pe * block.acc_bits, 135 + 47 * lanes + 12.2 * block.pe * block.acc_bits
