@@ -192,11 +192,11 @@ def test_gowin_board_wrappers_elaborate(default_design, board):
     model, fold = default_design
     b = get_board(board)
     if board == "tang-mega-138k-pro":
-        top = TangMega138KTop(_accel(model, fold), baud=115200)
+        top = TangMega138KTop(_accel(model, fold, board), baud=115200)
         with pytest.raises(ValueError, match="50 MHz oscillator"):
-            TangMega138KTop(_accel(model, fold), core_hz=100e6)
+            TangMega138KTop(_accel(model, fold, board), core_hz=100e6)
     else:
-        top = TangPrimer20KTop(_accel(model, fold), baud=115200)
+        top = TangPrimer20KTop(_accel(model, fold, board), baud=115200)
     plan = b.platform_class()().prepare(top, "top", emit_src=False)
     text = plan.files["top.il"]
     text = text.decode() if isinstance(text, bytes) else text
