@@ -87,7 +87,7 @@ def test_fire_unequal_expands(e1, e3, bypass):
     f, rng = make(bypass, seed=6, e1=e1, e3=e3)     # seed 5 draws a bypass mult_b above 16 bits
     fl = {f.squeeze.name: LayerFold(2, 2), f.expand1x1.name: LayerFold(2, 2), f.expand3x3.name: LayerFold(4, 4)}
     x = rng.integers(0, 256, size=(2, f.squeeze.in_ch, 3, 3), dtype=np.uint8)
-    dut = FireEngine(fire=f, height=3, width=3, in_lanes=2, folds=fl)
+    dut = engine(f, 3, 3, 2, fl)
     got = run_fire(dut, x, Traffic.rough(4))
     want = fire_golden(f, x)
     assert first_difference(got, want) is None, first_difference(got, want)
