@@ -120,8 +120,9 @@ MUTANTS = [
     ("fire-concat-sides-swapped", "squeezehw/hw/fire.py",
      "Concat(lanes=lo, channels_a=e1, channels_b=e3)", "Concat(lanes=lo, channels_a=e3, channels_b=e1)",
      hw("fire")),
-    ("accelerator-pool-stride-is-kernel", "squeezehw/hw/accelerator.py",
-     "stride=layer.stride)", "stride=layer.kernel)",
+    # the accelerator's blocks are built from the build plan's records (squeezehw/plan.py)
+    ("plan-pool-stride-is-kernel", "squeezehw/plan.py",
+     "kernel=g.kernel, stride=g.stride)", "kernel=g.kernel, stride=g.kernel)",
      ["tests/test_board_top.py", "-k", "accelerator_serial_requant and parallel"]),
     # quantizer integer parts
     ("requant-params-truncates", "squeezehw/intmodel.py",
