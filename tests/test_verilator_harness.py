@@ -151,8 +151,11 @@ def test_interrupt_during_compile_leaves_no_compiler(tmp_path):
     model = random_model(np.random.default_rng(11), size=8, classes=3, fires=((2, 4, 4, "none"),))
     path = model.save(tmp_path / "m.npz")
     env = dict(os.environ, SQUEEZEHW_CACHE=str(tmp_path / "cache"))   # a cold build
+    # SIGINT as in a user's terminal: a test run started in the background by a non-interactive
+    # shell inherits SIGINT *ignored* (POSIX), and Python then never raises KeyboardInterrupt
     cli = subprocess.Popen([sys.executable, "-m", "squeezehw", "sim", str(path), "--random", "1"],
-                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: dict[int, str] = {}
     deadline = time.monotonic() + 300
     try:
