@@ -107,21 +107,12 @@ POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output regis
 
 def pool_burst_beats(*, channels: int, height: int, width: int, lanes: int, kernel: int, stride: int) -> int:
     """Largest backlog, in beats, of a consumer that takes a max-pool's output at the average rate
-    (hw/maxpool.py's module docstring; equal to ``MaxPool.burst_beats``, checked in tests/test_plan.py)."""
-    from fractions import Fraction
-
+    (hw/maxpool.py's ``burst_beats``, what ``MaxPool.burst_beats`` holds), from the pool's geometry."""
+    from .hw.maxpool import burst_beats
     from .ir import pool_out_size
     ho, wo = pool_out_size(height, kernel, stride), pool_out_size(width, kernel, stride)
-    row = wo * (channels // lanes)
-    emitted = [0] * height
-    for oy in range(ho):
-        emitted[min(height - 1, oy * stride + kernel - 1)] += row
-    rate = Fraction(ho * row, height)     # beats the consumer takes per input row
-    backlog = worst = Fraction(0)
-    for r in list(range(height)) * 3:     # three frames: the backlog pattern is periodic
-        backlog = max(Fraction(0), backlog + emitted[r] - rate)
-        worst = max(worst, backlog)
-    return -(-worst.numerator // worst.denominator)
+    return burst_beats(height=height, out_height=ho, row_beats=wo * (channels // lanes), kernel=kernel,
+                       stride=stride)
 
 
 def pool_fifo_depth(**geometry) -> int:

@@ -150,6 +150,27 @@ def stages(model: IntModel) -> list[Stage]:
     return out
 
 
+
+def with_utilisation(rows: list[dict]) -> list[dict]:
+    """Per-layer table rows (``cycles``, ``multipliers``, ``macs``) with each layer's multiplier
+    utilisation at the pipeline's pace (its slowest layer) added."""
+    bottleneck = max(r["cycles"] for r in rows)
+    for r in rows:
+        r["utilisation"] = (r["macs"] / (r["multipliers"] * bottleneck)) if r["multipliers"] else None
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Totals of a per-layer table: cycles per frame (the slowest layer), multipliers, MACs, MAC
+    efficiency, bottleneck, weight bits."""
+    cycles = max(r["cycles"] for r in rows)
+    mults = sum(r["multipliers"] for r in rows)
+    macs = sum(r["macs"] for r in rows)
+    return {"expected_cycles_per_frame": cycles, "multipliers": mults, "macs_per_frame": macs,
+            "expected_mac_efficiency": macs / (mults * cycles),
+            "bottleneck": max(rows, key=lambda r: r["cycles"])["layer"],
+            "weight_bits": sum(r["weight_bits"] for r in rows)}
+
 @dataclass(frozen=True)
 class LayerFold:
     simd: int
@@ -198,20 +219,10 @@ class Folding:
             rows.append({"layer": s.name, "kind": s.kind, "simd": f.simd, "pe": f.pe, "cycles": cyc,
                          "multipliers": s.multipliers(f.simd, f.pe), "macs": s.macs,
                          "weight_bits": s.weight_bits()})
-        bottleneck = max(r["cycles"] for r in rows)
-        for r in rows:
-            r["utilisation"] = (r["macs"] / (r["multipliers"] * bottleneck)) if r["multipliers"] else None
-        return rows
+        return with_utilisation(rows)
 
     def summary(self, model: IntModel) -> dict:
-        rows = self.table(model)
-        cycles = max(r["cycles"] for r in rows)
-        mults = sum(r["multipliers"] for r in rows)
-        macs = sum(r["macs"] for r in rows)
-        return {"expected_cycles_per_frame": cycles, "multipliers": mults, "macs_per_frame": macs,
-                "expected_mac_efficiency": macs / (mults * cycles),
-                "bottleneck": max(rows, key=lambda r: r["cycles"])["layer"],
-                "weight_bits": sum(r["weight_bits"] for r in rows)}
+        return summarise(self.table(model))
 
     # --- files ---------------------------------------------------------------------------------
     def to_json(self, model_name: str = "") -> str:

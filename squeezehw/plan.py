@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import UserError
 from .fifo_sizing import FireBuffers, FireFifos, pool_fifo_depth, size_fire
-from .folding import Folding, Stage, fire_out_lanes, stages, window_lanes
+from .folding import Folding, Stage, fire_out_lanes, stages, summarise, window_lanes, with_utilisation
 from .hw.multiplier import DSP_FAMILIES
 from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 from .ir import bits_for_signed
@@ -403,21 +403,10 @@ class Plan:
         return dsp_cells(self.multipliers(), board)
 
     def table(self) -> list[dict]:
-        rows = [s.row() for s in self.compute_stages()]
-        bottleneck = max(r["cycles"] for r in rows)
-        for r in rows:
-            r["utilisation"] = (r["macs"] / (r["multipliers"] * bottleneck)) if r["multipliers"] else None
-        return rows
+        return with_utilisation([s.row() for s in self.compute_stages()])
 
     def summary(self) -> dict:
-        rows = self.table()
-        cycles = max(r["cycles"] for r in rows)
-        mults = sum(r["multipliers"] for r in rows)
-        macs = sum(r["macs"] for r in rows)
-        return {"expected_cycles_per_frame": cycles, "multipliers": mults, "macs_per_frame": macs,
-                "expected_mac_efficiency": macs / (mults * cycles),
-                "bottleneck": max(rows, key=lambda r: r["cycles"])["layer"],
-                "weight_bits": sum(r["weight_bits"] for r in rows),
+        return {**summarise(self.table()),
                 "requant_multipliers": self.count("requant"), "add_multipliers": self.count("add"),
                 "index_multipliers": self.count("index")}
 

@@ -42,7 +42,7 @@ from .errors import FoldingError
 from .fifo import StreamFIFO
 from .stream_register import StreamRegister
 
-__all__ = ["MaxPool"]
+__all__ = ["MaxPool", "burst_beats"]
 
 
 def _windows(size, kernel, stride, out):
@@ -57,6 +57,22 @@ def _windows(size, kernel, stride, out):
         table.append(entry)
     return table
 
+
+
+def burst_beats(*, height: int, out_height: int, row_beats: int, kernel: int, stride: int) -> int:
+    """Largest backlog, in beats, of a consumer that takes the pool's output at the average rate
+    (module docstring): ``row_beats`` output beats per output row.  A plain function so that the
+    FIFO sizing pass (squeezehw/fifo_sizing.py) uses the same count before any block exists."""
+    from fractions import Fraction
+    emitted = [0] * height
+    for oy in range(out_height):
+        emitted[min(height - 1, oy * stride + kernel - 1)] += row_beats
+    rate = Fraction(out_height * row_beats, height)     # beats the consumer takes per input row
+    backlog = worst = Fraction(0)
+    for r in list(range(height)) * 3:     # three frames: the backlog pattern is periodic
+        backlog = max(Fraction(0), backlog + emitted[r] - rate)
+        worst = max(worst, backlog)
+    return -(-worst.numerator // worst.denominator)
 
 class MaxPool(wiring.Component):
     """Ports: ``i`` (in stream, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
@@ -92,7 +108,9 @@ class MaxPool(wiring.Component):
         self.out_beats_per_frame = self.out_height * self.out_width * B
         self.cycles_per_frame = self.in_beats_per_frame
         # beats a consumer at the average rate leaves behind during an output row (module doc)
-        self.burst_beats = self._burst_beats()
+        self.burst_beats = burst_beats(height=self.height, out_height=self.out_height,
+                                       row_beats=self.out_width * self.beats_per_pixel,
+                                       kernel=self.kernel, stride=self.stride)
         # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
         self.register_bits = 2 * B * 8 * lanes + StreamRegister.bits(8 * lanes)
@@ -101,20 +119,6 @@ class MaxPool(wiring.Component):
         self.latency = 2 + StreamRegister.LATENCY     # the stages, then the StreamRegister between them
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
-
-    def _burst_beats(self) -> int:
-        """Largest backlog of a consumer at the average rate (module docstring), in beats."""
-        from fractions import Fraction
-        H, Ho, row = self.height, self.out_height, self.out_width * self.beats_per_pixel
-        emitted = [0] * H
-        for oy in range(Ho):
-            emitted[min(H - 1, oy * self.stride + self.kernel - 1)] += row
-        rate = Fraction(Ho * row, H)          # beats the consumer takes per input row
-        backlog = worst = Fraction(0)
-        for r in list(range(H)) * 3:          # three frames: the backlog pattern is periodic
-            backlog = max(Fraction(0), backlog + emitted[r] - rate)
-            worst = max(worst, backlog)
-        return -(-worst.numerator // worst.denominator)
 
     def elaborate(self, platform):
         m = Module()
