@@ -261,7 +261,7 @@ def layer_hessians(net, calib: np.ndarray, *, batch_size: int = 8, progress: boo
     acc = {name: None for name in convs}
     count = 0
     for start in tqdm(range(0, len(calib), batch_size), desc="layer statistics", unit="batch",
-                      disable=not progress, file=sys.stderr):
+                      disable=None if progress else True, file=sys.stderr):
         x = calib[start:start + batch_size]
         _, trace = forward(net, x, trace=True, batch_size=batch_size)
         trace[""] = x.astype(np.float32)

@@ -76,7 +76,7 @@ def evaluate(model: IntModel, images: np.ndarray, labels: np.ndarray, *, batch_s
     net = float_network_of(model) if with_float else None
     qlog, flog = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluating", unit="batch",
-                      disable=not progress, file=sys.stderr):
+                      disable=None if progress else True, file=sys.stderr):
         x = images[start:start + batch_size]
         qlog.append(golden.run(model, x).logits)
         if net is not None:

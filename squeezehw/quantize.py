@@ -82,7 +82,7 @@ def calibration_ranges(net: Network, calib: np.ndarray, *, calibration: str = "p
     q = percentile if calibration == "percentile" else 100.0
     stats, sizes = {}, {}
     for start in tqdm(range(0, n_img, batch_size), desc="calibrating", unit="batch",
-                      disable=not progress, file=sys.stderr):
+                      disable=None if progress else True, file=sys.stderr):
         _, trace = forward(net, calib[start:start + batch_size], trace=True, batch_size=batch_size)
         for name, t in trace.items():
             if name not in stats:

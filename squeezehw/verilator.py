@@ -305,7 +305,7 @@ def _compile(mdir: Path, top: str, opts: list, waves: bool, env: dict, progress:
                     shutil.copy(runtime / f"{o}{ext}", mdir / f"{o}{ext}")
         units = len(list(mdir.glob("Vtop*.cpp"))) + 6     # the model's files + verilated runtime
         jobs = str(min(8, os.cpu_count() or 1))
-        with tqdm(total=units, desc="Verilator C++", unit="file", disable=not progress, leave=False) as bar:
+        with tqdm(total=units, desc="Verilator C++", unit="file", disable=None if progress else True, leave=False) as bar:
             _run_group(["make", "-j", jobs, "-C", str(mdir), "-f", "Vtop.mk", f"VM_TRACE={int(waves)}",
                         *MAKE_ARGS, *style.make_vars], env=env, log=log, progress_bar=bar)
         if runtime is not None and not (runtime / "verilated.o").is_file():

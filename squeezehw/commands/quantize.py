@@ -214,6 +214,11 @@ def run(args) -> int:
         source = f"{args.arch} + {Path(args.weights).name}" if args.arch else Path(args.weights).name
         calib_from = f"{args.calib}, {len(pick)} images evenly spaced"
     out = _check_output(args, net.name)
+    if args.eval_images:                          # an unreadable photo is found before calibrating
+        s = load_image_folder(args.eval_images, height=net.height, width=net.width,
+                              channels=net.in_ch, resize=net.resize, limit=args.eval_limit,
+                              progress=progress)
+        eval_set = (s.images, s.labels, str(args.eval_images))
     from ..importer import weight_warnings
     for w in weight_warnings(net):
         print(f"squeezehw quantize: warning: {w}", file=sys.stderr)
@@ -225,11 +230,6 @@ def run(args) -> int:
         model.info["dataset"] = DEFAULT_DATASET_TAG
     rep = check_budget(model, budget, what)       # raises before anything is written
 
-    if args.eval_images:
-        s = load_image_folder(args.eval_images, height=model.height, width=model.width,
-                              channels=model.in_ch, resize=model.resize, limit=args.eval_limit,
-                              progress=progress)
-        eval_set = (s.images, s.labels, str(args.eval_images))
     if eval_set is not None:
         x, y, where = eval_set
         if args.eval_limit:
