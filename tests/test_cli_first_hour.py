@@ -193,6 +193,19 @@ def test_quantize_onto_a_folder_fails_before_calibrating(tiny, tmp_path, capsys,
     _one_error_line(capsys.readouterr().err, "cannot write")
 
 
+def test_unreadable_eval_photo_fails_before_calibrating(tiny, tmp_path, capsys, monkeypatch):
+    # CI's property test found this: the error came after calibrating, under progress bars
+    import squeezehw.quantize as qz
+    monkeypatch.setattr(qz, "quantize", lambda *a, **k: pytest.fail("calibrated first"))
+    bad = tmp_path / "evalset" / "a"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"not a png")
+    out = tmp_path / "m.npz"
+    assert main(_quantize(tiny, tiny[2], out, "--eval-images", str(tmp_path / "evalset"))) == 2
+    _one_error_line(capsys.readouterr().err, "x.png")
+    assert not out.exists()
+
+
 def test_read_only_folder_is_one_line_before_calibrating(tiny, tmp_path, capsys, monkeypatch):
     # the tests run as root, for whom chmod 0555 changes nothing: make the folder refuse writes
     import tempfile
