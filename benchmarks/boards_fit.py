@@ -3,9 +3,9 @@
 * ``ulx3s``: the default MNIST model (squeezehw.pipeline.default_int_model, default_folding) in
   ULX3STop (25 MHz -> EHXPLLL -> core clock, ``--ulx3s-mhz``, default 100 MHz), 115200 baud.
 * ``ulx3s-large``: the largest SqueezeNet-family member found whose memories fit the ECP5-85F's
-  208 DP16KD by squeezehw.resources.estimate: SqueezeNet v1.1's layout (8 Fires, pools after conv1,
+  208 DP16KD by squeezehw.plan.resources.estimate: SqueezeNet v1.1's layout (8 Fires, pools after conv1,
   Fire 2 and Fire 4) at half width (base_e = incr_e = 64, conv1 32 channels), 3x64x64 input,
-  10 classes, random int8 weights (squeezehw.random_model, seed 1), auto_fold(max_multipliers=48),
+  10 classes, random int8 weights (squeezehw.quant.random_model, seed 1), auto_fold(max_multipliers=48),
   in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80
   were estimated at 236 and 256 DP16KD; Yosys used 148 for base_e 64.)
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
@@ -18,8 +18,8 @@
 
 Each build takes the command line's path (the random models are saved as integer-model files
 first): a BuildConfig (board, folding, requantiser, clock) -> ``squeezehw build`` (write_design,
-into build/boards_fit/<which>/design) -> ``squeezehw bitstream`` (squeezehw.build.board_bitstream:
-the board's UART top, squeezehw.synth.build_board with the registry's synth and nextpnr options,
+into build/boards_fit/<which>/design) -> ``squeezehw bitstream`` (squeezehw.toolchain.build.board_bitstream:
+the board's UART top, squeezehw.toolchain.synth.build_board with the registry's synth and nextpnr options,
 YoWASP); the reports are printed and written to build/boards_fit/<which>/report.json, a summary
 (with cycles per frame from the build plan's cost model, the plan's resource estimate, and frames/s
 at the achieved Fmax) to build/boards_fit/summary_<which>.json.
@@ -37,21 +37,20 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from squeezehw.build import board_bitstream, write_design  # noqa: E402
-from squeezehw.config import BuildConfig  # noqa: E402
-from squeezehw.folding import default_folding  # noqa: E402
-from squeezehw.pipeline import default_int_model, folding_for_config, resolve_model  # noqa: E402
-from squeezehw.random_model import random_model  # noqa: E402
 from squeezehw.errors import UserError  # noqa: E402
+from squeezehw.pipeline import default_int_model, folding_for_config, resolve_model  # noqa: E402
+from squeezehw.plan.config import BuildConfig  # noqa: E402
+from squeezehw.plan.folding import default_folding  # noqa: E402
+from squeezehw.quant.random_model import random_model  # noqa: E402
+from squeezehw.toolchain.build import board_bitstream, write_design  # noqa: E402
 
 OUT = REPO / "build" / "boards_fit"
 
 
 def tiny_up5k_model():
     """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below)."""
-    from squeezehw.family import FamilyConfig
+    from squeezehw.frontend.family import FamilyConfig
     cfg = FamilyConfig(name="tiny_family_up5k", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
                        conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(),
                        input_size=10, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
@@ -59,7 +58,7 @@ def tiny_up5k_model():
 
 
 def large_ulx3s_model(base_e: int = 64):
-    from squeezehw.family import SQUEEZENET1_1
+    from squeezehw.frontend.family import SQUEEZENET1_1
     name = "sq11_half_64px" if base_e == 64 else f"sq11_e{base_e}_64px"
     cfg = SQUEEZENET1_1.replace(name=name, base_e=base_e, incr_e=base_e, conv1_channels=base_e // 2,
                                 input_size=64, classes=10, resize=None)

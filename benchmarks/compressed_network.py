@@ -2,7 +2,7 @@
 
 Builds the random model of tests/test_cycle_model.py (seed 11, 10x10, two Fire modules with both
 bypass kinds), replaces every conv's weights by a sparse draw from a per-layer codebook of 15
-non-zero values (``--density`` non-zero), encodes every conv (squeezehw.sparse_weights.encode_model,
+non-zero values (``--density`` non-zero), encodes every conv (squeezehw.quant.sparse_weights.encode_model,
 format chosen per layer) and simulates the same frames twice in Verilator (smooth traffic): with the
 dense weight memories and with every MVU reading through a WeightDecoder.  Prints JSON: bit-exact
 verdicts against the golden model, cycles per frame (measured and the cost model), latency, and per
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def sparse_random_model(seed: int = 11, density: float = 0.35, entries: int = 15):
-    from squeezehw.random_model import random_model
+    from squeezehw.quant.random_model import random_model
     rng = np.random.default_rng(seed)
     model = random_model(rng, size=10, classes=6)
     for c in model.convs():
@@ -38,10 +36,11 @@ def main(argv=None) -> int:
     ap.add_argument("--density", type=float, default=0.35)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from squeezehw.folding import default_folding
-    from squeezehw.simulate import simulate_frames
-    from squeezehw.sparse_weights import encode_model
-    from squeezehw.verilator import SimTraffic
+    from squeezehw.sim.simulate import simulate_frames
+
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.quant.sparse_weights import encode_model
+    from squeezehw.toolchain.verilator import SimTraffic
     model, rng = sparse_random_model(density=args.density)
     fold = default_folding(model)
     codes = encode_model(model, fold)

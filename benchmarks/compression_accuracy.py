@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imagenet"
 
 DC, V11, DEFAULT = "dc1.0", "v1.1", "default"
@@ -63,7 +62,7 @@ BARS = {"DC v1.0, own 8-bit shared values", "DC v1.0, 6-bit codebook + GPTQ"}
 
 
 def acc(logits, labels):
-    from squeezehw.evaluate import topk_correct
+    from squeezehw.quant.evaluate import topk_correct
     k5 = min(5, logits.shape[1])
     return {"top1": float(topk_correct(logits, labels, 1).mean()),
             "top5": float(topk_correct(logits, labels, k5).mean())}
@@ -77,9 +76,9 @@ class Workload:
     """A float network with its calibration and evaluation images, and cached statistics."""
 
     def __init__(self, key, photos, limit, shard=None):
-        from squeezehw.importer import load_network
+        from squeezehw.frontend.importer import load_network
         if key == DEFAULT:
-            from squeezehw.default_model import load_default_network, mnist_split
+            from squeezehw.quant.default_model import load_default_network, mnist_split
             self.net = load_default_network()
             tx, _, ex, ey = mnist_split()
             self.calib, self.x, self.y = tx[:512], ex, ey
@@ -99,31 +98,31 @@ class Workload:
         self._ranges, self._hessians, self._float = {}, None, None
 
     def ranges(self, calibration="percentile"):
-        from squeezehw.quantize import calibration_ranges
+        from squeezehw.quant.quantize import calibration_ranges
         if calibration not in self._ranges:
             self._ranges[calibration] = calibration_ranges(self.net, self.calib, calibration=calibration)
         return self._ranges[calibration]
 
     @property
     def hessians(self):
-        from squeezehw.compression import layer_hessians
+        from squeezehw.quant.compression import layer_hessians
         if self._hessians is None:
             self._hessians = layer_hessians(self.net, self.calib)
         return self._hessians
 
     @property
     def float_acc(self):
-        from squeezehw.float_model import forward
+        from squeezehw.frontend.float_model import forward
         if self._float is None:
             self._float = acc(batched(lambda b: forward(self.net, b, batch_size=len(b))[0], self.x), self.y)
         return self._float
 
 
 def run_config(w: Workload, label, kind, k, per_channel):
-    from squeezehw import golden
-    from squeezehw.compression import CodebookSpec, compression_summary
-    from squeezehw.memory import memory_report
-    from squeezehw.quantize import quantize
+    from squeezehw.plan.memory import memory_report
+    from squeezehw.quant import golden
+    from squeezehw.quant.compression import CodebookSpec, compression_summary
+    from squeezehw.quant.quantize import quantize
     t0 = time.time()
     spec = None
     calibration = "max" if kind.endswith("-max") else "percentile"
@@ -215,7 +214,7 @@ def main() -> int:
         return 2
     photos = None
     if needs_photos:
-        from squeezehw.images import load_image_folder
+        from squeezehw.frontend.images import load_image_folder
         s = load_image_folder(DATA / "sample", height=224, width=224, channels=3, resize=256)
         photos = (s.images, s.labels)
     prev = Path(args.out + ".json")

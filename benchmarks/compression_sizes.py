@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imagenet"
 
 
@@ -26,11 +25,12 @@ def main() -> int:
         print(f"no ImageNet data at {DATA}; see its README", file=sys.stderr)
         return 2
     import numpy as np
-    from squeezehw.compression import CodebookSpec, pack_weights_file, unpack_weights_file
-    from squeezehw.images import list_image_folder, load_images
-    from squeezehw.importer import load_network
-    from squeezehw.memory import memory_report
-    from squeezehw.quantize import quantize
+
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.frontend.importer import load_network
+    from squeezehw.plan.memory import memory_report
+    from squeezehw.quant.compression import CodebookSpec, pack_weights_file, unpack_weights_file
+    from squeezehw.quant.quantize import quantize
     net = load_network("squeezenet1_0", DATA / "squeezenet1_0_deep_compression.npz")
     files, _, _ = list_image_folder(DATA / "sample")
     calib, _, _ = load_images(files[::125], height=224, width=224, channels=3, resize=256, progress=False)

@@ -3,7 +3,7 @@
     python benchmarks/cycles_chart.py --model build/bench-sq11-w8.npz --max-multipliers 2000 \
         --measured 219000 -o docs/img/cycles_sq11_2000.png
 
-Bars: each stage's cycles per frame from the cost model (squeezehw.folding), coloured by stage kind;
+Bars: each stage's cycles per frame from the cost model (squeezehw.plan.folding), coloured by stage kind;
 the line: the measured cycles per frame from Verilator (--measured, from benchmarks/fullsize.py).
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
@@ -26,8 +25,9 @@ def main(argv=None) -> int:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from squeezehw.folding import auto_fold, default_folding
+
     from squeezehw.pipeline import resolve_model
+    from squeezehw.plan.folding import auto_fold, default_folding
     model = resolve_model(args.model)
     fold = auto_fold(model, max_multipliers=args.max_multipliers) if args.max_multipliers else default_folding(model)
     rows = fold.table(model)

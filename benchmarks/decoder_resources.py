@@ -1,9 +1,9 @@
 """WeightDecoder cost model vs Yosys: LUT4 / FF / DP16KD of the compressed-weight decoder on ECP5.
 
 For a few layer sizes (random weights at a given density, a random codebook of 2**k entries), encodes
-the weights (squeezehw.sparse_weights.encode_for_mvu: the narrowest word W and buffer C that keep one
+the weights (squeezehw.quant.sparse_weights.encode_for_mvu: the narrowest word W and buffer C that keep one
 vector per cycle), builds a WeightDecoder alone and synthesises it with Yosys ``synth_ecp5 -abc9``
-(``stat -json``; LUT = LUT4 + 2 per CCU2C + 4 per TRELLIS_DPR16X4, as squeezehw.synth counts), next
+(``stat -json``; LUT = LUT4 + 2 per CCU2C + 4 per TRELLIS_DPR16X4, as squeezehw.toolchain.synth counts), next
 to ``WeightDecoder.estimate()``.  Also prints the dense weight memory's DP16KD count for the same
 layer and folding (what the decoder replaces).  Not a CI test (Yosys takes a while per size).
 
@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 # name: (O, N, PE, SIMD, k, density, format)
 SIZES = {
     "L8-k4-bitmap": (16, 32, 2, 4, 4, 0.5, "bitmap"),
@@ -35,9 +33,9 @@ SIZES = {
 
 
 def build(O, N, pe, simd, k, density, fmt, seed=1):
+    from squeezehw.frontend.ir import bits_for_signed
     from squeezehw.hw.weight_decoder import WeightDecoder
-    from squeezehw.ir import bits_for_signed
-    from squeezehw.sparse_weights import encode_for_mvu
+    from squeezehw.quant.sparse_weights import encode_for_mvu
     rng = np.random.default_rng(seed)
     zero = fmt == "dense-index"
     cb = [int(v) for v in rng.permutation(np.arange(-128, 128)) if v != 0][:(1 << k) - int(zero)]
@@ -52,7 +50,7 @@ def build(O, N, pe, simd, k, density, fmt, seed=1):
 def yosys_stat(dut, workdir: Path) -> tuple[dict, float]:
     from amaranth.back import verilog
 
-    from squeezehw.synth import _yosys_counts, find_tool
+    from squeezehw.toolchain.synth import _yosys_counts, find_tool
     workdir.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(dut, name="top", emit_src=False)
     stat = workdir / "stat.json"
@@ -81,7 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--target-mhz", type=float, default=100.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from squeezehw.resources import blocks_for
+    from squeezehw.plan.resources import blocks_for
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="decoder-resources-"))
     rows = []
     for name in args.only or SIZES:
@@ -100,7 +98,7 @@ def main(argv=None) -> int:
                          for r, e in (("lut", "lut"), ("ff", "ff"), ("bram", "block_ram"))},
                "dense_weight_bram": dense_blocks, "yosys_seconds": round(secs, 1)}
         if args.pnr:
-            from squeezehw.synth import synthesize
+            from squeezehw.toolchain.synth import synthesize
             rep = synthesize(dut, board="ecp5-85f", out_dir=out / name / "pnr", target_mhz=args.target_mhz)
             row["pnr"] = {"lut": rep.lut, "ff": rep.ff, "bram": rep.bram, "fmax_mhz": rep.fmax_mhz,
                           "target_mhz": rep.target_mhz, "timing_met": rep.timing_met, "seconds": rep.seconds}

@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from squeezehw import folding  # noqa: E402
-from squeezehw.folding import Stage, auto_fold, divisors, window_lanes  # noqa: E402
-from squeezehw.intmodel import IntModel  # noqa: E402
+from squeezehw.plan import folding  # noqa: E402
+from squeezehw.plan.folding import Stage, auto_fold, divisors, window_lanes  # noqa: E402
+from squeezehw.quant.intmodel import IntModel  # noqa: E402
 
 
 def padded_choices(n: int) -> list[int]:

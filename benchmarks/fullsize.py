@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import sys
 import time
 from pathlib import Path
@@ -22,15 +21,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "imagenet"
 
 
 def quantized_v11(progress: bool):
-    from squeezehw.images import list_image_folder, load_images
-    from squeezehw.importer import load_network
-    from squeezehw.intmodel import IntModel
-    from squeezehw.quantize import quantize
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.frontend.importer import load_network
+    from squeezehw.quant.intmodel import IntModel
+    from squeezehw.quant.quantize import quantize
     cache = REPO / "build" / "bench-sq11-w8.npz"
     if cache.is_file():
         return IntModel.load(cache)
@@ -43,15 +41,15 @@ def quantized_v11(progress: bool):
 
 
 def ramb36(model, folding) -> int:
-    from squeezehw.resources import estimate
-    from squeezehw.plan import lower
+    from squeezehw.plan.lowering import lower
+    from squeezehw.plan.resources import estimate
     return estimate(lower(model, folding), "xilinx36")["block_ram"]
 
 
 def weight_ramb36(model, folding) -> int:
     """RAMB36 blocks for the weight memories alone (width pe*simd*8, depth NF*SF each)."""
-    from squeezehw.folding import stages
-    from squeezehw.resources import blocks_for
+    from squeezehw.plan.folding import stages
+    from squeezehw.plan.resources import blocks_for
     total = 0
     for s in stages(model):
         if s.kind != "conv":
@@ -78,10 +76,11 @@ def main(argv=None) -> int:
     if not (DATA / "squeezenet1_1.npz").is_file():
         print(f"benchmark needs {DATA} (real ImageNet weights and photos); not found", file=sys.stderr)
         return 2
-    from squeezehw.folding import auto_fold
-    from squeezehw.images import list_image_folder, load_images
-    from squeezehw.simulate import simulate_frames
-    from squeezehw.verilator import STYLES
+    from squeezehw.sim.simulate import simulate_frames
+
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.plan.folding import auto_fold
+    from squeezehw.toolchain.verilator import STYLES
     progress = not args.json
     t0 = time.monotonic()
     model = quantized_v11(progress)

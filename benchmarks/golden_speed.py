@@ -23,14 +23,13 @@ def main() -> int:
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)          # before numpy/torch load their BLAS
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import numpy as np
     import torch
     torch.set_num_threads(args.threads)
-    from squeezehw import golden
-    from squeezehw.family import SQUEEZENET1_1, build_network
-    from squeezehw.float_model import forward
-    from squeezehw.quantize import quantize
+    from squeezehw.frontend.family import SQUEEZENET1_1, build_network
+    from squeezehw.frontend.float_model import forward
+    from squeezehw.quant import golden
+    from squeezehw.quant.quantize import quantize
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from test_quantize import random_images, random_weights
 

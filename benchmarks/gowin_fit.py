@@ -1,6 +1,6 @@
 """Gowin board builds to bitstreams (a benchmark, not CI): the UART board tops of boards/top.py on the
 Tang Mega 138K Pro (GW5AST-138C) and the Tang Primer 20K (GW2A-18C), with the open flow
-(Yosys synth_gowin + nextpnr-himbaechel-gowin + Apycula's gowin_pack, via squeezehw.gowin).
+(Yosys synth_gowin + nextpnr-himbaechel-gowin + Apycula's gowin_pack, via squeezehw.boards.gowin).
 
 * ``mega``: the default MNIST model (default_folding) in TangMega138KTop (50 MHz oscillator).
 * ``mega-large``: SqueezeNet v1.1's layout at ``--large-base-e`` (default 80: the largest member that
@@ -14,7 +14,7 @@ Tang Mega 138K Pro (GW5AST-138C) and the Tang Primer 20K (GW2A-18C), with the op
 Every multiply whose operands fit is a DSP primitive with its own registers (hw/multiplier.py:
 MULT12X12 on GW5A, MULT9X9/MULT18X18 on GW2A), chosen by the board registry.  Reports go to
 build/gowin_fit/<which>/ (report.json, nextpnr log top.tim), a summary with the cost model's cycles
-per frame, frames/s at the target clock and at Fmax, and squeezehw.resources.estimate beside
+per frame, frames/s at the target clock and at Fmax, and squeezehw.plan.resources.estimate beside
 nextpnr's counts to build/gowin_fit/summary_<which>.json.
 
     .venv/bin/python benchmarks/gowin_fit.py --only mega|mega-large|primer [--primer-mhz 54] [--seed 1]
@@ -27,16 +27,15 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from boards.top import TangMega138KTop, TangPrimer20KTop  # noqa: E402
 from boards_fit import critical_path, large_ulx3s_model, tiny_up5k_model  # noqa: E402
+from squeezehw.boards.top import TangMega138KTop, TangPrimer20KTop  # noqa: E402
+
 from squeezehw.errors import UserError  # noqa: E402
-from squeezehw.folding import auto_fold, default_folding  # noqa: E402
 from squeezehw.pipeline import default_int_model  # noqa: E402
-from squeezehw.resources import estimate  # noqa: E402
-from squeezehw.synth import build_board  # noqa: E402
+from squeezehw.plan.folding import auto_fold, default_folding  # noqa: E402
+from squeezehw.plan.resources import estimate  # noqa: E402
+from squeezehw.toolchain.synth import build_board  # noqa: E402
 
 OUT = REPO / "build" / "gowin_fit"
 
@@ -56,8 +55,9 @@ def build(which: str, *, primer_mhz: float, seed: int, baud: int, large_base_e: 
         board, top_cls, mhz = "tang-primer-20k", TangPrimer20KTop, primer_mhz
     else:
         board, top_cls, mhz = "tang-mega-138k-pro", TangMega138KTop, 50.0
-    from squeezehw.boards import get_board
-    from squeezehw.plan import Target, lower
+    from squeezehw.boards.registry import get_board
+
+    from squeezehw.plan.lowering import Target, lower
     plan = lower(model, fold, Target(multiplier=get_board(board).multiplier))   # the registry's DSP form
     accel = plan.accelerator()
     top = top_cls(accel, baud=baud, core_hz=mhz * 1e6)

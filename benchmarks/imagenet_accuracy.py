@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imagenet"
 
 # (label, weights file, arch, w_bits, calibration, percentile, calibration images)
@@ -46,7 +45,7 @@ def logits_of(fn, x, batch, desc):
 
 
 def acc(logits, labels, idx):
-    from squeezehw.evaluate import topk_correct
+    from squeezehw.quant.evaluate import topk_correct
     return {"top1": float(topk_correct(logits[idx], labels[idx], 1).mean()),
             "top5": float(topk_correct(logits[idx], labels[idx], 5).mean())}
 
@@ -59,12 +58,12 @@ def main() -> int:
     if not DATA.is_dir():
         print(f"no ImageNet data at {DATA}; see its README", file=sys.stderr)
         return 2
-    from squeezehw import golden
-    from squeezehw.float_model import forward
-    from squeezehw.images import load_image_folder
-    from squeezehw.importer import load_network
-    from squeezehw.memory import memory_report
-    from squeezehw.quantize import calibration_ranges, quantize
+    from squeezehw.frontend.float_model import forward
+    from squeezehw.frontend.images import load_image_folder
+    from squeezehw.frontend.importer import load_network
+    from squeezehw.plan.memory import memory_report
+    from squeezehw.quant import golden
+    from squeezehw.quant.quantize import calibration_ranges, quantize
 
     s = load_image_folder(DATA / "sample", height=224, width=224, channels=3, resize=256)
     x, y = s.images, s.labels

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _cpu() -> float:
@@ -46,12 +44,14 @@ def main(argv=None) -> int:
         print(f"benchmark needs {DATA} (real ImageNet weights and photos); not found", file=sys.stderr)
         return 2
     import numpy as np
+    from squeezehw.sim.simulate import make_harness, simulate_frames
 
-    from squeezehw import float_model, golden, verilator
-    from squeezehw.evaluate import float_network_of
-    from squeezehw.folding import auto_fold
-    from squeezehw.images import list_image_folder, load_images
-    from squeezehw.simulate import make_harness, simulate_frames
+    from squeezehw.frontend import float_model
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.plan.folding import auto_fold
+    from squeezehw.quant import golden
+    from squeezehw.quant.evaluate import float_network_of
+    from squeezehw.toolchain import verilator
     style = verilator.STYLES[args.style] if args.style else verilator.default_style()
     t_start, cpu_start = time.monotonic(), _cpu()
     model = quantized_v11(False)

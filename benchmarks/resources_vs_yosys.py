@@ -2,7 +2,7 @@
 
     python benchmarks/resources_vs_yosys.py --json            # built-in default model on ECP5-85F
 
-Prints, per resource (LUT, FF, DSP, block RAM), the cost model's figure (squeezehw.resources), the
+Prints, per resource (LUT, FF, DSP, block RAM), the cost model's figure (squeezehw.plan.resources), the
 figure from nextpnr's report after place-and-route, and their ratio; also Fmax.  Not a CI test
 (place-and-route takes minutes).
 """
@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
@@ -26,11 +25,12 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", default=str(REPO / "build" / "resources_vs_yosys"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from squeezehw.boards import get_board
+    from squeezehw.boards.registry import get_board
+
     from squeezehw.pipeline import resolve_folding, resolve_model
-    from squeezehw.plan import Target, lower
-    from squeezehw.resources import estimate
-    from squeezehw.synth import synthesize
+    from squeezehw.plan.lowering import Target, lower
+    from squeezehw.plan.resources import estimate
+    from squeezehw.toolchain.synth import synthesize
     model = resolve_model(args.model)
     fold = resolve_folding(args.fold, model)
     board = get_board(args.board)

@@ -26,22 +26,21 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def design(args):
     """(model, folding, images, description)."""
     if args.design == "default":
-        from squeezehw.default_model import default_eval_images
-        from squeezehw.folding import default_folding
         from squeezehw.pipeline import default_int_model
+        from squeezehw.plan.folding import default_folding
+        from squeezehw.quant.default_model import default_eval_images
         model = default_int_model(False)
         x, _ = default_eval_images(args.frames)
         return model, default_folding(model), x, "default MNIST model, default folding"
     from fullsize import DATA, quantized_v11
-    from squeezehw.folding import auto_fold
-    from squeezehw.images import list_image_folder, load_images
+
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.plan.folding import auto_fold
     if not (DATA / "squeezenet1_1.npz").is_file():
         raise SystemExit(f"--design sq11 needs {DATA} (real ImageNet weights and photos); not found")
     model = quantized_v11(False)
@@ -54,8 +53,9 @@ def design(args):
 
 
 def measure(style, model, fold, x, cache: Path) -> dict:
-    from squeezehw import verilator
-    from squeezehw.simulate import make_harness, simulate_frames
+    from squeezehw.sim.simulate import make_harness, simulate_frames
+
+    from squeezehw.toolchain import verilator
     os.environ["SQUEEZEHW_CACHE"] = str(cache)          # cold: nothing cached for this style
     harness, name, meta = make_harness(model, fold, len(x), style=style)
     t0 = time.monotonic()
@@ -93,14 +93,14 @@ def main(argv=None) -> int:
     ap.add_argument("--design", choices=("default", "sq11"), default="default")
     ap.add_argument("--multipliers", type=int, default=2000, help="sq11: multiplier budget for auto folding")
     ap.add_argument("--frames", type=int, default=2, help="images simulated back to back per style")
-    ap.add_argument("--styles", default="legacy,fast", help="comma-separated build styles (squeezehw.verilator.STYLES)")
+    ap.add_argument("--styles", default="legacy,fast", help="comma-separated build styles (squeezehw.toolchain.verilator.STYLES)")
     ap.add_argument("--make-var", action="append", default=[], metavar="VAR=VALUE",
                     help="also measure the fast style with this make variable (e.g. OPT_FAST=-O2); repeatable")
     ap.add_argument("--json", metavar="FILE", help="write the results here as JSON")
     args = ap.parse_args(argv)
     from dataclasses import replace
 
-    from squeezehw import verilator
+    from squeezehw.toolchain import verilator
     styles = [verilator.STYLES[s] for s in args.styles.split(",")]
     if args.make_var:
         base = verilator.STYLES["fast"]

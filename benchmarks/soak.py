@@ -3,7 +3,7 @@
 Plays the default model's held-out MNIST digits (then, beyond 1,000, seeded random images)
 through the accelerator in one Verilator run, with random input gaps and random output stalls
 (``SimTraffic.rough``: the same traffic as ``squeezehw sim --traffic rough``), and compares every
-logit and class of every frame with the golden model (``squeezehw.simulate.simulate_frames``).
+logit and class of every frame with the golden model (``squeezehw.sim.simulate.simulate_frames``).
 Prints one JSON object: frames, logits compared, mismatching frames, cycles, wall time.  Exit
 status 0 only when there are zero mismatches.
 
@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def soak_images(frames: int) -> tuple[np.ndarray, str]:
-    from squeezehw.default_model import TEST_PER_CLASS, default_eval_images
+    from squeezehw.quant.default_model import TEST_PER_CLASS, default_eval_images
     held_out = 10 * TEST_PER_CLASS
     x, _ = default_eval_images(min(frames, held_out))
     if frames <= held_out:
@@ -45,10 +44,11 @@ def main(argv=None) -> int:
     if args.frames < 2:
         ap.error("--frames must be at least 2")
 
-    from squeezehw.folding import default_folding
+    from squeezehw.sim.simulate import simulate_frames
+
     from squeezehw.pipeline import default_int_model
-    from squeezehw.simulate import simulate_frames
-    from squeezehw.verilator import SimTraffic
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.toolchain.verilator import SimTraffic
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or None          # at the start: what is measured

@@ -6,7 +6,7 @@ registered products added into a 32-bit accumulator in one cycle.
 Activations arrive one byte per cycle into a SIMD-lane shift register and results leave one byte per
 cycle through a mux, so the ports stay narrow (the same design fits the 39 pins of an iCE40 UP5K) and
 what is measured is the compute array.  Every figure printed comes from nextpnr's --report JSON (or
-Yosys's stat for synthesis-only parts), via :func:`squeezehw.synth.synthesize`.
+Yosys's stat for synthesis-only parts), via :func:`squeezehw.toolchain.synth.synthesize`.
 
     .venv/bin/python benchmarks/synth_blocks.py                       # 16, 64, 156 MACs on ecp5-85f
     .venv/bin/python benchmarks/synth_blocks.py --board up5k --macs 8 --target-mhz 24
@@ -25,8 +25,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from squeezehw.synth import synthesize  # noqa: E402
+from squeezehw.toolchain.synth import synthesize  # noqa: E402
 
 
 class MacArray(wiring.Component):

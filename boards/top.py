@@ -10,11 +10,11 @@ class, little-endian) -> UART TX.  The wire format is in ``boards/protocol.py`` 
 ``uart`` 0; LEDs 0-2 show overrun, framing error, busy; LED 7 the PLL lock) and
 :class:`ICEBreakerTop` (iCEBreaker: 12 MHz ``clk12`` pin -> SB_PLL40_PAD -> core clock, default
 24 MHz; FTDI UART ``uart`` 0; red LED = an error flag, green LED = busy) are Elaboratables for the
-amaranth-boards platforms, built with :func:`squeezehw.synth.build_board`.  The PLL settings are
+amaranth-boards platforms, built with :func:`squeezehw.toolchain.synth.build_board`.  The PLL settings are
 computed exactly (``ecp5_pll``, ``ice40_pll``, ``gowin_rpll``); a clock that no setting makes exactly
 is refused.
 
-Gowin (platforms in :mod:`squeezehw.gowin`): :class:`TangMega138KTop` (Tang Mega 138K Pro Dock: the
+Gowin (platforms in :mod:`squeezehw.boards.gowin`): :class:`TangMega138KTop` (Tang Mega 138K Pro Dock: the
 50 MHz oscillator on P16 clocks the core directly, since Apycula 0.32's PLL tool and our checks do not
 cover the GW5AST's PLLA; UART ``uart`` 0 through the BL616 debugger's USB serial port; LEDs 0-2
 overrun, framing error, busy) and :class:`TangPrimer20KTop` (Tang Primer 20K Dock: 27 MHz -> rPLL ->
@@ -27,8 +27,7 @@ from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Mo
 from amaranth.lib import fifo, io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
-
-from squeezehw.boards import get_board
+from squeezehw.boards.registry import get_board
 
 from .protocol import STATUS_FRAME_ERROR, STATUS_OVERRUN, ReplySerializer, RequestParser, beat_bytes_for
 from .uart import UARTRx, UARTTx, uart_divisor

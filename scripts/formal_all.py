@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every formal case of squeezehw.formal (bmc and, where listed, prove) at the larger depths
+"""Run every formal case of squeezehw.sim.formal (bmc and, where listed, prove) at the larger depths
 and print a markdown table (and optionally JSON).
 
     .venv/bin/python scripts/formal_all.py [--json out.json] [--fast] [--engine yices|z3] [FILTER...]
@@ -10,9 +10,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from squeezehw import formal  # noqa: E402
+from squeezehw.sim import formal  # noqa: E402
 
 
 def main(argv=None):

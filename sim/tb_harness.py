@@ -1,4 +1,4 @@
-"""cocotb testbench for squeezehw.hw.harness.SimHarness (run by squeezehw.verilator.run).
+"""cocotb testbench for squeezehw.sim.harness.SimHarness (run by squeezehw.toolchain.verilator.run).
 
 The job file named by $SQUEEZEHW_SIM_JOB holds the traffic settings and, unless the harness read
 the stimulus from a file at time 0 (``+in_mem=FILE``, fast builds), the stimulus beats; this

@@ -8,10 +8,8 @@ received so far and what to check.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -20,19 +18,11 @@ from .errors import UserError
 __all__ = ["BoardError", "BoardTimeoutError", "BoardReply", "BoardClient", "EmulatedBoard", "open_serial",
            "protocol"]
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def protocol():
-    """The ``boards.protocol`` module (the wire format lives beside the board tops in the checkout)."""
-    try:
-        from boards import protocol as p
-    except ImportError:
-        if not (REPO / "boards" / "protocol.py").is_file():
-            raise UserError(f"boards/protocol.py not found beside the squeezehw package ({REPO}); "
-                            f"run from a source checkout (pip install -e .)") from None
-        sys.path.insert(0, str(REPO))
-        from boards import protocol as p
+    """The wire format, ``squeezehw.boards.protocol`` (boards/protocol.py, beside the board tops that
+    speak it); imported on first use because it pulls in Amaranth."""
+    from .boards import protocol as p
     return p
 
 
@@ -171,7 +161,7 @@ class EmulatedBoard:
         return len(self._tx)
 
     def _process(self):
-        from . import golden
+        from .quant import golden
         p = protocol()
         m = self.model
         size = m.in_ch * m.height * m.width

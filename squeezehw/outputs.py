@@ -28,6 +28,20 @@ from pathlib import Path
 
 from .errors import UserError
 
+_SOURCE_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Where squeezehw keeps what it can rebuild (the quantised default model, Verilator builds):
+    ``$SQUEEZEHW_CACHE``, else ``build/`` of the source checkout squeezehw runs from (editable
+    install, ``./dev``), else the user's cache folder (``$XDG_CACHE_HOME/squeezehw`` or
+    ``~/.cache/squeezehw``) for an installed wheel, whose package folder may be read-only."""
+    if os.environ.get("SQUEEZEHW_CACHE"):
+        return Path(os.environ["SQUEEZEHW_CACHE"])
+    if (_SOURCE_CHECKOUT / "pyproject.toml").is_file() and (_SOURCE_CHECKOUT / "squeezehw").is_dir():
+        return _SOURCE_CHECKOUT / "build"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "squeezehw"
+
 __all__ = ["MANIFEST", "OutputError", "check_output_dir", "check_output_file", "replace_dir",
            "add_to_manifest", "atomic_write", "umask_mode"]
 

@@ -2,29 +2,28 @@
 
 ``MODEL`` may be an integer-model file or the word ``default``: the built-in MNIST model quantized
 exactly as ``squeezehw quantize`` does with no arguments (cached under build/, keyed by the
-committed weights' hash so a retrained model is re-quantized).
+committed weights' hash so a retrained model is re-quantized; see ``outputs.cache_dir``).
 """
 from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .folding import DEFAULT_SPEED_SLACK, Folding, auto_fold, default_folding
-from .intmodel import IntModel
+from .outputs import cache_dir
+from .plan.folding import DEFAULT_SPEED_SLACK, Folding, auto_fold, default_folding
+from .quant.intmodel import IntModel
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CALIB = 512
 
 
 def default_int_model(progress: bool = True) -> IntModel:
-    from .default_model import DEFAULT_CONFIG_PATH, DEFAULT_WEIGHTS_PATH, load_default_network, mnist_split
-    from .quantize import quantize
+    from .quant.default_model import DEFAULT_CONFIG_PATH, DEFAULT_WEIGHTS_PATH, load_default_network, mnist_split
+    from .quant.quantize import quantize
     key = hashlib.sha256(DEFAULT_WEIGHTS_PATH.read_bytes() + DEFAULT_CONFIG_PATH.read_bytes()).hexdigest()[:12]
-    cache = REPO / "build" / f"default-w8-{key}.npz"
+    cache = cache_dir() / f"default-w8-{key}.npz"
     if cache.is_file():
         return IntModel.load(cache)
     train_x, _, _, _ = mnist_split()
@@ -86,7 +85,7 @@ def add_fold_arguments(p) -> None:
 
 
 def add_target_arguments(p) -> None:
-    """What the hardware is built as (squeezehw.plan.Target): build and fold take these."""
+    """What the hardware is built as (squeezehw.plan.lowering.Target): build and fold take these."""
     g = p.add_argument_group("hardware target")
     g.add_argument("--requant", choices=("parallel", "serial"), default=None,
                    help="requantiser: `parallel` (one multiplier per PE lane, the default) or `serial` "
@@ -106,8 +105,8 @@ CONFIG_FLAGS = {"fold": "--fold", "max_multipliers": "--max-multipliers", "max_d
 
 
 def config_from_args(args, model_arg: str | None = None):
-    """The BuildConfig the command-line flags say (squeezehw/config.py)."""
-    from .config import BuildConfig
+    """The BuildConfig the command-line flags say (squeezehw/plan/config.py)."""
+    from .plan.config import BuildConfig
     fold = args.fold or "default"
     return BuildConfig(model=model_arg or getattr(args, "model", None) or "default", fold=fold,
                        max_multipliers=args.max_multipliers, max_dsp=getattr(args, "max_dsp", None),
@@ -128,7 +127,7 @@ def folding_for_config(config, model: IntModel) -> Folding:
     if config.target_fps is not None:
         target = int(config.clock_mhz * 1e6 / config.target_fps)
         if target < 1:
-            from .folding import min_cycles
+            from .plan.folding import min_cycles
             best = min_cycles(model)
             raise UserError(f"--target-fps {config.target_fps:g} at {config.clock_mhz:g} MHz leaves less than one "
                             f"clock cycle per frame; {model.name} reaches at most "
@@ -146,13 +145,13 @@ def folding_for_config(config, model: IntModel) -> Folding:
     if isinstance(config.fold, dict):
         fold = Folding.from_dict(config.fold)
         fold.validate(model)
-        from .folding import stages
+        from .plan.folding import stages
         return Folding({s.name: fold[s.name] for s in stages(model)})     # stream order, as written
     kw = {}
     if config.max_multipliers is None and dsp_budget is not None and target is None and \
             config.fold in ("default", "auto"):
-        from .boards import get_board
-        from .plan import conv_facts, lower
+        from .boards.registry import get_board
+        from .plan.lowering import conv_facts, lower
         facts, tgt = conv_facts(model), config.target()
         where = board.name if board else "ecp5-85f"
         kw = dict(count=lambda f: lower(model, f, tgt, facts=facts).dsp(where),
@@ -179,8 +178,8 @@ def check_bram(config, model: IntModel, fold: Folding) -> None:
         limit, where = board.resources.bram, f"the {board.name}'s block RAM"
     if limit is None:
         return
-    from .plan import lower
-    from .resources import estimate
+    from .plan.lowering import lower
+    from .plan.resources import estimate
     est = estimate(lower(model, fold, config.target()), board or "ecp5-85f")
     if est["block_ram"] > limit:
         raise UserError(f"{model.name} with this folding needs {est['block_ram']} {est['block_ram_cell']} "
@@ -197,12 +196,12 @@ def sim_images(model: IntModel, *, images_dir=None, random_n=None, limit=None, s
         x = rng.integers(0, 256, size=(random_n, model.in_ch, model.height, model.width), dtype=np.uint8)
         return x, None, f"{random_n} random images"
     if images_dir:
-        from .images import load_image_folder
+        from .frontend.images import load_image_folder
         s = load_image_folder(images_dir, height=model.height, width=model.width, channels=model.in_ch,
                               resize=model.resize, limit=limit, progress=progress)
         return s.images, s.labels, str(images_dir)
     if model.info.get("dataset") == "mnist-default":
-        from .default_model import default_eval_images
+        from .quant.default_model import default_eval_images
         x, y = default_eval_images(limit or 20)
         return x, y, "MNIST held-out split"
     raise UserError("no images: give --images DIR (ImageFolder layout) or --random N")

@@ -1,7 +1,6 @@
 """The whole board top (UART RX -> parser -> accelerator -> reply -> UART TX) in Verilator via cocotb,
 on real held-out MNIST digits of the default model, bit-exact against the golden model; plus the
 board wrappers' elaboration for their amaranth-boards platforms and the PLL settings."""
-import sys
 import warnings
 from pathlib import Path
 
@@ -9,28 +8,35 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from boards import protocol  # noqa: E402
-from boards.top import (BoardTop, ICEBreakerTop, TangMega138KTop, TangPrimer20KTop, ULX3STop, ecp5_pll,  # noqa: E402
-                        gowin_rpll, ice40_pll)
+from squeezehw.boards import protocol
+from squeezehw.boards.top import (
+    BoardTop,
+    ICEBreakerTop,
+    TangMega138KTop,
+    TangPrimer20KTop,
+    ULX3STop,
+    ecp5_pll,
+    gowin_rpll,
+    ice40_pll,
+)
 
 CLK_HZ, BAUD = 8_000_000, 1_000_000        # 8 clock cycles per bit keeps the simulation short
 
 
 @pytest.fixture(scope="module")
 def default_design():
-    from squeezehw.folding import default_folding
     from squeezehw.pipeline import default_int_model
+    from squeezehw.plan.folding import default_folding
     model = default_int_model(progress=False)
     return model, default_folding(model)
 
 
 def _accel(model, fold, board=None):
     """The accelerator of the build plan, with the board's multiplier primitive (the registry's)."""
-    from squeezehw.boards import get_board
-    from squeezehw.plan import Target, lower
+    from squeezehw.boards.registry import get_board
+
+    from squeezehw.plan.lowering import Target, lower
     return lower(model, fold, Target(multiplier=get_board(board).multiplier if board else "generic")).accelerator()
 
 
@@ -53,9 +59,10 @@ def test_board_top_uart_bit_exact(default_design, dsp):
     """``dsp``: the multiplier form the board's platform selects (generic: ULX3S core as simulated
     before, iCEBreaker; gw5a: Tang Mega 138K, MULT12X12; gw2a: Tang Primer 20K, MULT9X9/MULT18X18),
     simulated with the primitives' models (sim/models/)."""
-    from squeezehw import golden, verilator
-    from squeezehw.build import module_name
-    from squeezehw.default_model import mnist_split
+    from squeezehw.quant import golden
+    from squeezehw.quant.default_model import mnist_split
+    from squeezehw.toolchain import verilator
+    from squeezehw.toolchain.build import module_name
     model, fold = default_design
     board = {"generic": None, "gw5a": "tang-mega-138k-pro", "gw2a": "tang-primer-20k"}[dsp]
     top = BoardTop(_accel(model, fold, board), clk_hz=CLK_HZ, baud=BAUD)
@@ -74,7 +81,7 @@ def test_board_top_uart_bit_exact(default_design, dsp):
     n_reply = protocol.HEADER_BYTES + len(images) * frame_reply
     res = verilator.run_cocotb(b, {"send": list(send), "divisor": top.divisor, "n_reply": n_reply,
                                    "max_cycles": 40 * len(send) * top.divisor + 200_000},
-                               test_module="tb_board")
+                               test_module="squeezehw.sim.tb_board")
     assert res["tx_errors"] == []
     assert res["sent_all"]
     data = bytes(res["reply"])
@@ -149,8 +156,8 @@ def test_board_wrappers_elaborate(default_design, board):
 
 
 def _tiny_family(seed=7, bypass="none"):
-    from squeezehw.family import FamilyConfig
-    from squeezehw.random_model import random_model
+    from squeezehw.frontend.family import FamilyConfig
+    from squeezehw.quant.random_model import random_model
     cfg = FamilyConfig(name="tiny_family", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
                        conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(0,),
                        input_size=12, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
@@ -165,10 +172,11 @@ def test_accelerator_serial_requant_bit_exact(bypass, requant):
     """(The watchdog is long: the tail of a frame computes for thousands of cycles with no transfer
     on the accelerator's ports.)  The iCEBreaker design's opt-in requant="serial" accelerator (conv1, Fire and head MVUs all with
     the LUT requantiser) against the golden model, under random input gaps and output stalls."""
-    from squeezehw import golden
-    from squeezehw.folding import auto_fold
-    from squeezehw.hw.streamsim import Traffic, simulate
-    from squeezehw.plan import Target, lower
+    from squeezehw.sim.streamsim import Traffic, simulate
+
+    from squeezehw.plan.folding import auto_fold
+    from squeezehw.plan.lowering import Target, lower
+    from squeezehw.quant import golden
     model = _tiny_family(bypass=bypass)
     fold = auto_fold(model, max_multipliers=len(model.convs()))
     acc = lower(model, fold, Target(requant=requant)).accelerator()
@@ -188,7 +196,7 @@ def test_accelerator_serial_requant_bit_exact(bypass, requant):
 def test_gowin_board_wrappers_elaborate(default_design, board):
     """The Gowin wrappers request the platform's resources and elaborate (no synthesis tools run):
     the multiplies are the family's DSP primitives, the UART is on the debugger's pins."""
-    from squeezehw.boards import get_board
+    from squeezehw.boards.registry import get_board
     model, fold = default_design
     b = get_board(board)
     if board == "tang-mega-138k-pro":

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from squeezehw.cli import main
-from squeezehw.folding import Folding, LayerFold, default_folding
 from squeezehw.pipeline import default_int_model
+from squeezehw.plan.folding import Folding, LayerFold, default_folding
 
 
 def files(d):

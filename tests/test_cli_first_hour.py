@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_quantize import TINY, random_weights
 
 from squeezehw.cli import main
-from squeezehw.family import build_network
-from squeezehw.folding import default_folding
-from squeezehw.images import load_images
-from squeezehw.intmodel import IntModel
+from squeezehw.frontend.family import build_network
+from squeezehw.frontend.images import load_images
 from squeezehw.outputs import MANIFEST
-from squeezehw.random_model import random_model
-
-from test_quantize import TINY, random_weights
+from squeezehw.plan.folding import default_folding
+from squeezehw.quant.intmodel import IntModel
+from squeezehw.quant.random_model import random_model
 
 
 def _one_error_line(err: str, *needles: str) -> str:
@@ -183,7 +182,7 @@ def test_run_board_reads_16_bit_png(tmp_path, capsys):
 # --- 4. tracebacks ---------------------------------------------------------------------------------
 
 def test_quantize_onto_a_folder_fails_before_calibrating(tiny, tmp_path, capsys, monkeypatch):
-    import squeezehw.quantize as qz
+    import squeezehw.quant.quantize as qz
     monkeypatch.setattr(qz, "quantize", lambda *a, **k: pytest.fail("calibrated first"))
     d = tmp_path / "dir"
     d.mkdir()
@@ -195,7 +194,7 @@ def test_quantize_onto_a_folder_fails_before_calibrating(tiny, tmp_path, capsys,
 
 def test_unreadable_eval_photo_fails_before_calibrating(tiny, tmp_path, capsys, monkeypatch):
     # CI's property test found this: the error came after calibrating, under progress bars
-    import squeezehw.quantize as qz
+    import squeezehw.quant.quantize as qz
     monkeypatch.setattr(qz, "quantize", lambda *a, **k: pytest.fail("calibrated first"))
     bad = tmp_path / "evalset" / "a"
     bad.mkdir(parents=True)
@@ -212,7 +211,7 @@ def test_read_only_folder_is_one_line_before_calibrating(tiny, tmp_path, capsys,
     import types
 
     import squeezehw.outputs as outputs
-    import squeezehw.quantize as qz
+    import squeezehw.quant.quantize as qz
     ro = tmp_path / "ro"
     ro.mkdir()
 
@@ -311,7 +310,7 @@ def test_fold_does_not_overwrite_foreign_files(small, tmp_path, capsys):
 # --- 6. misleading messages --------------------------------------------------------------------------
 
 def test_whole_module_saved_with_torch_save(tiny, tmp_path, capsys):
-    from squeezehw.family import to_torch
+    from squeezehw.frontend.family import to_torch
     torch.save(to_torch(TINY), tmp_path / "whole.pth")
     assert main(_quantize(tiny, tmp_path / "whole.pth", tmp_path / "o.npz")) == 2
     line = _one_error_line(capsys.readouterr().err, "model.state_dict()", "torch.save(model)")

@@ -20,12 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from test_quantize import TINY, random_weights
 
 from squeezehw.cli import main
-from squeezehw.family import build_network
-from squeezehw.random_model import random_model
-
-from test_quantize import TINY, random_weights
+from squeezehw.frontend.family import build_network
+from squeezehw.quant.random_model import random_model
 
 
 @pytest.fixture(scope="module")

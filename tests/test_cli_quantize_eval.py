@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from test_quantize import TINY, random_weights
 
 from squeezehw.cli import main
-from squeezehw.intmodel import IntModel
-
-from test_quantize import TINY, random_weights
-from squeezehw.family import build_network
+from squeezehw.frontend.family import build_network
+from squeezehw.quant.intmodel import IntModel
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Shared-weight codebooks and sparse weight streams (squeezehw.compression, docs/compression.md).
+"""Shared-weight codebooks and sparse weight streams (squeezehw.quant.compression, docs/compression.md).
 
 Small random models only; the Deep Compression v1.0 size figures need ../shared/data/imagenet and
 skip without it."""
@@ -10,20 +10,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from squeezehw import golden
-from squeezehw.cli import main
-from squeezehw.compression import (CodebookSpec, CompressionError, EncodedLayer, check_codebook,
-                                   codebook_weights, compression_summary, decode_layer, encode_layer,
-                                   encoding_bits, gptq_round, kmeans_1d, layer_codebook,
-                                   looks_deep_compressed, pack_weights_file, unpack_weights_file)
-from squeezehw.intmodel import IntModel
-from squeezehw.memory import memory_report
-from squeezehw.quantize import quantize
-
 from test_cli_quantize_eval import files as cli_files  # noqa: F401  (a fixture)
 from test_cli_quantize_eval import quantize_args
 from test_quantize import random_images, random_network
+
+from squeezehw.cli import main
+from squeezehw.plan.memory import memory_report
+from squeezehw.quant import golden
+from squeezehw.quant.compression import (
+    CodebookSpec,
+    CompressionError,
+    EncodedLayer,
+    check_codebook,
+    codebook_weights,
+    compression_summary,
+    decode_layer,
+    encode_layer,
+    encoding_bits,
+    gptq_round,
+    kmeans_1d,
+    layer_codebook,
+    looks_deep_compressed,
+    pack_weights_file,
+    unpack_weights_file,
+)
+from squeezehw.quant.intmodel import IntModel
+from squeezehw.quant.quantize import quantize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet"
 
@@ -285,8 +297,8 @@ def dc_weights():
     f = DATA / "squeezenet1_0_deep_compression.npz"
     if not f.is_file():
         pytest.skip(f"needs {f} (the Deep Compression SqueezeNet v1.0 weights)")
-    from squeezehw.importer import load_network
-    from squeezehw.quantize import _fold_input
+    from squeezehw.frontend.importer import load_network
+    from squeezehw.quant.quantize import _fold_input
     net = load_network("squeezenet1_0", f)
     w = {c.name: np.asarray(net.weights[c.name][0]) for c in net.convs()}
     w[net.convs()[0].name] = _fold_input(net, net.convs()[0])[0]      # what the quantizer sees
@@ -321,11 +333,12 @@ def test_deep_compression_v10_at_6_bits_within_0_47_MB(dc_weights):
 def test_codebook_model_with_12_bit_entries_is_bit_exact_in_verilator():
     """Dense weights are codebook values, so ``squeezehw build``/``sim`` need nothing new; this
     checks the generated MVUs take 12-bit weights (widths derived from the values) bit-exactly."""
-    from squeezehw.folding import default_folding
-    from squeezehw.intmodel import requant_params
-    from squeezehw.random_model import random_model
-    from squeezehw.simulate import simulate_frames
-    from squeezehw.verilator import SimTraffic
+    from squeezehw.sim.simulate import simulate_frames
+
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.quant.intmodel import requant_params
+    from squeezehw.quant.random_model import random_model
+    from squeezehw.toolchain.verilator import SimTraffic
     pytest.importorskip("cocotb")
     rng = np.random.default_rng(5)
     model = random_model(rng, size=8, fires=((4, 8, 8, "complex"),), classes=4)

@@ -9,11 +9,11 @@ multiplier-budget folding (conv1 PE 16, pool lanes 2, expand3x3 SIMD 4/8 and PE 
 design costs one Verilator build (about 20 s for the small models, 1-2 min for the default one).
 """
 import numpy as np
+from squeezehw.sim.simulate import simulate_frames
 
-from squeezehw.folding import auto_fold, default_folding
-from squeezehw.random_model import random_model
-from squeezehw.simulate import simulate_frames
-from squeezehw.verilator import SimTraffic
+from squeezehw.plan.folding import auto_fold, default_folding
+from squeezehw.quant.random_model import random_model
+from squeezehw.toolchain.verilator import SimTraffic
 
 TOLERANCE = 0.05
 FRAMES = 6          # <= 8: the same harness build as the 3- and 4-frame network tests
@@ -33,8 +33,8 @@ def check(model, fold, images):
 
 
 def test_default_model():
-    from squeezehw.default_model import mnist_split
     from squeezehw.pipeline import default_int_model
+    from squeezehw.quant.default_model import mnist_split
     model = default_int_model(progress=False)
     _, _, tx, _ = mnist_split()
     rep = check(model, default_folding(model), tx[40:40 + FRAMES])
@@ -59,16 +59,16 @@ def test_random_model_strided_two_pools_budget_folding():
 
 
 def test_profiler_on_a_small_model():
-    """squeezehw.profile in Amaranth's simulator: every stream moves the expected number of beats
+    """squeezehw.sim.profile in Amaranth's simulator: every stream moves the expected number of beats
     and the measured frame time is the cost model's (no Verilator build)."""
-    from squeezehw.profile import format_table, profile
+    from squeezehw.sim.profile import format_table, profile
     rng = np.random.default_rng(11)
     model = random_model(rng, size=10, classes=6)
     fold = default_folding(model)
     rep = profile(model, fold, frames=3, detail=True)
     assert rep["finished"]
     rows = {r["stream"]: r for r in rep["rows"]}
-    from squeezehw.folding import window_lanes
+    from squeezehw.plan.folding import window_lanes
     lanes = window_lanes(model.in_ch, fold["features.0"].simd)    # conv1's window takes these
     assert rows["features.0.in"]["xfers"] == 3 * 10 * 10 * model.in_ch // lanes
     assert rows["classifier.1.out"]["xfers"] == 3 * (model.classes + 1)
@@ -82,7 +82,7 @@ def test_kxk_simd_spanning_kernel_taps():
     """3x3 convs with SIMD = K*K*C (window at one tap per beat, a Resize in front of the MVU) and
     PE 1: the Fire's concat lanes must still keep up (folding.fire_out_lanes), so the pace is the
     cost model's."""
-    from squeezehw.folding import Folding, LayerFold, stages
+    from squeezehw.plan.folding import Folding, LayerFold, stages
     rng = np.random.default_rng(5)
     model = random_model(rng, in_ch=3, size=19, conv1=(16, 3, 2, 0),
                          fires=((4, 32, 32, "none"), (8, 8, 16, "none")), pool_after=(0, 1),

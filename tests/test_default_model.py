@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from squeezehw import default_model as dm
-from squeezehw import float_model
 from squeezehw.errors import UserError
-from squeezehw.family import FamilyConfig, build_network, to_torch
-from squeezehw.importer import load_state_dict
-from squeezehw.ir import Conv, Fire, Head, MaxPool
+from squeezehw.frontend import float_model
+from squeezehw.frontend.family import FamilyConfig, build_network, to_torch
+from squeezehw.frontend.importer import load_state_dict
+from squeezehw.frontend.ir import Conv, Fire, Head, MaxPool
+from squeezehw.quant import default_model as dm
 
 
 def test_config_is_the_documented_architecture():

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from squeezehw import build as build_mod
-from squeezehw import verilator as vl
 from squeezehw.cli import main
 from squeezehw.errors import ToolMissingError
-from squeezehw.intmodel import IntModel
-from squeezehw.random_model import random_model
+from squeezehw.quant.intmodel import IntModel
+from squeezehw.quant.random_model import random_model
+from squeezehw.toolchain import build as build_mod
+from squeezehw.toolchain import verilator as vl
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_bit_flipped_model_file_fails_hash_or_zip_check(small_model, tmp_path, c
 # --- folding files ----------------------------------------------------------------------------
 
 def _fold_file(model, tmp_path, edit):
-    from squeezehw.folding import default_folding
+    from squeezehw.plan.folding import default_folding
     d = json.loads(default_folding(model).to_json(model.name))
     edit(d)
     p = tmp_path / "bad.json"

@@ -4,10 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from squeezehw import torch_models as tm
-from squeezehw.family import SQUEEZENET1_0, SQUEEZENET1_1, FamilyConfig, build_network, to_torch
-from squeezehw.importer import network_from_module
-from squeezehw.ir import Fire, Head, MaxPool, NetworkError
+from squeezehw.frontend import torch_models as tm
+from squeezehw.frontend.family import SQUEEZENET1_0, SQUEEZENET1_1, FamilyConfig, build_network, to_torch
+from squeezehw.frontend.importer import network_from_module
+from squeezehw.frontend.ir import Fire, Head, MaxPool, NetworkError
 
 SMALL = dict(name="small", base_e=16, incr_e=16, pct3x3=0.5, sr=0.25, freq=2, num_fire=4,
              conv1_channels=16, conv1_kernel=3, conv1_stride=1, conv1_padding=1, pool_after=(0, 2),

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from squeezehw import float_model
-from squeezehw import torch_models as tm
-from squeezehw.family import SQUEEZENET1_1, FamilyConfig, to_torch
-from squeezehw.importer import load_network, network_from_module
-from squeezehw.ir import Fire, NetworkError
+from squeezehw.frontend import float_model
+from squeezehw.frontend import torch_models as tm
+from squeezehw.frontend.family import SQUEEZENET1_1, FamilyConfig, to_torch
+from squeezehw.frontend.importer import load_network, network_from_module
+from squeezehw.frontend.ir import Fire, NetworkError
 
 IMAGENET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imagenet"
 REL_TOL = 1e-4

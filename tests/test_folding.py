@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from squeezehw.errors import UserError
-from squeezehw.folding import Folding, FoldingFileError, LayerFold, auto_fold, stages, window_lanes
-from squeezehw.random_model import random_model
+from squeezehw.plan.folding import Folding, FoldingFileError, LayerFold, auto_fold, stages, window_lanes
+from squeezehw.quant.random_model import random_model
 
 
 def small_model():

@@ -1,4 +1,4 @@
-"""Formal stream-protocol / counting / bounded-liveness checks (SymbiYosys, squeezehw.formal).
+"""Formal stream-protocol / counting / bounded-liveness checks (SymbiYosys, squeezehw.sim.formal).
 
 The fast cases run here at small depths; ``scripts/formal_all.py`` runs every case (``prove`` too)
 at larger depths.  Mutants (copies of the real blocks with one planted bug each, made by
@@ -8,8 +8,7 @@ Skips cleanly when yowasp-sby or the SMT solver (yices-smt2 from the ``yices-sol
 import shutil
 
 import pytest
-
-from squeezehw import formal
+from squeezehw.sim import formal
 
 _missing = formal.tools_missing()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
@@ -37,7 +36,7 @@ def _case(name):
 
 BYPASS_KW = dict(lanes=1, **formal.BYPASS)
 # (id, block factory, inputs, outputs, properties, live, protocol, depth); every property builder of
-# squeezehw.formal (and the harness's own protocol assertions) appears at least once
+# squeezehw.sim.formal (and the harness's own protocol assertions) appears at least once
 MUTANTS = [
     ("fork-offers-taken-beat-again",
      _mutant("fork", "Fork", "o.valid.eq(self.i.valid & ~t)", "o.valid.eq(self.i.valid)", width=4, n=2),
@@ -120,7 +119,7 @@ def test_weight_decoder_protocol_and_sequence():
     from amaranth.hdl import Assert, Const, Mux, Signal
 
     from squeezehw.hw.weight_decoder import WeightDecoder
-    from squeezehw.sparse_weights import encode_for_mvu, mvu_vectors
+    from squeezehw.quant.sparse_weights import encode_for_mvu, mvu_vectors
 
     w = np.array([[3, -2, 5, 0, 0, 0, 0, 5, 5]])                  # PE 1, SIMD 3 -> 3 vectors
     packed = encode_for_mvu(w, [3, -2, 5], k=2, pe=1, simd=3, fmt="bitmap")

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from squeezehw import golden
-from squeezehw.intmodel import IntModel, QAdd, QConv, QFire, QHead, QMaxPool
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import IntModel, QAdd, QConv, QFire, QHead, QMaxPool
 
 # ---------------------------------------------------------------------------------------------
 # The reference: nested loops over Python ints.

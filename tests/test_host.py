@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from squeezehw import golden
 from squeezehw.host import BoardClient, BoardError, BoardTimeoutError, EmulatedBoard, protocol
-from squeezehw.random_model import random_model
+from squeezehw.quant import golden
+from squeezehw.quant.random_model import random_model
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not (DATA / "sample").is_dir(),
 
 @pytest.fixture(scope="module")
 def photos():
-    from squeezehw.images import list_image_folder, load_images
+    from squeezehw.frontend.images import list_image_folder, load_images
     files, labels, classes = list_image_folder(DATA / "sample")
     assert len(classes) == 1000 and len(files) == 1000
     calib = list(range(0, 1000, 50))
@@ -31,14 +31,14 @@ def photos():
 
 @pytest.fixture(scope="module")
 def v11():
-    from squeezehw.importer import load_network
+    from squeezehw.frontend.importer import load_network
     return load_network("squeezenet1_1", DATA / "squeezenet1_1.npz")
 
 
 def test_squeezenet1_1_int8_tracks_float(photos, v11):
-    from squeezehw.evaluate import evaluate
-    from squeezehw.memory import memory_report
-    from squeezehw.quantize import quantize
+    from squeezehw.plan.memory import memory_report
+    from squeezehw.quant.evaluate import evaluate
+    from squeezehw.quant.quantize import quantize
     calib, x, y = photos
     m = quantize(v11, calib, progress=False)
     assert memory_report(m)["weight_bytes"] == 1_231_552          # one byte per weight
@@ -51,16 +51,16 @@ def test_squeezenet1_1_int8_tracks_float(photos, v11):
 
 
 def test_squeezenet1_1_4bit_is_smaller(photos, v11):
-    from squeezehw.memory import memory_report
-    from squeezehw.quantize import quantize
+    from squeezehw.plan.memory import memory_report
+    from squeezehw.quant.quantize import quantize
     m4 = quantize(v11, photos[0][:4], w_bits=4, progress=False)
     assert memory_report(m4)["weight_bytes"] == 1_231_552 // 2
 
 
 def test_deep_compression_v1_0_quantizes(photos):
-    from squeezehw.evaluate import evaluate
-    from squeezehw.importer import load_network
-    from squeezehw.quantize import quantize
+    from squeezehw.frontend.importer import load_network
+    from squeezehw.quant.evaluate import evaluate
+    from squeezehw.quant.quantize import quantize
     calib, x, y = photos
     net = load_network("squeezenet1_0", DATA / "squeezenet1_0_deep_compression.npz")
     m = quantize(net, calib, progress=False)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from squeezehw import torch_models as tm
-from squeezehw.family import SQUEEZENET1_1, FamilyConfig, build_network, to_torch
-from squeezehw.importer import load_imagenet_labels, load_network, load_state_dict, network_from_module
-from squeezehw.ir import Conv, Fire, Head, MaxPool, NetworkError
+from squeezehw.frontend import torch_models as tm
+from squeezehw.frontend.family import SQUEEZENET1_1, FamilyConfig, build_network, to_torch
+from squeezehw.frontend.importer import load_imagenet_labels, load_network, load_state_dict, network_from_module
+from squeezehw.frontend.ir import Conv, Fire, Head, MaxPool, NetworkError
 
 IMAGENET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imagenet"
 
@@ -171,7 +171,7 @@ def test_corrupt_and_missing_files(tmp_path, tiny_sd):
     with pytest.raises(NetworkError, match="junk.pth is unreadable"):
         load_network(TINY, tmp_path / "junk.pth")
     torch.save(to_torch(TINY), tmp_path / "whole.pth")      # a pickled module, not a state dict
-    with pytest.raises(NetworkError, match=r"whole.pth holds a pickled Python object \(squeezehw.torch_models.FamilyNet.*model.state_dict\(\)"):
+    with pytest.raises(NetworkError, match=r"whole.pth holds a pickled Python object \(squeezehw.frontend.torch_models.FamilyNet.*model.state_dict\(\)"):
         load_network(TINY, tmp_path / "whole.pth")
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(NetworkError, match="holds a list, not a state dict"):

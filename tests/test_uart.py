@@ -1,15 +1,11 @@
 """UART RX/TX and the protocol blocks in Amaranth's simulator."""
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from boards import protocol  # noqa: E402
-from boards.uart import UARTRx, UARTTx, uart_divisor  # noqa: E402
+from squeezehw.boards import protocol
+from squeezehw.boards.uart import UARTRx, UARTTx, uart_divisor
 
 
 def test_divisor_validation():

@@ -1,4 +1,4 @@
-"""The Verilator simulation flow itself (squeezehw.verilator, hw/harness.py, sim/tb_harness.py):
+"""The Verilator simulation flow itself (squeezehw.toolchain.verilator, sim/harness.py, sim/tb_harness.py):
 the harness catches a design that emits too many beats or leaves input untaken, the fast build
 style (memory images instead of inline contents, stimulus read from a file) gives the same
 results as the legacy one, a waveform lands where it was asked for, and an interrupted compile
@@ -16,9 +16,9 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from squeezehw.sim.harness import SimHarness
 
-from squeezehw import verilator as vl
-from squeezehw.hw.harness import SimHarness
+from squeezehw.toolchain import verilator as vl
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRA, STOP = 0xAA, 0x55
@@ -63,7 +63,7 @@ def test_clean_stream_passes(misbehaving):
 
 
 def test_extra_output_beat_after_the_last_frame_is_caught(misbehaving):
-    from squeezehw.simulate import stream_errors
+    from squeezehw.sim.simulate import stream_errors
     res = vl.run(misbehaving, [1, 2, 3, EXTRA], n_out=4)
     assert res["outputs"] == [1, 2, 3, EXTRA]        # the expected beats alone look right
     assert res["extra_outputs"] == 1
@@ -71,7 +71,7 @@ def test_extra_output_beat_after_the_last_frame_is_caught(misbehaving):
 
 
 def test_untaken_input_is_caught(misbehaving):
-    from squeezehw.simulate import stream_errors
+    from squeezehw.sim.simulate import stream_errors
     res = vl.run(misbehaving, [1, 2, STOP, 4, 5], n_out=3, traffic=vl.SimTraffic.rough(5))
     assert res["outputs"] == [1, 2, STOP] and res["unconsumed_inputs"] == 2
     assert stream_errors(res) == ["2 input beat(s) never taken by the design"]
@@ -103,7 +103,7 @@ def test_fast_and_legacy_styles_agree(misbehaving):
 def test_sim_waves_go_where_asked(tmp_path, monkeypatch):
     """`squeezehw sim MODEL --random 2 --waves w.vcd` writes w.vcd there, and no trace in the cache."""
     from squeezehw.cli import main
-    from squeezehw.random_model import random_model
+    from squeezehw.quant.random_model import random_model
     model = random_model(np.random.default_rng(3), size=8, classes=3, fires=((2, 4, 4, "none"),))
     path = model.save(tmp_path / "m.npz")
     monkeypatch.chdir(tmp_path)
@@ -147,7 +147,7 @@ def _alive(pid: int) -> bool:
 def test_interrupt_during_compile_leaves_no_compiler(tmp_path):
     """kill -INT of `squeezehw sim` while Verilator compiles: the CLI exits 130 and no
     verilator_bin, make or compiler process it started survives."""
-    from squeezehw.random_model import random_model
+    from squeezehw.quant.random_model import random_model
     model = random_model(np.random.default_rng(11), size=8, classes=3, fires=((2, 4, 4, "none"),))
     path = model.save(tmp_path / "m.npz")
     env = dict(os.environ, SQUEEZEHW_CACHE=str(tmp_path / "cache"))   # a cold build

@@ -32,7 +32,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..build import board_bitstream
+    from ..toolchain.build import board_bitstream
     report, _, _ = board_bitstream(args.build, out_dir=args.output, baud=args.baud, seed=args.seed,
                                 progress=not args.no_progress)
     print(json.dumps(report.to_json(), indent=1) if args.json else report.summary())

@@ -38,14 +38,14 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..build import summary_text, write_design
     from ..errors import UserError
     from ..outputs import check_output_dir
     from ..pipeline import CONFIG_FLAGS, config_from_args, folding_for_config, resolve_model
+    from ..toolchain.build import summary_text, write_design
     if args.output:
         check_output_dir(args.output)
     if args.config:
-        from ..config import BuildConfig
+        from ..plan.config import BuildConfig
         given = [flag for key, flag in CONFIG_FLAGS.items() if getattr(args, key, None) is not None]
         if args.model or given:
             raise UserError(f"--config {args.config} says the model and every build setting; drop "

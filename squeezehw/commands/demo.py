@@ -26,14 +26,14 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..build import write_design
-    from ..default_model import mnist_split
     from ..errors import UserError
-    from ..evaluate import evaluate
-    from ..folding import default_folding
     from ..outputs import add_to_manifest, check_output_dir
     from ..pipeline import default_int_model
-    from ..simulate import simulate_frames
+    from ..plan.folding import default_folding
+    from ..quant.default_model import mnist_split
+    from ..quant.evaluate import evaluate
+    from ..sim.simulate import simulate_frames
+    from ..toolchain.build import write_design
     if not 1 <= args.frames <= 1000:
         raise UserError(f"--frames must be in 1..1000, got {args.frames}")
     check_output_dir(args.output)      # before the minutes of work, not after

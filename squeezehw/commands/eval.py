@@ -33,9 +33,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate
-    from ..images import load_image_folder
+    from ..frontend.images import load_image_folder
     from ..pipeline import resolve_model
+    from ..quant.evaluate import evaluate
     from .quantize import DEFAULT_DATASET_TAG
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive number of images, got {args.limit}")
@@ -50,7 +50,7 @@ def run(args) -> int:
                               progress=progress, skip_option="--skip-unreadable")
         x, y, where, skipped = s.images, s.labels, str(args.images), len(s.skipped)
     elif model.info.get("dataset") == DEFAULT_DATASET_TAG:
-        from ..default_model import mnist_split
+        from ..quant.default_model import mnist_split
         _, _, x, y = mnist_split()
         x, y, where = x[:args.limit], y[:args.limit], "MNIST held-out split"
     else:
@@ -60,8 +60,8 @@ def run(args) -> int:
                  progress=progress)
     compressed = None
     if any(c.codebook is not None for c in model.convs()):       # shared weights: report their size
-        from ..compression import pack_weights_file
-        from ..memory import compressed_weight_report
+        from ..plan.memory import compressed_weight_report
+        from ..quant.compression import pack_weights_file
         compressed = compressed_weight_report(model)
         compressed["file_bytes"] = len(pack_weights_file(model))
     if args.json:

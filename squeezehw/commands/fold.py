@@ -46,7 +46,7 @@ def table_text(rows, summary, clock_mhz) -> str:
 
 
 def _is_folding_file(path) -> bool:
-    from ..folding import FORMAT
+    from ..plan.folding import FORMAT
     try:
         return json.loads(open(path, encoding="utf-8").read()).get("format") == FORMAT
     except Exception:        # anything unreadable is not one of ours
@@ -55,7 +55,7 @@ def _is_folding_file(path) -> bool:
 
 def run(args):
     from ..pipeline import config_from_args, folding_for_config, resolve_model
-    from ..plan import lower
+    from ..plan.lowering import lower
     if args.output:
         from ..outputs import check_output_file
         check_output_file(args.output, "-o", inputs=[("--fold", args.fold)], kind="squeezehw folding file",
@@ -66,7 +66,7 @@ def run(args):
     plan = lower(model, fold, config.target())
     board = config.board_entry() or "ecp5-85f"
     rows, summary = plan.table(), plan.summary()
-    from ..boards import get_board
+    from ..boards.registry import get_board
     summary.update(dsp=plan.dsp(board), dsp_target=get_board(board).name,
                    dsp_cell=get_board(board).resources.dsp_cell)
     if args.output:

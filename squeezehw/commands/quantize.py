@@ -42,7 +42,7 @@ DEFAULT_DATASET_TAG = "mnist-default"
 
 
 def add_arguments(p):
-    from ..memory import BOARDS, DEFAULT_BUDGET
+    from ..plan.memory import BOARDS, DEFAULT_BUDGET
     src = p.add_argument_group("model")
     src.add_argument("--arch", help="squeezenet1_0, squeezenet1_1 or a family JSON file (optional with an "
                                     ".onnx file: then it only sets the name and preprocessing)")
@@ -95,7 +95,7 @@ def _positive(name, v):
 
 
 def _is_int_model(path) -> bool:
-    from ..intmodel import FORMAT
+    from ..quant.intmodel import FORMAT
     try:
         with np.load(path, allow_pickle=False) as z:
             return json.loads(str(z["__meta__"])).get("format") == FORMAT
@@ -144,7 +144,7 @@ def compressed_lines(comp: dict, file_bytes: int | None = None) -> str:
 
 def codebook_spec(args, net):
     """A CodebookSpec from the options, or None; ``auto`` detects a Deep Compression model."""
-    from ..compression import CodebookSpec, looks_deep_compressed
+    from ..quant.compression import CodebookSpec, looks_deep_compressed
     if args.codebook is None:
         for opt in ("per_channel_codebook", "entry_bits", "weights_file"):
             if getattr(args, opt) not in (None, False):
@@ -163,10 +163,10 @@ def codebook_spec(args, net):
 
 
 def run(args) -> int:
-    from ..evaluate import evaluate
-    from ..images import list_image_folder, load_image_folder, load_images
-    from ..memory import DEFAULT_BUDGET, board_budget, check_budget
-    from ..quantize import quantize
+    from ..frontend.images import list_image_folder, load_image_folder, load_images
+    from ..plan.memory import DEFAULT_BUDGET, board_budget, check_budget
+    from ..quant.evaluate import evaluate
+    from ..quant.quantize import quantize
     progress = not args.no_progress
     if not 2 <= args.bits <= 8:                   # checked before any image is read
         raise UserError(f"--bits must be a whole number from 2 to 8, got {args.bits}")
@@ -185,7 +185,7 @@ def run(args) -> int:
     default = args.arch is None and args.weights is None
     eval_set = None
     if default:
-        from ..default_model import load_default_network, mnist_split
+        from ..quant.default_model import load_default_network, mnist_split
         if args.calib:
             raise UserError("--calib needs --arch and --weights; the default model calibrates on "
                             "its own MNIST training split")
@@ -196,7 +196,7 @@ def run(args) -> int:
         calib_from = f"MNIST training split, first {count}"
         eval_set = (test_x, test_y, "MNIST held-out split")
     else:
-        from ..importer import load_network
+        from ..frontend.importer import load_network
         onnx = args.weights is not None and Path(args.weights).suffix.lower() == ".onnx"
         if args.weights is None or (args.arch is None and not onnx):
             raise UserError("give both --arch and --weights (or neither, for the built-in default model; "
@@ -219,7 +219,7 @@ def run(args) -> int:
                               channels=net.in_ch, resize=net.resize, limit=args.eval_limit,
                               progress=progress)
         eval_set = (s.images, s.labels, str(args.eval_images))
-    from ..importer import weight_warnings
+    from ..frontend.importer import weight_warnings
     for w in weight_warnings(net):
         print(f"squeezehw quantize: warning: {w}", file=sys.stderr)
     spec = codebook_spec(args, net)
@@ -239,7 +239,7 @@ def run(args) -> int:
 
     packed = None
     if spec is not None:
-        from ..compression import pack_weights_file
+        from ..quant.compression import pack_weights_file
         packed = pack_weights_file(model)          # before anything is written: it checks every layer
     model.save(out)
     if args.weights_file:

@@ -37,7 +37,7 @@ def load_image(model, image, digit):
     if (image is None) == (digit is None):
         raise UserError("give an IMAGE file or --digit N (not both)")
     if digit is not None:
-        from ..default_model import TEST_PER_CLASS, mnist_split
+        from ..quant.default_model import TEST_PER_CLASS, mnist_split
         if (model.in_ch, model.height, model.width) != (1, 28, 28):
             raise UserError(f"--digit needs a 1x28x28 MNIST model; {model.name} takes "
                             f"{model.in_ch}x{model.height}x{model.width} images")
@@ -45,7 +45,7 @@ def load_image(model, image, digit):
             raise UserError(f"--digit must be in 0..{10 * TEST_PER_CLASS - 1}, not {digit}")
         _, _, tx, ty = mnist_split()
         return tx[digit], f"held-out digit {digit} (label {int(ty[digit])})"
-    from ..images import open_image
+    from ..frontend.images import open_image
     try:
         x = open_image(image, height=model.height, width=model.width, channels=model.in_ch, resize=model.resize)
     except (OSError, ValueError) as e:
@@ -55,9 +55,9 @@ def load_image(model, image, digit):
 
 
 def run(args):
-    from .. import golden
     from ..host import BoardClient, BoardError, EmulatedBoard, open_serial
     from ..pipeline import resolve_model
+    from ..quant import golden
     model = resolve_model(args.model)
     x, where = load_image(model, args.image, args.digit)
     port = EmulatedBoard(model) if args.port == "emulate" else open_serial(args.port, baud=args.baud)

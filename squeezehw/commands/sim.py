@@ -41,10 +41,10 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..pipeline import folding_from_args, resolve_model, sim_images
-    from ..simulate import simulate_frames
     from ..errors import UserError
-    from ..verilator import SimTraffic
+    from ..pipeline import folding_from_args, resolve_model, sim_images
+    from ..sim.simulate import simulate_frames
+    from ..toolchain.verilator import SimTraffic
     for opt, v in (("--random", args.random), ("--limit", args.limit)):
         if v is not None and v < 1:
             raise UserError(f"{opt} must be a positive number of images, got {v}")

@@ -61,7 +61,7 @@ def add_arguments(p):
 
 
 def _list_boards(as_json: bool) -> int:
-    from ..boards import BOARDS
+    from ..boards.registry import BOARDS
     if as_json:
         print(json.dumps({name: b.to_json() for name, b in BOARDS.items()}, indent=1))
         return 0
@@ -104,8 +104,8 @@ def run(args) -> int:
         return _list_boards(args.json)
     if not args.design or not args.board:
         raise UserError("give a DESIGN and --board NAME (see `squeezehw synth --list-boards`)")
-    from ..boards import get_board
-    from ..synth import synthesize
+    from ..boards.registry import get_board
+    from ..toolchain.synth import synthesize
     board = get_board(args.board)
     verilog, top, info = resolve_design(args.design, args.top)
     is_build = info is not None

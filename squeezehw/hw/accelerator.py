@@ -1,4 +1,4 @@
-"""The whole accelerator: a build plan (squeezehw/plan.py) becomes one streaming Component.
+"""The whole accelerator: a build plan (squeezehw/plan/lowering.py) becomes one streaming Component.
 
 ``i`` takes image pixels in raster order, each pixel's channels in beats of ``in_lanes`` bytes
 (conv1's SIMD).  ``o`` gives, per frame, ``classes`` beats of one logit each (class 0 first), then
@@ -8,10 +8,10 @@ order; a Resize is inserted wherever a producer's lanes differ from the consumer
 This module only instantiates the plan's blocks (each record's ``block()``, with every size,
 FIFO depth, requantiser mode and multiplier primitive as explicit constructor arguments) and
 connects them; every decision is made in the plan.  Rate smoothing: every max-pool is followed by
-the plan's FIFO (``PoolPlan.out_fifo_depth``, squeezehw/fifo_sizing.py: the pool emits each output
+the plan's FIFO (``PoolPlan.out_fifo_depth``, squeezehw/plan/fifo_sizing.py: the pool emits each output
 row in a burst while the last input row of its windows arrives).  MVUs take input through a
 ping-pong buffer and the Fire modules have FIFOs sized for throughput, so no other top-level stage
-needs a FIFO (``python -m squeezehw.profile`` shows blocked/starved cycles per stream).
+needs a FIFO (``python -m squeezehw.sim.profile`` shows blocked/starved cycles per stream).
 """
 from amaranth import Module
 from amaranth.lib import stream, wiring
@@ -23,7 +23,7 @@ __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The design of ``plan`` (a ``squeezehw.plan.Plan``: ``squeezehw.plan.lower(model, folding,
+    """The design of ``plan`` (a ``squeezehw.plan.lowering.Plan``: ``squeezehw.plan.lowering.lower(model, folding,
     target)``, or ``plan.accelerator()``).
 
     ``stop_after``: build only the layers up to and including that one, whose feature map is then

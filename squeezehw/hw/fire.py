@@ -8,18 +8,18 @@ Dataflow (lanes in brackets; a Resize appears wherever two neighbours disagree o
                              └──► 3x3 window ──► expand3x3 MVU ──► concat.b
 
 (The window runs at the expand3x3's SIMD when that divides the squeeze channels, else at one tap
-per beat with a Resize regrouping the 3x3 vector: squeezehw.folding.window_lanes.)
+per beat with a Resize regrouping the 3x3 vector: squeezehw.plan.folding.window_lanes.)
 
 The FIFO before expand1x1 absorbs the row of skew of the 3x3 branch and the bypass FIFO the skew
 of the whole module; their depths, the concat FIFOs and the expand units' output buffers come from
-the sizing pass (squeezehw.fifo_sizing.size_fire, see there for why) through the build plan
-(squeezehw/plan.py ``FirePlan``), as constructor arguments.
+the sizing pass (squeezehw.plan.fifo_sizing.size_fire, see there for why) through the build plan
+(squeezehw/plan/lowering.py ``FirePlan``), as constructor arguments.
 """
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..intmodel import QFire
+from ..quant.intmodel import QFire
 from .bypass_add import BypassAdd
 from .concat import Concat
 from .fifo import StreamFIFO
@@ -52,7 +52,7 @@ class Chain:
 
 
 class FireEngine(wiring.Component):
-    """One Fire module, built from a ``squeezehw.plan.FirePlan`` (``FirePlan.block()``).
+    """One Fire module, built from a ``squeezehw.plan.lowering.FirePlan`` (``FirePlan.block()``).
 
     ``folds`` maps conv names to their (simd, pe) (anything with ``.simd`` and ``.pe``);
     ``in_lanes`` is the lane count of the incoming stream, ``out_lanes`` the concat's,
@@ -82,7 +82,7 @@ class FireEngine(wiring.Component):
         })
 
     def _mvu(self, q, fold, out_buffer=0):
-        # a plan record (ConvPlan) may carry compressed weights (squeezehw.sparse_weights.PackedWeights)
+        # a plan record (ConvPlan) may carry compressed weights (squeezehw.quant.sparse_weights.PackedWeights)
         return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
                               multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None))
 

@@ -12,7 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import UserError
-from ..intmodel import QHead
+from ..quant.intmodel import QHead
 from .global_pool import GlobalSumArgmax
 from .mvu import MVU
 

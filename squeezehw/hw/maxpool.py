@@ -37,7 +37,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ir import pool_out_size
+from ..frontend.ir import pool_out_size
 from .errors import FoldingError
 from .fifo import StreamFIFO
 from .stream_register import StreamRegister
@@ -62,7 +62,7 @@ def _windows(size, kernel, stride, out):
 def burst_beats(*, height: int, out_height: int, row_beats: int, kernel: int, stride: int) -> int:
     """Largest backlog, in beats, of a consumer that takes the pool's output at the average rate
     (module docstring): ``row_beats`` output beats per output row.  A plain function so that the
-    FIFO sizing pass (squeezehw/fifo_sizing.py) uses the same count before any block exists."""
+    FIFO sizing pass (squeezehw/plan/fifo_sizing.py) uses the same count before any block exists."""
     from fractions import Fraction
     emitted = [0] * height
     for oy in range(out_height):

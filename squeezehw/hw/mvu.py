@@ -66,7 +66,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..errors import UserError
-from ..ir import bits_for_signed
+from ..frontend.ir import bits_for_signed
 from .errors import FoldingError
 from .multiplier import RegisteredMultiplier, check_primitive
 from .stream_register import StreamRegister
@@ -142,7 +142,7 @@ class MVU(wiring.Component):
     (``cycles_per_vector``) is unchanged and only the latency grows by ``requant_cycles - 1``.
 
     ``multiplier``: the primitive every RegisteredMultiplier is built as (hw/multiplier.py).
-    Both come from the build plan (squeezehw/plan.py) as explicit arguments.
+    Both come from the build plan (squeezehw/plan/lowering.py) as explicit arguments.
     """
 
     REQUANT_MODES = ("parallel", "serial")
@@ -260,15 +260,15 @@ class MVU(wiring.Component):
     # --- compressed weights (optional weight source) ------------------------------------------
     def _check_weight_code(self, code):
         """``weight_code``: ``None`` (weights in a dense memory, ``weight_words``) or a
-        :class:`squeezehw.sparse_weights.PackedWeights` (codebook + dense-index/bitmap stream, see
+        :class:`squeezehw.quant.sparse_weights.PackedWeights` (codebook + dense-index/bitmap stream, see
         sparse_weights.py) that a :class:`WeightDecoder` turns into the same words, one per cycle.
         The stream must decode to exactly this unit's weights in its fold order."""
         if code is None:
             return None
-        from ..sparse_weights import PackedWeights, decode_stream, mvu_vectors
+        from ..quant.sparse_weights import PackedWeights, decode_stream, mvu_vectors
         if not isinstance(code, PackedWeights):
             raise UserError(f"{self.name}: weight_code must be a PackedWeights "
-                            f"(squeezehw.sparse_weights.encode_for_mvu), got {type(code).__name__}")
+                            f"(squeezehw.quant.sparse_weights.encode_for_mvu), got {type(code).__name__}")
         s = code.stream
         shape = (self.NF * self.SF, self.pe * self.simd)
         if (s.vectors, s.lanes) != shape:

@@ -1,6 +1,6 @@
 """WeightDecoder: compressed weight memory -> one dense ``PE x SIMD`` weight vector per cycle.
 
-Reads a :class:`squeezehw.sparse_weights.PackedWeights` stream (format in sparse_weights.py:
+Reads a :class:`squeezehw.quant.sparse_weights.PackedWeights` stream (format in sparse_weights.py:
 "dense-index" or "bitmap" + codebook indices, LSB-first, in the MVU's vector order) from a
 synchronous-read ``Memory`` (block RAM), circularly: the MVU replays the same vectors for every
 output pixel, so after the period's last word the address wraps to 0 and prefetching goes on
@@ -27,7 +27,7 @@ lane; its read register is the output register (``o.payload``: lane ``j`` =
 lane whose mask bit is 0 reads 0).  Both stages advance together when ``o`` is empty or taken, so
 ``o.valid`` is a register and ``o.payload`` holds while ``o`` waits (read ports' enable = advance).
 
-``W`` and ``C`` come from :func:`squeezehw.sparse_weights.choose_layout`, whose cycle model is
+``W`` and ``C`` come from :func:`squeezehw.quant.sparse_weights.choose_layout`, whose cycle model is
 exactly these rules: with an always-ready consumer the decoder then emits one vector per cycle in
 steady state, its first vector after ``latency`` cycles from reset (a one-off start-up).  A
 consumer that waits only lets the buffer fill further.
@@ -43,8 +43,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
 from ..errors import UserError
-from ..ir import bits_for_signed
-from ..sparse_weights import PackedWeights, _vector_need, decode_stream
+from ..frontend.ir import bits_for_signed
+from ..quant.sparse_weights import PackedWeights, _vector_need, decode_stream
 
 __all__ = ["WeightDecoder"]
 
@@ -72,7 +72,7 @@ class WeightDecoder(wiring.Component):
     def __init__(self, packed: PackedWeights, *, lane_bits: int | None = None, name: str = "weight_decoder"):
         if not isinstance(packed, PackedWeights):
             self._MustUse__silence = True
-            raise UserError(f"{name}: expected PackedWeights (squeezehw.sparse_weights.encode_for_mvu), "
+            raise UserError(f"{name}: expected PackedWeights (squeezehw.quant.sparse_weights.encode_for_mvu), "
                             f"got {type(packed).__name__}")
         s = packed.stream
         self.name = name
@@ -121,7 +121,7 @@ class WeightDecoder(wiring.Component):
         and more to DP16KD; it kept the codebooks, up to 256 entries, in logic)."""
         from math import ceil
 
-        from ..resources import blocks_for
+        from ..plan.resources import blocks_for
         L, k, C, W, B = self.lanes, self.k, self.buffer_bits, self.word_bits, self.lane_bits
         bitmap = self.fmt == "bitmap"
         bits = lambda n: max(1, (n - 1).bit_length())      # noqa: E731  (a counter over n values)

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
-from squeezehw import golden
 from squeezehw.errors import UserError
 from squeezehw.hw.bypass_add import BypassAdd
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
-from squeezehw.intmodel import QAdd
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import QAdd
 
 TRAFFIC = [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2), Traffic.rough(3)]
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
 from squeezehw.errors import UserError
 from squeezehw.hw.concat import Concat
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
 TRAFFIC = [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2), Traffic.rough(3)]
 

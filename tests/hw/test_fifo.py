@@ -3,11 +3,11 @@ import random
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+from squeezehw.sim.streamsim import Traffic, simulate
 
+from squeezehw.errors import UserError
 from squeezehw.hw.fifo import StreamFIFO
 from squeezehw.hw.stream_register import StreamRegister
-from squeezehw.hw.streamsim import Traffic, simulate
-from squeezehw.errors import UserError
 
 
 class _WithClock(StreamFIFO):

@@ -3,14 +3,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+from squeezehw.sim.simulate import image_beats
+from squeezehw.sim.streamsim import StreamDeadlock, Traffic, simulate, unpack_lanes
 
-from squeezehw import golden
-from squeezehw.fifo_sizing import FifoDepthError
-from squeezehw.folding import LayerFold
-from squeezehw.hw.streamsim import StreamDeadlock, Traffic, simulate, unpack_lanes
-from squeezehw.plan import fire_plan
-from squeezehw.random_model import random_fire
-from squeezehw.simulate import image_beats
+from squeezehw.plan.fifo_sizing import FifoDepthError
+from squeezehw.plan.folding import LayerFold
+from squeezehw.plan.lowering import fire_plan
+from squeezehw.quant import golden
+from squeezehw.quant.random_model import random_fire
 
 
 def fire_golden(f, x):
@@ -29,7 +29,7 @@ def make(bypass, seed=0, s=4, e1=8, e3=8):
 
 
 def engine(f, h, w, in_lanes, fl, fifos=None):
-    """The Fire module's block from its build plan (squeezehw.plan.fire_plan); ``fifos`` replaces
+    """The Fire module's block from its build plan (squeezehw.plan.lowering.fire_plan); ``fifos`` replaces
     the skew FIFOs *without* the plan's deadlock check (to measure the true minimum)."""
     plan = fire_plan(f, height=h, width=w, in_lanes=in_lanes, folds=fl)
     if fifos is not None:
@@ -142,7 +142,7 @@ def test_fifo_depths_are_enough_and_tight(field):
 def test_fifos_for_throughput():
     """The builder instantiates the deadlock minimum plus THROUGHPUT_PIXELS pixels per FIFO, and
     the builder's check accepts exactly the deadlock minimum."""
-    from squeezehw.fifo_sizing import THROUGHPUT_PIXELS
+    from squeezehw.plan.fifo_sizing import THROUGHPUT_PIXELS
     f, rng = make("simple", s=4, e1=4, e3=4)
     fl = {f.squeeze.name: LayerFold(1, 1), f.expand1x1.name: LayerFold(1, 1),
           f.expand3x3.name: LayerFold(4, 4)}

@@ -2,10 +2,10 @@ import random
 
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, simulate
 
 from squeezehw.errors import UserError
 from squeezehw.hw.fork import Fork
-from squeezehw.hw.streamsim import Traffic, simulate
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate
 
 from squeezehw.errors import UserError
 from squeezehw.hw.errors import FoldingError
 from squeezehw.hw.global_pool import GlobalSumArgmax
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

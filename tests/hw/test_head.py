@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate
 
-from squeezehw import golden
 from squeezehw.errors import UserError
 from squeezehw.hw.errors import FoldingError
 from squeezehw.hw.head import Head
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate
-from squeezehw.intmodel import QConv, QHead
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import QConv, QHead
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
-from squeezehw import golden
 from squeezehw.errors import UserError
 from squeezehw.hw.maxpool import MaxPool
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
+from squeezehw.quant import golden
 
 
 def to_beats(fm, lanes):

@@ -96,11 +96,12 @@ def test_network_built_with_ecp5_primitives_is_bit_exact_in_verilator():
     """The ECP5 netlist form (MULT18X18D instances, simulated with sim/models/MULT18X18D.v) of a
     random model with a simple and a complex bypass, under random gaps and back-pressure."""
     pytest.importorskip("cocotb")
-    from squeezehw.folding import default_folding
-    from squeezehw.plan import Target
-    from squeezehw.random_model import random_model
-    from squeezehw.simulate import build_for, simulate_frames
-    from squeezehw.verilator import SimTraffic
+    from squeezehw.sim.simulate import build_for, simulate_frames
+
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.plan.lowering import Target
+    from squeezehw.quant.random_model import random_model
+    from squeezehw.toolchain.verilator import SimTraffic
     rng = np.random.default_rng(11)
     model = random_model(rng, size=10, classes=6)
     x = rng.integers(0, 256, size=(3, 1, 10, 10), dtype=np.uint8)
@@ -152,8 +153,9 @@ def test_gw2a_form_uses_registered_mult9x9_and_mult18x18(acc_wide):
 def test_gowin_boards_select_their_dsp_form():
     """The board registry names each Gowin board's multiplier primitive; a build for the board
     (squeezehw build --board B) takes it from there."""
-    from squeezehw.boards import get_board
-    from squeezehw.config import BuildConfig
+    from squeezehw.boards.registry import get_board
+
+    from squeezehw.plan.config import BuildConfig
     assert get_board("tang-mega-138k-pro").multiplier == "gw5a"
     assert get_board("tang-primer-20k").multiplier == "gw2a"
     assert BuildConfig(board="tang-mega-138k-pro").target().multiplier == "gw5a"
@@ -165,14 +167,15 @@ def test_network_built_with_gowin_primitives_is_bit_exact_in_verilator(family):
     """The Gowin netlist forms (simulated with sim/models/MULT12X12.v, MULT9X9.v, MULT18X18.v) of a
     random model with a simple and a complex bypass, under random gaps and back-pressure."""
     pytest.importorskip("cocotb")
-    from squeezehw.folding import default_folding
-    from squeezehw.random_model import random_model
-    from squeezehw.simulate import build_for, simulate_frames
-    from squeezehw.verilator import SimTraffic
+    from squeezehw.sim.simulate import build_for, simulate_frames
+
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.quant.random_model import random_model
+    from squeezehw.toolchain.verilator import SimTraffic
     rng = np.random.default_rng(11)
     model = random_model(rng, size=10, classes=6)
     x = rng.integers(0, 256, size=(3, 1, 10, 10), dtype=np.uint8)
-    from squeezehw.plan import Target
+    from squeezehw.plan.lowering import Target
     b = build_for(model, default_folding(model), len(x), progress=False, target=Target(multiplier=family))
     rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(4), progress=False,
                           target=Target(multiplier=family))

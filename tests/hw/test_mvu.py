@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
-from squeezehw import golden
 from squeezehw.errors import UserError
 from squeezehw.hw.errors import FoldingError
 from squeezehw.hw.mvu import MVU
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
-from squeezehw.intmodel import QConv
+from squeezehw.quant import golden
+from squeezehw.quant.intmodel import QConv
 
 # property tests build MVUs without simulating them
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

@@ -1,10 +1,10 @@
 import random
 
 import pytest
+from squeezehw.sim.streamsim import Traffic, simulate
 
 from squeezehw.hw.errors import FoldingError
 from squeezehw.hw.stream_register import StreamRegister
-from squeezehw.hw.streamsim import Traffic, simulate
 
 
 @pytest.mark.parametrize("traffic", [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2)],

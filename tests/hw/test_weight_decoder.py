@@ -5,17 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
+from test_mvu import check, im2col, make_qconv
 
-from squeezehw import golden
 from squeezehw.errors import UserError
 from squeezehw.hw.mvu import MVU
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 from squeezehw.hw.weight_decoder import WeightDecoder
-from squeezehw.sparse_weights import (PackedWeights, choose_layout, decode_stream, decode_words,
-                                      emit_schedule, encode_for_mvu, encode_stream, mvu_vectors, pace,
-                                      pack)
-
-from test_mvu import check, im2col, make_qconv
+from squeezehw.quant import golden
+from squeezehw.quant.sparse_weights import (
+    PackedWeights,
+    choose_layout,
+    decode_stream,
+    decode_words,
+    emit_schedule,
+    encode_for_mvu,
+    encode_stream,
+    mvu_vectors,
+    pace,
+    pack,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -262,10 +270,10 @@ def test_mvu_compressed_same_pace_as_dense(C, O, K, simd, pe, k, density, fmt):
 def test_encode_model_and_accelerator_names():
     """encode_model gives every conv a stream that decodes to its weights; the accelerator refuses
     codes for layers it does not have."""
-    from squeezehw.folding import default_folding
-    from squeezehw.plan import lower
-    from squeezehw.random_model import random_model
-    from squeezehw.sparse_weights import encode_model
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.plan.lowering import lower
+    from squeezehw.quant.random_model import random_model
+    from squeezehw.quant.sparse_weights import encode_model
     rng = np.random.default_rng(2)
     model = random_model(rng, size=6, classes=3)
     for c in model.convs():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
 from squeezehw.errors import UserError
-from squeezehw.hw.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 from squeezehw.hw.window import SlidingWindow
 
 

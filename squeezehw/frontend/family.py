@@ -19,7 +19,7 @@ Fire.  ``fire_bypass`` (one mode per Fire) overrides that rule where a design wa
 Layer names are torchvision's state_dict prefixes: ``features.0`` is conv1 (its ReLU is
 ``features.1``), then every pool and Fire takes the next ``features`` index, and the head conv is
 ``classifier.1`` (after the Dropout at ``classifier.0``).  ``build_network`` and the importer
-(``squeezehw.importer``) therefore produce identical IR for the same network.
+(``squeezehw.frontend.importer``) therefore produce identical IR for the same network.
 """
 from __future__ import annotations
 
@@ -269,14 +269,14 @@ def build_network(config: FamilyConfig, weights=None) -> Network:
                   width=config.input_size, layers=tuple(layers), mean=config.mean, std=config.std,
                   resize=config.resize, labels=config.labels)
     if weights is not None:
-        from .importer import weights_from_state_dict   # importer needs family too: import late
+        from .importer import weights_from_state_dict  # importer needs family too: import late
         net = net.with_weights(weights_from_state_dict(net, weights, source=f"weights for {config.name}"))
     return net
 
 
 def to_torch(config: FamilyConfig, *, dropout: float = 0.5):
-    """A freshly initialised PyTorch module of ``config`` (``squeezehw.torch_models.FamilyNet``)."""
-    from .torch_models import FamilyNet                 # keep torch out of this module's import
+    """A freshly initialised PyTorch module of ``config`` (``squeezehw.frontend.torch_models.FamilyNet``)."""
+    from .torch_models import FamilyNet  # keep torch out of this module's import
     return FamilyNet(config, dropout=dropout)
 
 

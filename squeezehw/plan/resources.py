@@ -1,11 +1,11 @@
-"""Resource cost model of a build plan (squeezehw/plan.py): multipliers and DSPs, block RAM in the
+"""Resource cost model of a build plan (squeezehw/plan/lowering.py): multipliers and DSPs, block RAM in the
 target's real blocks, and LUT/FF estimates.
 
 Multipliers and DSPs come from the plan alone (no elaboration): every multiplier the design
 instantiates -- MAC lanes, requantisation (one or two per PE lane, by accumulator width; none with
 the serial requantiser) and bypass adds (two per lane) -- with its operand widths, counted in the
 part's DSP cells (:func:`dsp_cells`).  The target's facts (block RAM modes, DSP operand widths) are
-its entry in the board registry (squeezehw/boards.py).
+its entry in the board registry (boards/registry.py).
 
 Memories are taken from the elaborated design itself (every ``amaranth.lib.memory.Memory`` with its
 width and depth), so nothing is double-booked or forgotten; each is then counted in the target's
@@ -43,7 +43,7 @@ def _ceil(a: int, b: int) -> int:
 def bram_kind(target) -> tuple[str, int, tuple]:
     """(cell, bits, (width, depth) modes) of the block RAM that ``target`` (a board name or Board,
     or one of FAMILY_BOARDS) is counted in."""
-    from .boards import get_board
+    from ..boards.registry import get_board
     if target == "xilinx36":
         return _RAMB36E2
     r = get_board(FAMILY_BOARDS.get(target, target)).resources
@@ -57,11 +57,11 @@ def blocks_for(width: int, depth: int, target) -> int:
 
 
 def dsp_cells(multipliers, target="ecp5-85f") -> int:
-    """DSP cells that ``multipliers`` (squeezehw.plan.Multipliers) take on ``target``: one per
+    """DSP cells that ``multipliers`` (squeezehw.plan.lowering.Multipliers) take on ``target``: one per
     multiplier whose operands fit the cell's ports (``Resources.dsp_operand_bits`` signed,
     ``dsp_unsigned_bits`` unsigned: ECP5 MULT18X18D takes signed 18 or unsigned 17 bits, exactly
     hw/multiplier.py's rule), else the tiles Yosys splits it into (first order)."""
-    from .boards import get_board
+    from ..boards.registry import get_board
     r = get_board(FAMILY_BOARDS.get(target, target)).resources
     signed_max = r.dsp_operand_bits
     unsigned_max = r.dsp_unsigned_bits or tuple(b - 1 for b in signed_max)
@@ -136,8 +136,20 @@ def block_logic(block) -> tuple[float, float]:
     measures the whole-design error).  MVU: a least-squares fit over its 12 units (LUT within
     +-25 %, FF within +-5 % each); the others are that design's per-instance figures."""
     from math import ceil, gcd, log2
-    from .hw import (bypass_add, concat, fifo, fork, global_pool, maxpool, mvu, resize, stream_register,
-                     weight_decoder, window)
+
+    from ..hw import (
+        bypass_add,
+        concat,
+        fifo,
+        fork,
+        global_pool,
+        maxpool,
+        mvu,
+        resize,
+        stream_register,
+        weight_decoder,
+        window,
+    )
     if isinstance(block, weight_decoder.WeightDecoder):
         e = block.estimate()        # its own model, compared with Yosys in docs/compression_decoder.md
         return e["lut"], e["ff"]
@@ -173,12 +185,12 @@ def block_logic(block) -> tuple[float, float]:
 
 
 def family_of(board) -> str:
-    """The registry name the estimate counts a squeezehw.boards.Board in (kept for old callers)."""
+    """The registry name the estimate counts a squeezehw.boards.registry.Board in (kept for old callers)."""
     return board.name
 
 
 def estimate(plan, target="ecp5-85f") -> dict:
-    """Predicted resources of the design of ``plan`` (squeezehw.plan.Plan) on ``target`` (a board
+    """Predicted resources of the design of ``plan`` (squeezehw.plan.lowering.Plan) on ``target`` (a board
     registry name or Board; the old family names ecp5, ice40, xilinx18, xilinx36 are accepted).
 
     Multipliers and DSPs are the plan's (no elaboration).  Memories and LUT/FF still come from the
@@ -187,7 +199,7 @@ def estimate(plan, target="ecp5-85f") -> dict:
     Amaranth's SyncFIFOBuffered), and counting what was built is what keeps this model from
     drifting from the hardware; a second, analytic copy of every block's memory layout would be
     one more place to disagree."""
-    from .boards import Board
+    from ..boards.registry import Board
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory

@@ -14,9 +14,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .ir import conv_out_size, pool_out_size
-from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
+from ..errors import UserError
+from ..frontend.ir import conv_out_size, pool_out_size
+from ..quant.intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 
 FORMAT = "squeezehw-folding"
 VERSION = 1
@@ -231,7 +231,7 @@ class Folding:
 
     def save(self, path, model_name: str = "") -> Path:
         path = Path(path)
-        from .outputs import atomic_write     # no .tmp left on failure; umask permissions
+        from ..outputs import atomic_write  # no .tmp left on failure; umask permissions
         with atomic_write(path, "w") as f:
             f.write(self.to_json(model_name) + "\n")
         return path

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["BuildConfig", "FORMAT", "VERSION"]
 
@@ -31,7 +31,7 @@ class ConfigFileError(UserError):
 class BuildConfig:
     """``fold``: ``"default"``, ``"auto"`` (needs one of ``max_multipliers``, ``max_dsp``,
     ``board`` or ``target_fps``), a folding file's path, or ``{"layers": {name: {"simd", "pe"}}}``
-    inline.  ``multiplier``: None = the board's primitive (squeezehw.boards), else ``generic`` or
+    inline.  ``multiplier``: None = the board's primitive (squeezehw.boards.registry), else ``generic`` or
     ``ecp5``.  ``speed_slack`` is in percent, ``clock_mhz`` in MHz.  ``model_sha256``: the model
     file's hash (recorded by a build, checked when rebuilding)."""
     model: str = "default"
@@ -68,11 +68,11 @@ class BuildConfig:
 
     # --- what the build uses -------------------------------------------------------------------
     def board_entry(self):
-        from .boards import get_board
+        from ..boards.registry import get_board
         return get_board(self.board) if self.board is not None else None
 
     def multiplier_primitive(self) -> str:
-        """The given primitive, else the board's (squeezehw.boards), else ``generic``.  A vendor
+        """The given primitive, else the board's (squeezehw.boards.registry), else ``generic``.  A vendor
         primitive that is not the board's is refused (the part would not have it)."""
         b = self.board_entry()
         if self.multiplier:
@@ -83,7 +83,7 @@ class BuildConfig:
         return b.multiplier if b else "generic"
 
     def target(self):
-        from .plan import Target
+        from .lowering import Target
         return Target(multiplier=self.multiplier_primitive(), requant=self.requant)
 
     # --- files ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ bursty); a stage whose output is blocked waits for its consumer.
 
 Command line (no ``squeezehw`` CLI needed)::
 
-    python -m squeezehw.profile default            # the built-in model, 2 frames
-    python -m squeezehw.profile default --frames 3 --detail
+    python -m squeezehw.sim.profile default            # the built-in model, 2 frames
+    python -m squeezehw.sim.profile default --frames 3 --detail
 
 The simulator runs about 2-5 k cycles per second here, so two frames of the default model take a
 few tens of seconds; use Verilator (``squeezehw sim``) for longer runs.
@@ -67,7 +67,7 @@ def profile(model, folding=None, *, images: np.ndarray | None = None, frames: in
             detail: bool = False, max_cycles: int | None = None, seed: int = 0, target=None) -> dict:
     """Simulate ``frames`` images through the accelerator; returns {"rows": [...], ...}.
 
-    The design is the build plan's (``squeezehw.plan.lower(model, folding, target)``), and the
+    The design is the build plan's (``squeezehw.plan.lowering.lower(model, folding, target)``), and the
     expected frame time the plan's cost model.  ``images`` defaults to random uint8 images of the
     model's shape.  The run stops when the
     last frame's class beat leaves, or after ``max_cycles`` (default: 4x the cost model's frame
@@ -75,8 +75,8 @@ def profile(model, folding=None, *, images: np.ndarray | None = None, frames: in
     """
     from amaranth.sim import Simulator
 
-    from .folding import default_folding
-    from .plan import lower
+    from ..plan.folding import default_folding
+    from ..plan.lowering import lower
     from .simulate import image_beats
 
     folding = folding or default_folding(model)
@@ -163,19 +163,19 @@ def format_table(rep: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m squeezehw.profile", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m squeezehw.sim.profile", description=__doc__.split("\n")[0])
     ap.add_argument("model", help="`default`, or an integer-model file")
     ap.add_argument("--frames", type=int, default=2)
     ap.add_argument("--detail", action="store_true", help="also every stream inside the Fire modules")
     ap.add_argument("--folding", help="folding JSON (default: the model's default folding)")
     args = ap.parse_args(argv)
-    from .folding import Folding
-    from .pipeline import resolve_model
+    from ..pipeline import resolve_model
+    from ..plan.folding import Folding
     model = resolve_model(args.model)
     folding = Folding.load(args.folding) if args.folding else None
     images = None
     if args.model == "default":
-        from .default_model import default_eval_images
+        from ..quant.default_model import default_eval_images
         images = default_eval_images(args.frames)[0]
     rep = profile(model, folding, images=images, frames=args.frames, detail=args.detail)
     print(format_table(rep))

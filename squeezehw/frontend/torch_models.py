@@ -6,7 +6,7 @@ with ``squeeze``/``expand1x1``/``expand3x3`` and their ``*_activation`` ReLUs, `
 Dropout, final 1x1 conv, ReLU, AdaptiveAvgPool2d((1, 1)), and a flatten in ``forward``).  A
 torchvision state dict loads into them with ``strict=True`` and vice versa.
 
-``FamilyNet`` builds any ``FamilyConfig`` (squeezehw.family) with the same conventions.  Its Fires
+``FamilyNet`` builds any ``FamilyConfig`` (squeezehw.frontend.family) with the same conventions.  Its Fires
 may carry a bypass (``BypassFire``): ``simple`` adds the Fire input, ``complex`` adds a 1x1 conv of
 it (``bypass``, no ReLU), and a ReLU follows the add -- squeezehw's documented family definition
 (docs/numerics.md, *Bypass add*).

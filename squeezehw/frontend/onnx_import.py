@@ -1,10 +1,10 @@
 """Import a float SqueezeNet-family network from an ONNX file into the network IR.
 
 ``load_onnx(path)`` reads a graph as ``torch.onnx.export`` writes it for torchvision's
-``squeezenet1_0``/``squeezenet1_1`` or for any family member (``squeezehw.torch_models``, with
+``squeezenet1_0``/``squeezenet1_1`` or for any family member (``squeezehw.frontend.torch_models``, with
 simple or complex bypass), walks it from the input to the output matching the patterns the IR
 can represent exactly, and returns the same ``Network`` (layers, names, float32 weights) as the
-PyTorch path (``squeezehw.importer``):
+PyTorch path (``squeezehw.frontend.importer``):
 
 * ``Conv`` (square kernel, equal strides and symmetric pads, group 1, dilation 1) + ``Relu``;
 * ``MaxPool`` 3x3 stride 2, no padding, ``ceil_mode=1``;

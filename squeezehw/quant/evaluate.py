@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
 from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
-from .ir import Conv, Fire, Head, MaxPool, Network
 
 __all__ = ["float_network_of", "evaluate", "topk_correct", "ranking"]
 
@@ -59,6 +59,7 @@ def evaluate(model: IntModel, images: np.ndarray, labels: np.ndarray, *, batch_s
     """``{"images", "float": {"top1", "top5"} or None, "quantized": {"top1", "top5"},
     "agreement"}`` (agreement: fraction of images where float and integer top-1 agree)."""
     from tqdm import tqdm
+
     from . import golden
     images = np.asarray(images)
     labels = np.asarray(labels, np.int64)
@@ -80,7 +81,7 @@ def evaluate(model: IntModel, images: np.ndarray, labels: np.ndarray, *, batch_s
         x = images[start:start + batch_size]
         qlog.append(golden.run(model, x).logits)
         if net is not None:
-            from .float_model import forward
+            from ..frontend.float_model import forward
             flog.append(forward(net, x, batch_size=batch_size)[0])
     qlog = np.concatenate(qlog)
 

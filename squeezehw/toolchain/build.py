@@ -7,11 +7,11 @@ Output folder (all files deterministic: the same inputs give the same bytes):
                         every weight memory's contents inline (Verilog initial values)
 - ``mem/LAYER.hex``     the same weight memory images, one word per line in hex (address order),
                         for inspection and for flows that load memories separately
-- ``design.json``       the build plan (squeezehw/plan.py): per layer PE, SIMD, expected cycles,
+- ``design.json``       the build plan (squeezehw/plan/lowering.py): per layer PE, SIMD, expected cycles,
                         multipliers, accumulator bits, weight memory bits, FIFO depths; totals; the
                         resource estimate; the build config; keys "top" and "verilog" name the
                         module and file
-- ``config.json``       the build config (squeezehw/config.py) with the folding inline:
+- ``config.json``       the build config (squeezehw/plan/config.py) with the folding inline:
                         ``squeezehw build --config DIR/config.json`` rebuilds the same bytes
 - ``folding.json``      the folding used, to rebuild exactly
 - ``summary.txt``       the same in a table for people
@@ -29,9 +29,9 @@ import json
 import re
 from pathlib import Path
 
-from .folding import Folding
-from .intmodel import IntModel
-from .outputs import check_output_dir, replace_dir
+from ..outputs import check_output_dir, replace_dir
+from ..plan.folding import Folding
+from ..quant.intmodel import IntModel
 
 __all__ = ["design_summary", "write_design", "module_name"]
 
@@ -54,7 +54,7 @@ def design_summary(plan, accel=None, config=None) -> dict:
     fifos = plan.fifos()
     s = plan.summary()
     fifo_bits = sum(v["memory_bits"] for v in fifos.values())
-    from .resources import estimate
+    from ..plan.resources import estimate
     targets = dict(ESTIMATE_TARGETS)
     if config is not None and config.board:
         targets["board"] = config.board_entry().name
@@ -72,7 +72,7 @@ def design_summary(plan, accel=None, config=None) -> dict:
         "stage_fifos": plan.stage_fifos(),
         "totals": {**s, "fifo_bits": fifo_bits, "weight_bytes": (s["weight_bits"] + 7) // 8},
         "dsp": plan.target.multiplier, "requant": plan.target.requant,
-        "estimated_resources": resources,       # cost model (squeezehw/resources.py), not a tool report
+        "estimated_resources": resources,       # cost model (squeezehw/plan/resources.py), not a tool report
     }
     if config is not None:
         d["config"] = config.to_dict()
@@ -111,7 +111,7 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
     config.json and design.json."""
     from amaranth.back import verilog
 
-    from .plan import Target, lower
+    from ..plan.lowering import Target, lower
     out_dir = check_output_dir(out_dir)       # refuse before the (slow) Verilog generation
     target = config.target() if config is not None else Target(multiplier=dsp, requant=requant)
     plan = lower(model, folding, target)
@@ -147,14 +147,14 @@ def board_bitstream(build_dir, *, out_dir=None, baud: int = 115200, seed: int = 
     talks to) for the design of a ``squeezehw build`` folder built with ``--board``.
 
     The design is rebuilt from the folder's config.json (the same bytes as its Verilog, see
-    squeezehw/config.py), wrapped in the board's top (``Board.board_top``: PLL to the config's
+    squeezehw/plan/config.py), wrapped in the board's top (``Board.board_top``: PLL to the config's
     clock, UART at ``baud``) and built with the board's amaranth-boards platform and options
-    (squeezehw.synth.build_board).  Returns (SynthReport, Plan, board top); files under ``out_dir``
+    (squeezehw.toolchain.synth.build_board).  Returns (SynthReport, Plan, board top); files under ``out_dir``
     (default BUILD/board-<board>)."""
-    from .config import BuildConfig
-    from .errors import UserError
-    from .pipeline import folding_for_config, resolve_model
-    from .plan import lower
+    from ..errors import UserError
+    from ..pipeline import folding_for_config, resolve_model
+    from ..plan.config import BuildConfig
+    from ..plan.lowering import lower
     from .synth import build_board
     build_dir = Path(build_dir)
     config = BuildConfig.load(build_dir)
@@ -175,7 +175,7 @@ def board_bitstream(build_dir, *, out_dir=None, baud: int = 115200, seed: int = 
 
 def _mvus(accel):
     """(conv name, MVU) of an accelerator that has been elaborated (converted to Verilog)."""
-    from .hw.mvu import MVU
+    from ..hw.mvu import MVU
     for p in accel.plan:
         b = p["block"]
         if p["kind"] == "conv":

@@ -25,14 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from math import gcd
 from dataclasses import dataclass, field
+from math import gcd
 from pathlib import Path
 from typing import Callable
 
+from amaranth.asserts import AnyConst, AnySeq  # Amaranth 0.5's public home of these (not in amaranth.hdl)
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal, Value, signed
-from amaranth.asserts import AnyConst, AnySeq     # Amaranth 0.5's public home of these (not in amaranth.hdl)
 
 __all__ = ["Harness", "FormalCase", "FormalResult", "CASES", "run_case", "run_sby",
            "find_tools", "tools_missing", "mutated_class"]
@@ -359,25 +359,25 @@ def vector_count(i: str, o: str, *, in_per_vec: int, out_per_vec: int):
 # --- cases ------------------------------------------------------------------------------------
 
 def _fork():
-    from .hw.fork import Fork
+    from ..hw.fork import Fork
     return Fork(width=4, n=2)
 
 
 def _fifo():
-    from .hw.fifo import StreamFIFO
+    from ..hw.fifo import StreamFIFO
     return StreamFIFO(width=4, depth=4)
 
 
 def _concat(ca, cb):
     def make():
-        from .hw.concat import Concat
+        from ..hw.concat import Concat
         return Concat(lanes=1, channels_a=ca, channels_b=cb)
     return make
 
 
 def _resize(li, lo):
     def make():
-        from .hw.resize import Resize
+        from ..hw.resize import Resize
         return Resize(in_lanes=li, out_lanes=lo, channels=4)
     return make
 
@@ -393,30 +393,30 @@ def _bypass(params=None):
     params = params or BYPASS
 
     def make():
-        from .hw.bypass_add import BypassAdd
+        from ..hw.bypass_add import BypassAdd
         return BypassAdd(lanes=1, **params)
     return make
 
 
 def _maxpool():
-    from .hw.maxpool import MaxPool
+    from ..hw.maxpool import MaxPool
     return MaxPool(channels=1, height=4, width=4, lanes=1)
 
 
 def _window(size=3):
     def make():
-        from .hw.window import SlidingWindow
+        from ..hw.window import SlidingWindow
         return SlidingWindow(channels=1, height=size, width=size, kernel=3, stride=1, padding=1, lanes=1)
     return make
 
 
 def _mvu_latency() -> int:
-    from .hw.mvu import MVU_FIFO_LATENCY
+    from ..hw.mvu import MVU_FIFO_LATENCY
     return MVU_FIFO_LATENCY
 
 
 def _mvu():
-    from .hw.mvu import MVU
+    from ..hw.mvu import MVU
     return MVU(weights=[[3, -2], [-1, 4]], bias=[5, -7], mult=[40000, 50000], shift=[17, 18],
                simd=1, pe=1, relu=True)
 

@@ -10,7 +10,7 @@ Everything the accelerator keeps in block RAM for the parameters is counted:
 
 Activations (line buffers, FIFOs) are not counted here: they depend on the folding plan.
 
-Board budgets come from the board registry (``squeezehw.boards``, ``Resources.byte_budget``): the
+Board budgets come from the board registry (``squeezehw.boards.registry``, ``Resources.byte_budget``): the
 RAM bits usable for **byte-wide data**: a block RAM primitive configured 9 bits wide (ECP5 DP16KD as
 2048 x 9, Xilinx RAMB18 as 2048 x 9) stores one byte per word and leaves the ninth (parity) bit
 unused, so only 16 of the DP16KD's 18 Kbit count.  iCE40 EBR (4 Kbit) and SPRAM (16-bit words) have
@@ -18,9 +18,10 @@ no parity bits.  ``BOARDS`` is that registry's view: board name -> bytes.
 """
 from __future__ import annotations
 
-from .boards import BOARDS as _REGISTRY, get_board
-from .errors import UserError
-from .intmodel import IntModel, QFire
+from ..boards.registry import BOARDS as _REGISTRY
+from ..boards.registry import get_board
+from ..errors import UserError
+from ..quant.intmodel import IntModel, QFire
 
 __all__ = ["BOARDS", "DEFAULT_BUDGET", "BudgetError", "memory_report", "check_budget", "board_budget",
            "compressed_weight_report"]
@@ -31,7 +32,7 @@ BIAS_BYTES = 4          # int32 per output channel
 REQUANT_BYTES = 3       # 16-bit mult + 8-bit shift per output channel
 ADD_BYTES = 5           # mult_a, mult_b (16 bit each) + shift per bypass add
 
-# board name -> bytes of byte-wide block RAM, from the one board registry (squeezehw.boards)
+# board name -> bytes of byte-wide block RAM, from the one board registry (squeezehw.boards.registry)
 BOARDS: dict[str, int] = {name: b.byte_budget for name, b in _REGISTRY.items()}
 
 
@@ -81,7 +82,7 @@ def memory_report(model: IntModel, budget_bytes: int = DEFAULT_BUDGET) -> dict:
 
 def compressed_weight_report(model: IntModel) -> dict:
     """Encoded weight storage of a model with shared-weight codebooks, and the block RAMs it takes
-    on each target of ``squeezehw.boards``.
+    on each target of ``squeezehw.boards.registry``.
 
     Per conv: its stream bits (``dense-index`` or ``bitmap``, docs/compression.md) and codebook bits;
     block RAMs are counted per conv at the target's block granularity, one packed stream per conv
@@ -89,7 +90,7 @@ def compressed_weight_report(model: IntModel) -> dict:
     18-Kbit block count) and, separately, one copy of each codebook (a decoder may keep its codebook
     in LUT RAM instead, or replicate it per lane: the hardware's choice).  A conv without a codebook
     counts its dense weights at ``w_bits``."""
-    from .boards import BOARDS as TARGETS
+    from ..boards.registry import BOARDS as TARGETS
     convs, stream, book = {}, 0, 0
     for c in model.convs():
         convs[c.name] = {"encoding": c.encoding or "dense", "index_bits": c.index_bits,

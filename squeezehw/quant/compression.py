@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["CompressionError", "CodebookSpec", "ENCODINGS", "MAX_ENTRY_BITS", "looks_deep_compressed",
            "kmeans_1d", "gptq_round", "layer_hessians", "codebook_weights", "encoding_bits",
@@ -227,7 +227,7 @@ def gptq_round(w: np.ndarray, h: np.ndarray | None, cand: np.ndarray, fixed_zero
 
 def _conv_inputs(net) -> dict:
     """{conv name: trace name of its input} ("" = the raw pixels)."""
-    from .ir import Conv, Fire, Head, MaxPool
+    from ..frontend.ir import Conv, Fire, Head, MaxPool
     src, prev = {}, ""
     for layer in net.layers:
         if isinstance(layer, Conv):
@@ -255,7 +255,8 @@ def layer_hessians(net, calib: np.ndarray, *, batch_size: int = 8, progress: boo
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
-    from .float_model import forward
+
+    from ..frontend.float_model import forward
     src = _conv_inputs(net)
     convs = {c.name: c for c in net.convs()}
     acc = {name: None for name in convs}

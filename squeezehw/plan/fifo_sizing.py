@@ -1,6 +1,6 @@
 """FIFO sizing pass: every FIFO depth and output buffer of the design, decided here and only here.
 
-The build plan (squeezehw/plan.py) calls :func:`size_fire` for each Fire module and
+The build plan (squeezehw/plan/lowering.py) calls :func:`size_fire` for each Fire module and
 :func:`pool_fifo_depth` for each max-pool; the hardware blocks get the results as constructor
 arguments.  (A matrix-vector unit's own output FIFO is ``latency + 1 + out_buffer``, with the
 ``out_buffer`` decided here and the latency a fact of the unit: hw/mvu.py ``mvu_latency``.)
@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .errors import UserError
-from .hw.fifo import StreamFIFO
-from .hw.mvu import MVU_FIFO_LATENCY
+from ..errors import UserError
+from ..hw.fifo import StreamFIFO
+from ..hw.mvu import MVU_FIFO_LATENCY
 
 
 class FifoDepthError(UserError):
@@ -108,8 +108,8 @@ POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output regis
 def pool_burst_beats(*, channels: int, height: int, width: int, lanes: int, kernel: int, stride: int) -> int:
     """Largest backlog, in beats, of a consumer that takes a max-pool's output at the average rate
     (hw/maxpool.py's ``burst_beats``, what ``MaxPool.burst_beats`` holds), from the pool's geometry."""
-    from .hw.maxpool import burst_beats
-    from .ir import pool_out_size
+    from ..frontend.ir import pool_out_size
+    from ..hw.maxpool import burst_beats
     ho, wo = pool_out_size(height, kernel, stride), pool_out_size(width, kernel, stride)
     return burst_beats(height=height, out_height=ho, row_beats=wo * (channels // lanes), kernel=kernel,
                        stride=stride)

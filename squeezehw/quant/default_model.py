@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .family import FamilyConfig
-from .ir import Network
+from ..errors import UserError
+from ..frontend.family import FamilyConfig
+from ..frontend.ir import Network
 
 __all__ = ["DEFAULT_CONFIG_PATH", "DEFAULT_WEIGHTS_PATH", "SPLIT_SEED", "TEST_PER_CLASS",
            "default_config", "load_default_network", "mnist_split", "default_eval_images"]
@@ -33,7 +33,7 @@ def default_config() -> FamilyConfig:
 
 def load_default_network() -> Network:
     """The default model's IR with its trained float weights."""
-    from .importer import load_network
+    from ..frontend.importer import load_network
     return load_network(DEFAULT_CONFIG_PATH, DEFAULT_WEIGHTS_PATH)
 
 

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import golden
-from .folding import Folding, stages
-from .hw.streamsim import unpack_lanes
-from .intmodel import IntModel
-from .verilator import SimTraffic
+from ..plan.folding import Folding, stages
+from ..quant import golden
+from ..quant.intmodel import IntModel
+from ..toolchain.verilator import SimTraffic
+from .streamsim import unpack_lanes
 
 __all__ = ["image_beats", "simulate_frames", "SimReport"]
 
@@ -73,13 +73,13 @@ def _harness_capacity(frames: int) -> int:
 def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: str | None = None,
                  probes: bool = False, style=None, target=None, weight_codes: dict | None = None):
     """(harness, top-module name, build metadata) for simulating up to ``frames`` frames in
-    Verilator build style ``style`` (default: the fast one).  ``target``: a squeezehw.plan.Target
+    Verilator build style ``style`` (default: the fast one).  ``target``: a squeezehw.plan.lowering.Target
     (multiplier primitive, requantiser; default generic, parallel); ``weight_codes``: {conv name:
-    PackedWeights}, compressed weights for those convs' MVUs (squeezehw.sparse_weights.encode_model)."""
-    from .build import module_name
-    from .verilator import default_style
-    from .hw.harness import SimHarness
-    from .plan import lower
+    PackedWeights}, compressed weights for those convs' MVUs (squeezehw.quant.sparse_weights.encode_model)."""
+    from ..plan.lowering import lower
+    from ..toolchain.build import module_name
+    from ..toolchain.verilator import default_style
+    from .harness import SimHarness
     accel = lower(model, folding, target, weight_codes=weight_codes).accelerator(stop_after=stop_after,
                                                                                 probes=probes)
     cap = _harness_capacity(frames)
@@ -98,7 +98,7 @@ def make_harness(model: IntModel, folding: Folding, frames: int, *, stop_after: 
 def build_for(model: IntModel, folding: Folding, frames: int, *, waves: bool = False, progress: bool = True,
               stop_after: str | None = None, probes: bool = False, style=None, target=None,
               weight_codes: dict | None = None):
-    from . import verilator
+    from ..toolchain import verilator
     harness, name, meta = make_harness(model, folding, frames, stop_after=stop_after, probes=probes, style=style,
                                        target=target, weight_codes=weight_codes)
     return verilator.build(harness, name=name, waves=waves, progress=progress, style=style, extra_meta=meta)
@@ -118,11 +118,11 @@ def simulate_frames(model: IntModel, folding: Folding, images: np.ndarray, *,
     """``diagnose``: on a mismatch, also bisect over layers (locate_mismatch) on the first bad frame.
     ``golden_model``: compare against another model than the one built (fault-injection tests).
     ``waves``: path of a VCD waveform to write (from a separate, traced build).
-    ``style``: a ``squeezehw.verilator.Style`` (default: the fast one).  ``build``: a finished
-    ``squeezehw.verilator.Build`` of this design to use instead of building one.
+    ``style``: a ``squeezehw.toolchain.verilator.Style`` (default: the fast one).  ``build``: a finished
+    ``squeezehw.toolchain.verilator.Build`` of this design to use instead of building one.
     ``weight_codes``: {conv name: PackedWeights}, compressed weights for those convs' MVUs
-    (squeezehw.sparse_weights.encode_model)."""
-    from . import verilator
+    (squeezehw.quant.sparse_weights.encode_model)."""
+    from ..toolchain import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
     b = build or build_for(model, folding, n, waves=bool(waves), progress=progress, probes=probes, style=style,
@@ -199,7 +199,7 @@ def locate_mismatch(model: IntModel, folding: Folding, images: np.ndarray, *,
     bisects over the layers: about log2(layers) Verilator builds.  Returns a message naming the
     layer, frame, pixel and channel of the first difference, or None if every layer agrees.
     """
-    from . import verilator
+    from ..toolchain import verilator
     images = np.asarray(images, dtype=np.uint8)
     n = images.shape[0]
     ref = golden_model or model     # (tests inject faults by building hardware from another model)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-
-from .ir import bits_for_signed, bits_for_unsigned
+from ..errors import UserError
+from ..frontend.ir import bits_for_signed, bits_for_unsigned
 
 FORMAT = "squeezehw-intmodel"
 VERSION = 2             # 2: optional shared-weight codebooks per conv (version 1 files still load)
@@ -68,7 +67,7 @@ class QConv:
     in_scale: float = 1.0       # real value of one input step
     out_scale: float = 1.0      # real value of one output step
     w_scale: np.ndarray = None  # float (out,), real value of one weight step
-    # Shared weights (squeezehw.compression, docs/compression.md); all None for plain weights.
+    # Shared weights (squeezehw.quant.compression, docs/compression.md); all None for plain weights.
     # codebook: int64 (G, E), G = 1 (per layer) or out_ch, rows sorted, padded by repeating the last
     # entry; codebook_size: int64 (G,) entries in use; every weight is an entry of its row (a zero
     # weight is the implicit zero of the bitmap encoding instead).
@@ -214,7 +213,7 @@ class IntModel:
 
     def shapes(self) -> list[tuple[int, int, int]]:
         """(C, H, W) after every layer; the head's entry is (classes, 1, 1)."""
-        from .ir import conv_out_size, pool_out_size
+        from ..frontend.ir import conv_out_size, pool_out_size
         c, h, w = self.in_ch, self.height, self.width
         out = []
         for layer in self.layers:
@@ -314,7 +313,7 @@ class IntModel:
         path = Path(path)
         meta, arrays = self._to_arrays()
         meta["sha256"] = self.content_hash()
-        from .outputs import atomic_write     # umask permissions; OSError -> one-line UserError
+        from ..outputs import atomic_write  # umask permissions; OSError -> one-line UserError
         with atomic_write(path) as f:
             np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **arrays)
         return path

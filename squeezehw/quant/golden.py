@@ -75,7 +75,7 @@ def conv(x: np.ndarray, q: QConv) -> np.ndarray:
 def maxpool(x: np.ndarray, kernel: int = 3, stride: int = 2) -> np.ndarray:
     """Max over KxK windows with stride S, ceil_mode=True: windows may hang over the bottom/right
     edge and then cover only the pixels inside (inputs are >= 0, so padding with 0 is the same)."""
-    from .ir import pool_out_size
+    from ..frontend.ir import pool_out_size
     n, c, h, w = x.shape
     ho, wo = pool_out_size(h, kernel, stride), pool_out_size(w, kernel, stride)
     ph, pw = (ho - 1) * stride + kernel - h, (wo - 1) * stride + kernel - w

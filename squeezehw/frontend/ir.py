@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = [
     "Conv", "MaxPool", "Fire", "Head", "Network", "NetworkError",

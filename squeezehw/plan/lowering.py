@@ -9,15 +9,15 @@ stream order --
   FIFO depth);
 - :class:`PoolPlan`: a max-pool and the FIFO after it;
 - :class:`FirePlan`: a Fire module (its convs as ConvPlans, concat lanes, every FIFO depth from
-  the one sizing pass in squeezehw/fifo_sizing.py, the bypass add);
+  the one sizing pass in squeezehw/plan/fifo_sizing.py, the bypass add);
 - :class:`HeadPlan`: the final conv and the global pool.
 
 Each record answers its own expected cycles per frame (``cycles()``, the cost model of
-squeezehw/folding.py) and the multipliers it instantiates (``multipliers()``, MAC, requantisation
+squeezehw/plan/folding.py) and the multipliers it instantiates (``multipliers()``, MAC, requantisation
 and bypass add, with their operand widths), and builds its hardware block (``block()``) with
 explicit constructor arguments.  ``hw/accelerator.py`` only instantiates these blocks and connects
 them; nothing in ``hw/`` reads the folding or the cost model.  design.json, the resource estimate
-(squeezehw/resources.py), the profiler and ``--fold auto`` budgets all read this plan, so they
+(squeezehw/plan/resources.py), the profiler and ``--fold auto`` budgets all read this plan, so they
 cannot disagree with what was built.
 
 Adding a layer kind: one record type here (fields, ``cycles``, ``multipliers``, ``block``), its
@@ -30,12 +30,12 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..frontend.ir import bits_for_signed
+from ..hw.multiplier import DSP_FAMILIES
+from ..quant.intmodel import IntModel, QConv, QFire, QHead, QMaxPool
 from .fifo_sizing import FireBuffers, FireFifos, pool_fifo_depth, size_fire
 from .folding import Folding, Stage, fire_out_lanes, stages, summarise, window_lanes, with_utilisation
-from .hw.multiplier import DSP_FAMILIES
-from .intmodel import IntModel, QConv, QFire, QHead, QMaxPool
-from .ir import bits_for_signed
 
 __all__ = ["Target", "Multipliers", "ConvPlan", "PoolPlan", "FirePlan", "HeadPlan", "Plan", "lower",
            "fire_plan", "REQUANT_MODES", "MULTIPLIER_PRIMITIVES"]
@@ -112,7 +112,7 @@ class ConvPlan:
     out_buffer: int          # extra output-FIFO entries (decided by the sizing pass)
     layer: QConv = field(compare=False, repr=False)
     kind: str = "conv"
-    # the weight encoding: None = dense memory; a squeezehw.sparse_weights.PackedWeights =
+    # the weight encoding: None = dense memory; a squeezehw.quant.sparse_weights.PackedWeights =
     # codebook + dense-index/bitmap stream read through a WeightDecoder (hw/weight_decoder.py)
     weight_code: object = field(default=None, compare=False, repr=False)
 
@@ -142,7 +142,7 @@ class ConvPlan:
 
     @property
     def out_fifo_depth(self) -> int:
-        from .hw.mvu import mvu_latency
+        from ..hw.mvu import mvu_latency
         return mvu_latency(self.requant, self.sf) + 1 + self.out_buffer
 
     def cycles(self) -> int:
@@ -170,12 +170,12 @@ class ConvPlan:
                 "window_lanes": self.window_lanes, "out_fifo_depth": self.out_fifo_depth}
 
     def block(self):
-        from .hw.mvu import MVU
+        from ..hw.mvu import MVU
         return MVU.from_qconv(self.layer, simd=self.simd, pe=self.pe, out_buffer=self.out_buffer,
                               requant=self.requant, multiplier=self.multiplier, weight_code=self.weight_code)
 
     def window_block(self):
-        from .hw.window import SlidingWindow
+        from ..hw.window import SlidingWindow
         if not self.window_lanes:
             return None
         g, q = self.geometry, self.layer
@@ -215,13 +215,13 @@ class PoolPlan:
                 "multipliers": 0, "macs": 0, "weight_bits": 0, "out_fifo_depth": self.out_fifo_depth}
 
     def block(self):
-        from .hw.maxpool import MaxPool
+        from ..hw.maxpool import MaxPool
         g = self.geometry
         return MaxPool(channels=g.in_ch, height=g.in_hw[0], width=g.in_hw[1], lanes=self.lanes,
                        kernel=g.kernel, stride=g.stride)
 
     def fifo_block(self):
-        from .hw.fifo import StreamFIFO
+        from ..hw.fifo import StreamFIFO
         return StreamFIFO(width=8 * self.lanes, depth=self.out_fifo_depth)
 
 
@@ -270,7 +270,7 @@ class FirePlan:
         return tuple(out)
 
     def block(self):
-        from .hw.fire import FireEngine
+        from ..hw.fire import FireEngine
         b = self.buffers
         return FireEngine(fire=self.layer, height=self.height, width=self.width, in_lanes=self.in_lanes,
                           folds={c.name: c for c in self.convs}, out_lanes=self.out_lanes,
@@ -303,7 +303,7 @@ class HeadPlan:
         return self.conv.multipliers()
 
     def block(self):
-        from .hw.head import Head
+        from ..hw.head import Head
         c = self.conv
         return Head(qhead=self.layer, pixels=self.pixels, simd=c.simd, pe=c.pe, requant=c.requant,
                     multiplier=c.multiplier, weight_code=c.weight_code)
@@ -328,7 +328,7 @@ def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dic
     c = f.squeeze.in_ch
 
     def geo(q, ch):
-        from .ir import conv_out_size
+        from ..frontend.ir import conv_out_size
         ho, wo = conv_out_size(height, q.kernel, q.stride, q.padding), conv_out_size(width, q.kernel, q.stride, q.padding)
         return Stage(q.name, "conv", ch, (height, width), (ho, wo), q.kernel, q.stride, q.padding, q.out_ch, q.w_bits)
 
@@ -397,8 +397,8 @@ class Plan:
         return self.count("requant")
 
     def dsp(self, board="ecp5-85f") -> int:
-        """DSP cells of ``board`` (a squeezehw.boards name or Board) that every multiplier of the
-        design takes (squeezehw.resources.dsp_cells)."""
+        """DSP cells of ``board`` (a squeezehw.boards.registry name or Board) that every multiplier of the
+        design takes (squeezehw.plan.resources.dsp_cells)."""
         from .resources import dsp_cells
         return dsp_cells(self.multipliers(), board)
 
@@ -416,7 +416,7 @@ class Plan:
 
     def stage_fifos(self) -> dict:
         """Rate-smoothing FIFOs between top-level stages: {stage: {"depth", "width", "memory_bits"}}."""
-        from .hw.fifo import StreamFIFO
+        from ..hw.fifo import StreamFIFO
         out = {}
         for s in self.stages:
             if s.kind == "pool":
@@ -427,12 +427,12 @@ class Plan:
     # --- hardware ------------------------------------------------------------------------------
     def accelerator(self, **kw):
         """The whole design (hw/accelerator.py) built from this plan."""
-        from .hw.accelerator import Accelerator
+        from ..hw.accelerator import Accelerator
         return Accelerator(self, **kw)
 
     @cached_property
     def inventory(self):
-        """(memories, blocks) of the elaborated design (squeezehw.resources.design_inventory),
+        """(memories, blocks) of the elaborated design (squeezehw.plan.resources.design_inventory),
         taken once per plan."""
         from .resources import design_inventory
         return design_inventory(self.accelerator())
@@ -449,7 +449,7 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
     """Lower (integer model, folding, target) to a :class:`Plan`.  ``fire_fifos``: {Fire name:
     FireFifos} overriding the sizing pass (never below it); ``facts``: :func:`conv_facts` of the
     model, taken once (it reads every weight); ``weight_codes``: {conv name:
-    squeezehw.sparse_weights.PackedWeights}, compressed weights those convs' MVUs read through a
+    squeezehw.quant.sparse_weights.PackedWeights}, compressed weights those convs' MVUs read through a
     WeightDecoder (``sparse_weights.encode_model``; each MVU checks its stream decodes to its weights)."""
     target = target or Target()
     folding.validate(model)
@@ -486,6 +486,6 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
             rec = HeadPlan(name=layer.name, conv=conv, pixels=h * w, layer=layer)
         else:
             raise UserError(f"{model.name}: layer {layer.name!r} of type {type(layer).__name__} has no plan "
-                            "record (squeezehw/plan.py)")
+                            "record (squeezehw/plan/lowering.py)")
         records.append(rec)
     return Plan(model=model, folding=folding, target=target, stages=tuple(records))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["Resources", "Board", "BOARDS", "get_board", "board_names"]
 
@@ -44,7 +44,7 @@ class Resources:
     spram_bits: int = 0
     io: int = 0
     # how the cost model counts memories and multipliers in this part's own cells
-    # (squeezehw.resources): the block RAM's (width, depth) modes, the bits of one block that hold
+    # (squeezehw.plan.resources): the block RAM's (width, depth) modes, the bits of one block that hold
     # byte-wide data (a 9-bit-wide mode leaves the parity bit unused; 0: all of ``bram_bits``),
     # and the operand widths of one DSP multiplier's two ports, signed, and unsigned (() = one bit
     # less than signed, as on ECP5, whose MULT18X18D hw/multiplier.py drives as signed 18 x 18)
@@ -74,7 +74,7 @@ class Resources:
     @property
     def byte_budget(self) -> int:
         """Bytes of byte-wide data the block RAM (and SPRAM) can hold: the parameter budget of
-        squeezehw.memory."""
+        squeezehw.plan.memory."""
         return (self.bram * (self.bram_data_bits or self.bram_bits) + self.spram * self.spram_bits) // 8
 
 
@@ -86,7 +86,7 @@ class Board:
     (synth_ice40 + nextpnr-ice40 + icepack), ``"gowin"`` (synth_gowin + nextpnr-himbaechel-gowin +
     gowin_pack; ``chipdb`` names the device database, ``dsp`` the RegisteredMultiplier family of
     squeezehw.hw.multiplier) or ``"xilinx"`` (synth_xilinx only; ``pnr`` is False).
-    ``byte_budget``: bytes of byte-wide block RAM for parameters (as squeezehw.memory.BOARDS).
+    ``byte_budget``: bytes of byte-wide block RAM for parameters (as squeezehw.plan.memory.BOARDS).
     ``nextpnr_args`` are the device/package options for nextpnr.  ``platform`` names an amaranth-boards
     platform class (``"module:Class"``) for board-level builds, or is None for a bare part;
     ``board_top`` the UART board top (``"module:Class"`` in boards/top.py) built on that platform.
@@ -139,13 +139,7 @@ class Board:
             raise UserError(f"'{self.name}' has no UART board top; boards with one: "
                             f"{', '.join(b.name for b in BOARDS.values() if b.board_top)}")
         import importlib
-        import sys
-        from pathlib import Path
         module_name, _, class_name = self.board_top.partition(":")
-        # boards/ sits beside the package in the repository (not installed with it yet)
-        repo = str(Path(__file__).resolve().parents[1])
-        if repo not in sys.path:
-            sys.path.append(repo)
         return getattr(importlib.import_module(module_name), class_name)
 
     def to_json(self) -> dict:
@@ -156,7 +150,7 @@ class Board:
         return d
 
 
-# Block RAM modes (width, depth) of the native blocks; squeezehw.resources counts each memory in the
+# Block RAM modes (width, depth) of the native blocks; squeezehw.plan.resources counts each memory in the
 # cheapest mode, tiled.
 _DP16KD_MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 _SB_RAM40_4K_MODES = ((2, 2048), (4, 1024), (8, 512), (16, 256))
@@ -195,7 +189,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="Radiona ULX3S with a Lattice ECP5 LFE5U-85F, 25 MHz oscillator",
           default_mhz=25.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
           nextpnr_args=_ECP5_ARGS, platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-          clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="boards.top:ULX3STop",
+          clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="squeezehw.boards.top:ULX3STop",
           # router1 crawled on a 40k-LUT design (about 30 s per 1,000 of 119,200 arcs here) and
           # stalled at ~46,000 overused arcs on the default model at 100 MHz
           board_nextpnr_args=("--router", "router2")),
@@ -203,7 +197,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="1BitSquared iCEBreaker with a Lattice iCE40 UltraPlus UP5K, 12 MHz oscillator",
           default_mhz=12.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
           nextpnr_args=_UP5K_ARGS, platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-          clock="clk12", board_top="boards.top:ICEBreakerTop"),
+          clock="clk12", board_top="squeezehw.boards.top:ICEBreakerTop"),
     Board(name="ecp5-85f", family="ecp5", device="LFE5U-85F", package="CABGA381",
           description="bare Lattice ECP5 LFE5U-85F (speed 6), out-of-context core measurement",
           default_mhz=100.0, resources=_ECP5_85F, synth_command="synth_ecp5 -abc9",
@@ -216,14 +210,14 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           description="Sipeed Tang Mega 138K Pro Dock with a Gowin GW5AST-138C, 50 MHz oscillator",
           default_mhz=50.0, resources=_GW5AST_138C, synth_command="synth_gowin -family gw5a",
           nextpnr_args=("--device", "GW5AST-LV138FPG676AC1/I0", "--vopt", "family=GW5AST-138C"),
-          platform="squeezehw.gowin:TangMega138kProPlatform", clock="clk50", chipdb="GW5AST-138C",
-          multiplier="gw5a", board_top="boards.top:TangMega138KTop", aliases=("tang-mega-138k", "gw5ast-138c")),
+          platform="squeezehw.boards.gowin:TangMega138kProPlatform", clock="clk50", chipdb="GW5AST-138C",
+          multiplier="gw5a", board_top="squeezehw.boards.top:TangMega138KTop", aliases=("tang-mega-138k", "gw5ast-138c")),
     Board(name="tang-primer-20k", family="gowin", device="GW2A-LV18PG256C8/I7", package="PG256",
           description="Sipeed Tang Primer 20K (Dock) with a Gowin GW2A-18C, 27 MHz oscillator",
           default_mhz=27.0, resources=_GW2A_18C, synth_command="synth_gowin -family gw2a",
           nextpnr_args=("--device", "GW2A-LV18PG256C8/I7", "--vopt", "family=GW2A-18C"),
-          platform="squeezehw.gowin:TangPrimer20kPlatform", clock="clk27", chipdb="GW2A-18C",
-          multiplier="gw2a", board_top="boards.top:TangPrimer20KTop", aliases=("tang-primer", "gw2a-18c")),
+          platform="squeezehw.boards.gowin:TangPrimer20kPlatform", clock="clk27", chipdb="GW2A-18C",
+          multiplier="gw2a", board_top="squeezehw.boards.top:TangPrimer20KTop", aliases=("tang-primer", "gw2a-18c")),
     # No open place-and-route for UltraScale+ is installed here: Yosys figures only, no Fmax.
     Board(name="xczu9eg", family="xilinx", device="XCZU9EG", package="FFVB1156",
           description="bare AMD Zynq UltraScale+ XCZU9EG (the ZCU102's part), synthesis only",

@@ -28,7 +28,17 @@ so both single-cycle ready pulses and long stalls happen.  ``dut_reset`` resets 
 (for reset-in-the-middle-of-a-frame tests).
 """
 
-from amaranth import ClockDomain, ClockSignal, DomainRenamer, Instance, Module, ResetInserter, ResetSignal, Signal, unsigned
+from amaranth import (
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Instance,
+    Module,
+    ResetInserter,
+    ResetSignal,
+    Signal,
+    unsigned,
+)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
