@@ -105,10 +105,18 @@ class Resize(wiring.Component):
         push = self.i.valid & ready
         # Lanes at and above `count` are always zero, so the new beat can be OR-ed in at `count`
         # (a register), and this cycle's pop shifts the result.
-        inserted = (self.i.payload.as_unsigned() << (count * (8 * g)))[:8 * cap]
-        merged = Mux(push, buf | inserted, buf)
         next_count = Signal.like(count)
         m.d.comb += next_count.eq(count + Mux(push, li // g, 0) - Mux(pop, lo // g, 0))
+        if g & (g - 1) == 0:                # a power of two: the bit offset count * 8g is wiring
+            offset = count * (8 * g)
+        else:
+            # a running lane offset (= count * g) times 8, so no multiplier is built: Yosys maps
+            # `count * 24` to a MULT18X18D that the cost model does not count
+            lanes = Signal(range(cap + 1))
+            m.d.sync += lanes.eq(lanes + Mux(push, li, 0) - Mux(pop, lo, 0))
+            offset = lanes * 8
+        inserted = (self.i.payload.as_unsigned() << offset)[:8 * cap]
+        merged = Mux(push, buf | inserted, buf)
         m.d.sync += [
             buf.eq(Mux(pop, merged >> (8 * lo), merged)),
             count.eq(next_count),

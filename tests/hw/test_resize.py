@@ -24,7 +24,8 @@ def beats(values, lanes):
 
 
 @pytest.mark.parametrize("li,lo,c", [(1, 4, 8), (4, 1, 8), (2, 8, 16), (8, 2, 16), (4, 6, 12), (6, 4, 12),
-                                     (3, 3, 6), (2, 3, 6), (16, 16, 16), (1, 16, 16), (16, 1, 16)])
+                                     (3, 3, 6), (2, 3, 6), (16, 16, 16), (1, 16, 16), (16, 1, 16),
+                                     (9, 6, 18), (6, 9, 18)])     # gcd 3: the running lane offset
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=["smooth", "rough1", "rough2", "rough3"])
 def test_resize_preserves_order(li, lo, c, traffic):
     rng = np.random.default_rng(li * 100 + lo)
@@ -52,3 +53,16 @@ def test_resize_verilog_deterministic():
     texts = [verilog.convert(Resize(in_lanes=4, out_lanes=6, channels=12), name="resize", emit_src=False)
              for _ in range(2)]
     assert texts[0] == texts[1] and "module resize" in texts[0]
+
+
+@pytest.mark.parametrize("li,lo", [(9, 6), (6, 9), (12, 9), (4, 6), (6, 4)])
+def test_resize_builds_no_multiplier(li, lo):
+    # the cost model counts no multiplier for a Resize: every $mul must be by a power of two
+    # (a shift); `count * 24` became a MULT18X18D in Yosys synth_ecp5 before the running offset
+    import re
+
+    from amaranth.back import rtlil
+    text = rtlil.convert(Resize(in_lanes=li, out_lanes=lo, channels=36), name="top")
+    for cell in re.findall(r"cell \$mul .*?\n\s*end", text, re.S):
+        const = re.findall(r"connect \\[AB] \d+'([01]+)", cell)
+        assert const and any(int(c, 2) and int(c, 2) & (int(c, 2) - 1) == 0 for c in const), cell
