@@ -84,9 +84,18 @@ def add_fold_arguments(p) -> None:
                    help="clock for --target-fps and for reported frame rates (default 100 MHz)")
 
 
+def add_weights_argument(g) -> None:
+    g.add_argument("--weights", choices=("auto", "dense"), default=None,
+                   help="weight storage: `auto` (the default: a conv whose model carries a per-layer "
+                        "codebook, from `squeezehw quantize --codebook`, keeps its compressed weights, "
+                        "decoded at stream rate in front of its MVU; the others dense) or `dense` "
+                        "(every weight w_bits wide)")
+
+
 def add_target_arguments(p) -> None:
     """What the hardware is built as (squeezehw.plan.lowering.Target): build and fold take these."""
     g = p.add_argument_group("hardware target")
+    add_weights_argument(g)
     g.add_argument("--requant", choices=("parallel", "serial"), default=None,
                    help="requantiser: `parallel` (one multiplier per PE lane, the default) or `serial` "
                         "(digit-serial in LUTs, no DSP; same throughput, for parts with few DSPs)")
@@ -101,7 +110,7 @@ def add_target_arguments(p) -> None:
 # flags that shape a build; `squeezehw build --config FILE` refuses them (the file says it all)
 CONFIG_FLAGS = {"fold": "--fold", "max_multipliers": "--max-multipliers", "max_dsp": "--max-dsp",
                 "max_bram": "--max-bram", "board": "--board", "target_fps": "--target-fps",
-                "requant": "--requant", "dsp": "--dsp"}
+                "requant": "--requant", "dsp": "--dsp", "weights": "--weights"}
 
 
 def config_from_args(args, model_arg: str | None = None):
@@ -113,7 +122,8 @@ def config_from_args(args, model_arg: str | None = None):
                        max_bram=getattr(args, "max_bram", None), target_fps=args.target_fps,
                        speed_slack=getattr(args, "speed_slack", 100 * DEFAULT_SPEED_SLACK),
                        board=getattr(args, "board", None), multiplier=getattr(args, "dsp", None),
-                       requant=getattr(args, "requant", None) or "parallel", clock_mhz=args.clock)
+                       requant=getattr(args, "requant", None) or "parallel",
+                       weights=getattr(args, "weights", None) or "auto", clock_mhz=args.clock)
 
 
 def folding_for_config(config, model: IntModel) -> Folding:

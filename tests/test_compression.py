@@ -330,17 +330,10 @@ def test_deep_compression_v10_at_6_bits_within_0_47_MB(dc_weights):
 # --- the existing hardware runs codebook weights (entries wider than 8 bits) -------------------
 
 
-def test_codebook_model_with_12_bit_entries_is_bit_exact_in_verilator():
-    """Dense weights are codebook values, so ``squeezehw build``/``sim`` need nothing new; this
-    checks the generated MVUs take 12-bit weights (widths derived from the values) bit-exactly."""
-    from squeezehw.sim.simulate import simulate_frames
-
-    from squeezehw.plan.folding import default_folding
+def _codebook_model(rng):
+    """A random model whose convs carry 12-bit codebooks of 12 entries, half the weights pruned."""
     from squeezehw.quant.intmodel import requant_params
     from squeezehw.quant.random_model import random_model
-    from squeezehw.toolchain.verilator import SimTraffic
-    pytest.importorskip("cocotb")
-    rng = np.random.default_rng(5)
     model = random_model(rng, size=8, fires=((4, 8, 8, "complex"),), classes=4)
     for c in model.convs():
         entries = np.unique(rng.integers(-2047, 2048, size=12))
@@ -353,6 +346,43 @@ def test_codebook_model_with_12_bit_entries_is_bit_exact_in_verilator():
         for o in range(c.out_ch):
             c.mult[o], c.shift[o] = requant_params(float(rng.uniform(0.5, 2.0)) * 128 / spread)
     assert max(c.acc_bits for c in model.convs()) > 20
-    x = rng.integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
-    rep = simulate_frames(model, default_folding(model), x, traffic=SimTraffic.rough(2), progress=False)
-    assert rep.bit_exact, rep.mismatches
+    return model
+
+
+def test_build_keeps_codebook_weights_compressed(tmp_path, capsys):
+    """`squeezehw build` of a codebook model stores each conv's packed stream (the WeightDecoder's
+    memory image) unless --weights dense; design.json says which, and the memory bits shrink."""
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.quant.sparse_weights import model_weight_codes
+    model = _codebook_model(np.random.default_rng(5))
+    path = model.save(tmp_path / "cb.npz")
+    assert main(["build", str(path), "-o", str(tmp_path / "c")]) == 0
+    assert main(["build", str(path), "-o", str(tmp_path / "d"), "--weights", "dense"]) == 0
+    capsys.readouterr()
+    comp = json.loads((tmp_path / "c" / "design.json").read_text())
+    dense = json.loads((tmp_path / "d" / "design.json").read_text())
+    assert comp["config"]["weights"] == "auto" and dense["config"]["weights"] == "dense"
+    codes = model_weight_codes(model, default_folding(model))
+    rows = {r["layer"]: r for r in comp["layers"] if "weight_format" in r}
+    assert set(rows) == {c.name for c in model.convs()} == set(codes)
+    for name, code in codes.items():
+        assert rows[name]["weight_format"] == "bitmap"
+        assert rows[name]["weight_memory_bits"] == code.memory_bits
+        image = (tmp_path / "c" / "mem" / f"{name}.hex").read_text().split()
+        assert [int(w, 16) for w in image] == list(code.words)
+    assert all(r["weight_format"] == "dense" for r in dense["layers"] if "weight_format" in r)
+    assert sum(r["weight_memory_bits"] for r in rows.values()) < \
+        sum(r["weight_memory_bits"] for r in dense["layers"] if "weight_memory_bits" in r)
+    assert "weight_decoder" in (tmp_path / "c" / f"{comp['top']}.v").read_text()
+    assert "weight_decoder" not in (tmp_path / "d" / f"{dense['top']}.v").read_text()
+
+
+def test_codebook_model_is_bit_exact_in_verilator_through_its_weight_decoders(tmp_path, capsys):
+    """`squeezehw sim` of a codebook model (12-bit entries, bitmap streams) runs every MVU behind
+    its WeightDecoder, under random gaps and back-pressure, bit-exact against the golden model."""
+    pytest.importorskip("cocotb")
+    model = _codebook_model(np.random.default_rng(5))
+    path = model.save(tmp_path / "cb.npz")
+    assert main(["sim", str(path), "--random", "2", "--traffic", "rough", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["bit_exact"] and rep["frames"] == 2

@@ -19,13 +19,14 @@ examples:
 
 
 def add_arguments(p):
-    from ..pipeline import add_fold_arguments
+    from ..pipeline import add_fold_arguments, add_weights_argument
     p.add_argument("model", metavar="MODEL", help="integer-model file, or `default`")
     src = p.add_argument_group("images")
     src.add_argument("--images", metavar="DIR", help="ImageFolder-layout photos")
     src.add_argument("--random", type=int, metavar="N", help="N random images instead")
     src.add_argument("--limit", type=int, metavar="N", help="at most N images (default model: 20)")
     add_fold_arguments(p)
+    add_weights_argument(p)
     p.add_argument("--traffic", choices=("smooth", "rough"), default="smooth",
                    help="smooth: input always valid, output always ready (timing figures); rough: "
                         "random input gaps and output stalls (results must not change)")
@@ -52,8 +53,12 @@ def run(args):
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
     traffic = SimTraffic.rough(args.seed) if args.traffic == "rough" else SimTraffic(seed=args.seed)
+    codes = None
+    if args.weights != "dense":
+        from ..quant.sparse_weights import model_weight_codes
+        codes = model_weight_codes(model, fold)
     rep = simulate_frames(model, fold, x, traffic=traffic, waves=args.waves, diagnose=args.diagnose,
-                          probes=args.profile)
+                          probes=args.profile, weight_codes=codes)
     d = rep.as_dict()
     d["images"] = where
     d["clock_mhz"] = args.clock

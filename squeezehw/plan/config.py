@@ -20,6 +20,7 @@ from ..errors import UserError
 __all__ = ["BuildConfig", "FORMAT", "VERSION"]
 
 FORMAT = "squeezehw-build-config"
+WEIGHT_STORAGE = ("auto", "dense")
 VERSION = 1
 
 
@@ -32,7 +33,9 @@ class BuildConfig:
     """``fold``: ``"default"``, ``"auto"`` (needs one of ``max_multipliers``, ``max_dsp``,
     ``board`` or ``target_fps``), a folding file's path, or ``{"layers": {name: {"simd", "pe"}}}``
     inline.  ``multiplier``: None = the board's primitive (squeezehw.boards.registry), else ``generic`` or
-    ``ecp5``.  ``speed_slack`` is in percent, ``clock_mhz`` in MHz.  ``model_sha256``: the model
+    ``ecp5``.  ``weights``: ``auto`` (a conv whose integer model carries a per-layer codebook keeps
+    its weights compressed, decoded by a WeightDecoder in front of its MVU; the others dense) or
+    ``dense`` (every weight w_bits wide).  ``speed_slack`` is in percent, ``clock_mhz`` in MHz.  ``model_sha256``: the model
     file's hash (recorded by a build, checked when rebuilding)."""
     model: str = "default"
     fold: object = "default"
@@ -44,6 +47,7 @@ class BuildConfig:
     board: str | None = None
     multiplier: str | None = None
     requant: str = "parallel"
+    weights: str = "auto"
     clock_mhz: float = 100.0
     model_sha256: str | None = None
 
@@ -65,6 +69,8 @@ class BuildConfig:
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ConfigFileError(f"config: {name} must be a string, not {v!r}")
+        if self.weights not in WEIGHT_STORAGE:
+            raise ConfigFileError(f"config: weights must be one of {', '.join(WEIGHT_STORAGE)}, not {self.weights!r}")
 
     # --- what the build uses -------------------------------------------------------------------
     def board_entry(self):
@@ -85,6 +91,13 @@ class BuildConfig:
     def target(self):
         from .lowering import Target
         return Target(multiplier=self.multiplier_primitive(), requant=self.requant)
+
+    def weight_codes(self, model, folding) -> dict:
+        """{conv name: PackedWeights} of the convs stored compressed (``weights="auto"``)."""
+        if self.weights == "dense":
+            return {}
+        from ..quant.sparse_weights import model_weight_codes
+        return model_weight_codes(model, folding)
 
     # --- files ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:

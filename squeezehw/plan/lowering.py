@@ -166,8 +166,18 @@ class ConvPlan:
         return {"layer": self.name, "kind": "conv", "simd": self.simd, "pe": self.pe, "cycles": self.cycles(),
                 "multipliers": self.simd * self.pe, "macs": self.geometry.macs,
                 "weight_bits": self.geometry.weight_bits(), "acc_bits": self.acc_bits,
+                "weight_format": "dense" if self.weight_code is None else self.weight_code.stream.fmt,
+                "weight_memory_bits": self.weight_memory_bits,
                 "requant_multipliers": sum(m.count for m in self.multipliers() if m.role == "requant"),
                 "window_lanes": self.window_lanes, "out_fifo_depth": self.out_fifo_depth}
+
+    @property
+    def weight_memory_bits(self) -> int:
+        """Bits of the weight memory as built: the packed compressed stream (codebook held in
+        logic), else the dense PE x SIMD words."""
+        if self.weight_code is not None:
+            return self.weight_code.memory_bits
+        return self.nf * self.sf * self.pe * self.simd * self.w_bits
 
     def block(self):
         from ..hw.mvu import MVU

@@ -31,7 +31,7 @@ from ..frontend.ir import bits_for_signed
 
 __all__ = ["FORMATS", "WeightStream", "PackedWeights", "Pace", "mvu_vectors", "encode_stream",
            "decode_stream", "pack", "decode_words", "pace", "emit_schedule", "choose_layout",
-           "encode_for_mvu", "encode_model"]
+           "encode_for_mvu", "encode_model", "model_weight_codes"]
 
 FORMATS = ("dense-index", "bitmap")
 MAX_ENTRY_BITS = 16
@@ -372,3 +372,19 @@ def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = 
                                              pe=fold.pe, simd=fold.simd, fmt=f))
         out[name] = min(candidates, key=lambda p: p.stream.total_bits)
     return out
+
+
+def model_weight_codes(model, folding) -> dict:
+    """{conv name: PackedWeights} for the convs of an integer model that carry a per-layer codebook
+    (``squeezehw quantize --codebook``): their own entries, index width and encoding, packed for
+    the MVU at this folding.  A per-output-channel codebook (Deep Compression v1.0's conv1) is left
+    dense: the decoder holds one codebook per layer."""
+    codes = {}
+    for q in model.convs():
+        if q.codebook is None or len(q.codebook) != 1:
+            continue
+        entries = [int(v) for v in np.asarray(q.codebook)[0][:int(np.asarray(q.codebook_size)[0])]]
+        fmt = q.encoding if q.encoding in FORMATS else "auto"
+        codes.update(encode_model(model, folding, fmt=fmt, codebooks={q.name: entries}, k=q.index_bits,
+                                  layers=[q.name]))
+    return codes

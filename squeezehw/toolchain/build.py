@@ -101,20 +101,22 @@ def summary_text(d: dict) -> str:
 
 
 def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool = True,
-                 dsp: str = "generic", requant: str = "parallel", config=None) -> dict:
+                 dsp: str = "generic", requant: str = "parallel", config=None, weight_codes=None) -> dict:
     """Lower (model, folding, target) to the build plan and write its Verilog folder.
 
     ``dsp``: the multiplier primitive (``"ecp5"``: every multiply an ECP5 MULT18X18D with its own
     registers, hw/multiplier.py; ``"generic"``: ``*`` between the same registers, for any tool);
     ``requant``: the requantiser (``"parallel"`` or ``"serial"``).  ``config`` (a BuildConfig):
-    its target wins over ``dsp``/``requant``; it is recorded, with the folding inline, in
-    config.json and design.json."""
+    its target wins over ``dsp``/``requant`` and its ``weights`` decide which convs keep their
+    codebook-compressed weights (else ``weight_codes``, {conv name: PackedWeights}); it is
+    recorded, with the folding inline, in config.json and design.json."""
     from amaranth.back import verilog
 
     from ..plan.lowering import Target, lower
     out_dir = check_output_dir(out_dir)       # refuse before the (slow) Verilog generation
     target = config.target() if config is not None else Target(multiplier=dsp, requant=requant)
-    plan = lower(model, folding, target)
+    codes = config.weight_codes(model, folding) if config is not None else weight_codes
+    plan = lower(model, folding, target, weight_codes=codes)
     recorded = config.recorded(folding) if config is not None else None
     accel = plan.accelerator()
     summary = design_summary(plan, accel, recorded)
@@ -129,8 +131,11 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
         (tmp / f"{top}.v").write_text(text)
         (tmp / "mem").mkdir()
         for name, block in _mvus(accel):
-            words = block.weight_words()
-            digits = max(1, (block.weight_width + 3) // 4)
+            if block.weight_code is None:
+                words, width = block.weight_words(), block.weight_width
+            else:       # the compressed stream the WeightDecoder reads
+                words, width = block.weight_code.words, block.weight_code.word_bits
+            digits = max(1, (width + 3) // 4)
             (tmp / "mem" / f"{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
         (tmp / "design.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         if recorded is not None:
@@ -165,7 +170,8 @@ def board_bitstream(build_dir, *, out_dir=None, baud: int = 115200, seed: int = 
                         "--board icebreaker (the board sets the DSP budget, multiplier primitive and top)")
     top_cls = board.board_top_class()
     model = resolve_model(config.model, progress=progress)
-    plan = lower(model, folding_for_config(config, model), config.target())
+    folding = folding_for_config(config, model)
+    plan = lower(model, folding, config.target(), weight_codes=config.weight_codes(model, folding))
     top = top_cls(plan.accelerator(), baud=baud, core_hz=config.clock_mhz * 1e6)
     out = Path(out_dir) if out_dir else build_dir / f"board-{board.name}"
     report = build_board(top, board=board.name, out_dir=out, seed=seed, progress=progress,
