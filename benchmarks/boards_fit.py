@@ -9,7 +9,7 @@
   in ULX3STop at ``--ulx3s-mhz``; nextpnr runs with ``--router router2``.  (base_e 72 and 80
   were estimated at 236 and 256 DP16KD; Yosys used 148 for base_e 64.)
 * ``icebreaker`` (UP5K: 8 DSPs, 30 EBR, 5280 LUTs): a tiny SqueezeNet-family member
-  (``tiny_family_up5k_c4``: 1x10x10 input, conv1 4 channels 3x3, one Fire (s=2, e1=4, e3=4, no
+  (``tiny_family_up5k``: 1x10x10 input, conv1 8 channels 3x3, one Fire (s=2, e1=4, e3=4, no
   bypass), no max-pool, 4 classes; random weights, seed 7), one multiplier per conv (auto_fold
   with 5), built with ``--requant serial`` (the opt-in LUT requantiser: the 5 SB_MAC16 are the MACs
   only), in ICEBreakerTop (12 MHz -> SB_PLL40_PAD -> ``--ice40-mhz``, default 18 MHz).
@@ -48,14 +48,11 @@ from squeezehw.toolchain.build import board_bitstream, write_design  # noqa: E40
 OUT = REPO / "build" / "boards_fit"
 
 
-def tiny_up5k_model(conv1_channels: int = 8):
-    """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below).
-    The iCEBreaker build uses 4 conv1 channels: with 8 the UP5K is 98.6 % full (5,204 / 5,280 LC)
-    and nextpnr found no legal placement at b6808cd; the Gowin Primer row keeps 8."""
+def tiny_up5k_model():
+    """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below)."""
     from squeezehw.frontend.family import FamilyConfig
-    name = "tiny_family_up5k" if conv1_channels == 8 else f"tiny_family_up5k_c{conv1_channels}"
-    cfg = FamilyConfig(name=name, base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
-                       conv1_channels=conv1_channels, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(),
+    cfg = FamilyConfig(name="tiny_family_up5k", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
+                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(),
                        input_size=10, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
     return cfg, _random_member(cfg, seed=7)
 
@@ -86,7 +83,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
         config = BuildConfig(model="default", fold={"layers": fold["layers"]}, board="ulx3s-85f",
                              clock_mhz=ulx3s_mhz)
     else:
-        cfg, model = large_ulx3s_model(large_base_e) if which == "ulx3s-large" else tiny_up5k_model(4)
+        cfg, model = large_ulx3s_model(large_base_e) if which == "ulx3s-large" else tiny_up5k_model()
         path = OUT / out_name / f"{model.name}.npz"
         model.save(path)
         if which == "ulx3s-large":
