@@ -110,13 +110,19 @@ class RegisteredMultiplier(wiring.Component):
         return None
 
     def _generic(self, m):
-        ra, rb = Signal(self.a_shape, name="ra"), Signal(self.b_shape, name="rb")
+        # data registers without a reset (their valid travels beside them), so that a tool's DSP
+        # inference can take them into the DSP: Yosys's ice40_dsp left reset registers in the
+        # fabric, one flip-flop-only logic cell per bit on the iCE40
+        ra = Signal(self.a_shape, name="ra", reset_less=True)
+        rb = Signal(self.b_shape, name="rb", reset_less=True)
         with m.If(self.ce):
             m.d.sync += [ra.eq(self.a), rb.eq(self.b)]
         product = ra * rb
         if self.out_reg:
+            rp = Signal(self.p.shape(), name="rp", reset_less=True)
             with m.If(self.ce):
-                m.d.sync += self.p.eq(product)
+                m.d.sync += rp.eq(product)
+            m.d.comb += self.p.eq(rp)
         else:
             m.d.comb += self.p.eq(product)
 
