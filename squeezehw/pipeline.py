@@ -95,7 +95,6 @@ def add_weights_argument(g) -> None:
 def add_target_arguments(p) -> None:
     """What the hardware is built as (squeezehw.plan.lowering.Target): build and fold take these."""
     g = p.add_argument_group("hardware target")
-    add_weights_argument(g)
     g.add_argument("--requant", choices=("parallel", "serial"), default=None,
                    help="requantiser: `parallel` (one multiplier per PE lane, the default) or `serial` "
                         "(digit-serial in LUTs, no DSP; same throughput, for parts with few DSPs)")

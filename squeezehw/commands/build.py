@@ -20,17 +20,19 @@ examples:
   squeezehw build default --dsp ecp5 -o build/default-ecp5   # then: squeezehw synth build/default-ecp5 --board ulx3s-85f
   squeezehw build default --board ulx3s-85f -o build/ulx3s   # auto-fold for its 156 DSPs, ECP5 multipliers
   squeezehw build sq11.npz --fold auto --max-multipliers 2000 -o rtl_out/sq11
-  squeezehw build --config rtl_out/sq11/config.json -o rtl_out/sq11-again"""
+  squeezehw build --config rtl_out/sq11/config.json -o rtl_out/sq11-again
+  squeezehw build dc8.npz --fold auto --max-multipliers 500 -o rtl_out/dc8   # codebook weights stay compressed"""
 
 
 def add_arguments(p):
-    from ..pipeline import add_fold_arguments, add_target_arguments
+    from ..pipeline import add_fold_arguments, add_target_arguments, add_weights_argument
     p.add_argument("model", metavar="MODEL", nargs="?", help="integer-model file, or `default` (the default)")
     p.add_argument("--config", metavar="FILE",
                    help="a build config (config.json of a build folder, or design.json): model, folding, "
                         "board, multiplier primitive, requantiser and clock all come from it")
     add_fold_arguments(p)
     add_target_arguments(p)
+    add_weights_argument(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="output folder (default rtl_out/<model name>); an existing folder is replaced only "
                         "when it is a previous squeezehw output, never a folder with other files")
