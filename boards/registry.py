@@ -58,6 +58,9 @@ class Resources:
     dsp_wide_cells: int = 1
     # whether Yosys maps a plain ``*`` (the windows' address multiplies) to DSP cells on this part
     dsp_inferred: bool = True
+    # whether the fabric has LUT RAM (the iCE40 has none: Yosys puts every RAM, however small, in a
+    # block RAM; only small ROMs become logic)
+    lut_ram: bool = True
 
     def __post_init__(self):
         for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io", "bram_data_bits"):
@@ -163,7 +166,7 @@ _UP5K_SG48 = Resources(lut=5_280, lut_inputs=4, ff=5_280, dsp=8, dsp_cell="SB_MA
                        bram=30, bram_bits=4_096, bram_cell="SB_RAM40_4K",
                        spram=4, spram_bits=262_144, io=39,
                        bram_modes=_SB_RAM40_4K_MODES, bram_data_bits=4_096, dsp_operand_bits=(16, 16),
-                       dsp_unsigned_bits=(16, 16))
+                       dsp_unsigned_bits=(16, 16), lut_ram=False)
 _ZU9EG = Resources(lut=274_080, lut_inputs=6, ff=548_160, dsp=2_520, dsp_cell="DSP48E2",
                    bram=1_824, bram_bits=18_432, bram_cell="RAMB18E2", io=0,
                    bram_modes=_RAMB18E2_MODES, bram_data_bits=16_384, dsp_operand_bits=(27, 18))

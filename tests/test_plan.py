@@ -153,3 +153,23 @@ def test_bitstream_and_config_errors_are_one_line(tmp_path, capsys):
     assert "unknown keys ['modle']" in capsys.readouterr().err
     assert main(["build", "--config", str(tmp_path / "missing.json")]) == 2
     assert "no such build config" in capsys.readouterr().err
+
+
+def test_memories_without_lut_ram_take_block_ram():
+    # the iCE40 has no LUT RAM: Yosys put every RAM deeper than 4 words in an SB_RAM40_4K (the
+    # iCEBreaker build: 13 blocks where the estimate said 2 when it assumed LUT RAM); ROMs of at
+    # most 32 words stay logic everywhere
+    from squeezehw.plan.resources import MemoryUse, estimate
+    fifo, tiny, rom = MemoryUse("f", 8, 22), MemoryUse("t", 14, 4), MemoryUse("w", 8, 16, rom=True)
+    assert fifo.distributed(lut_ram=True) and not fifo.distributed(lut_ram=False)
+    assert tiny.distributed(lut_ram=False) and rom.distributed(lut_ram=False)
+    from squeezehw.plan.folding import default_folding
+    from squeezehw.plan.lowering import lower
+    from squeezehw.quant.random_model import random_model
+    model = random_model(np.random.default_rng(3), size=8, classes=4)
+    plan = lower(model, default_folding(model))
+    mems, _ = plan.inventory
+    ice, ecp = estimate(plan, "up5k"), estimate(plan, "ecp5-85f")
+    deep_rams = [m for m in mems if not m.rom and m.depth > 4]
+    assert deep_rams and ice["block_ram"] >= len(deep_rams)
+    assert ice["distributed_ram_bits"] < ecp["distributed_ram_bits"]

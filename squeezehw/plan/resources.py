@@ -14,7 +14,7 @@ the cheapest (e.g. ECP5 DP16KD: 16384x1 ... 512x36; iCE40 SB_RAM40_4K: 2048x2 ..
 
 Small memories (RAMs at most ``LUTRAM_MAX_BITS`` bits and ``LUTRAM_MAX_DEPTH`` deep, ROMs at most
 ``ROM_LOGIC_MAX_DEPTH`` deep) are assumed to go to LUTs, as Yosys's memory mapper put them for the
-default model.  LUT and FF figures are a
+default model; on a part without LUT RAM (iCE40) every RAM takes a block.  LUT and FF figures are a
 first-order model per block of the elaborated design (:func:`block_logic`, fitted to Yosys's
 per-module counts), whose whole-design error against Yosys and nextpnr is measured by
 benchmarks/resources_vs_yosys.py.
@@ -34,6 +34,9 @@ FAMILY_BOARDS = {"ecp5": "ecp5-85f", "ice40": "up5k", "xilinx18": "xczu9eg", "xi
 LUTRAM_MAX_BITS = 3072
 LUTRAM_MAX_DEPTH = 168
 ROM_LOGIC_MAX_DEPTH = 32
+# Without LUT RAM (iCE40), Yosys's synth_ice40 kept RAMs at most 4 deep in flip-flops and put every
+# deeper one in an SB_RAM40_4K (the iCEBreaker tiny member: 12 blocks in the core, 13 estimated)
+FF_RAM_MAX_DEPTH = 4
 
 
 def _ceil(a: int, b: int) -> int:
@@ -99,11 +102,13 @@ class MemoryUse:
     def bits(self) -> int:
         return self.width * self.depth
 
-    @property
-    def distributed(self) -> bool:
-        """In LUTs (LUT RAM, or logic for a small ROM) rather than block RAM."""
+    def distributed(self, lut_ram: bool = True) -> bool:
+        """In LUTs (LUT RAM, or logic for a small ROM) rather than block RAM; ``lut_ram``: whether
+        the target has LUT RAM (Resources.lut_ram; without it every RAM takes a block)."""
         if self.rom:
             return self.depth <= ROM_LOGIC_MAX_DEPTH
+        if not lut_ram:
+            return self.depth <= FF_RAM_MAX_DEPTH
         return self.bits <= LUTRAM_MAX_BITS and self.depth <= LUTRAM_MAX_DEPTH
 
 
@@ -199,21 +204,23 @@ def estimate(plan, target="ecp5-85f") -> dict:
     Amaranth's SyncFIFOBuffered), and counting what was built is what keeps this model from
     drifting from the hardware; a second, analytic copy of every block's memory layout would be
     one more place to disagree."""
-    from ..boards.registry import Board
+    from ..boards.registry import Board, get_board
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory
-    blocks = sum(blocks_for(m.width, m.depth, target) for m in mems if not m.distributed)
-    dist_bits = sum(m.bits for m in mems if m.distributed)
+    lut_ram = target == "xilinx36" or get_board(FAMILY_BOARDS.get(name, name)).resources.lut_ram
+    dist = [m.distributed(lut_ram) for m in mems]
+    blocks = sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d)
+    dist_bits = sum(m.bits for m, d in zip(mems, dist) if d)
     logic = [block_logic(b) for b in blocks_in]
     mults = plan.multipliers()
     return {"target": name, "family": name, "block_ram": blocks, "block_ram_cell": cell,
-            "block_ram_bits": sum(m.bits for m in mems if not m.distributed),
+            "block_ram_bits": sum(m.bits for m, d in zip(mems, dist) if not d),
             "distributed_ram_bits": dist_bits,
             "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
             "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
             "dsp": dsp_cells(mults, target),
             "lut": int(sum(x for x, _ in logic)), "ff": int(sum(y for _, y in logic)),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
-                          "blocks": 0 if m.distributed else blocks_for(m.width, m.depth, target)}
-                         for m in mems]}
+                          "blocks": 0 if d else blocks_for(m.width, m.depth, target)}
+                         for m, d in zip(mems, dist)]}
