@@ -61,8 +61,9 @@ def resolve_folding(arg: str | None, model: IntModel, *, max_multipliers: int | 
 def add_fold_arguments(p) -> None:
     g = p.add_argument_group("folding (parallelism per layer)")
     g.add_argument("--fold", metavar="FILE|auto|default", default=None,
-                   help="a folding file (from `squeezehw fold`), `auto` (balanced for a target below), "
-                        "or `default` (balanced for a small array; the default)")
+                   help="a folding file (from `squeezehw fold`), `auto` (balanced for a target below; what "
+                        "a budget, --board or --target-fps gives when --fold is left out), or `default` "
+                        "(balanced for a small array, whatever the board; the default without a target)")
     g.add_argument("--max-multipliers", type=int, metavar="N", dest="max_multipliers",
                    help="auto folding: budget of MAC multipliers (PE x SIMD summed over the convs)")
     g.add_argument("--max-dsp", type=int, metavar="N", dest="max_dsp",
@@ -115,7 +116,7 @@ CONFIG_FLAGS = {"fold": "--fold", "max_multipliers": "--max-multipliers", "max_d
 def config_from_args(args, model_arg: str | None = None):
     """The BuildConfig the command-line flags say (squeezehw/plan/config.py)."""
     from .plan.config import BuildConfig
-    fold = args.fold or "default"
+    fold = args.fold
     return BuildConfig(model=model_arg or getattr(args, "model", None) or "default", fold=fold,
                        max_multipliers=args.max_multipliers, max_dsp=getattr(args, "max_dsp", None),
                        max_bram=getattr(args, "max_bram", None), target_fps=args.target_fps,
@@ -156,9 +157,18 @@ def folding_for_config(config, model: IntModel) -> Folding:
         fold.validate(model)
         from .plan.folding import stages
         return Folding({s.name: fold[s.name] for s in stages(model)})     # stream order, as written
+    if config.fold == "default":
+        given = [flag for flag, v in (("--max-multipliers", config.max_multipliers), ("--max-dsp", config.max_dsp),
+                                      ("--target-fps", config.target_fps)) if v is not None]
+        if given:
+            raise UserError(f"--fold default is the default folding; {' and '.join(given)} asks for an auto "
+                            "folding: use --fold auto (or leave --fold out)")
+        fold = resolve_folding(None, model)
+        check_bram(config, model, fold)
+        return fold
     kw = {}
     if config.max_multipliers is None and dsp_budget is not None and target is None and \
-            config.fold in ("default", "auto"):
+            config.fold in (None, "auto"):
         from .boards.registry import get_board
         from .plan.lowering import conv_facts, lower
         facts, tgt = conv_facts(model), config.target()
@@ -169,7 +179,7 @@ def folding_for_config(config, model: IntModel) -> Folding:
         budget = dsp_budget
     else:
         budget = config.max_multipliers
-    fold = resolve_folding(None if config.fold == "default" else config.fold, model, max_multipliers=budget,
+    fold = resolve_folding(config.fold, model, max_multipliers=budget,
                            target_cycles=target, speed_slack=config.speed_slack / 100, **kw)
     check_bram(config, model, fold)
     return fold

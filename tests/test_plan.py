@@ -173,3 +173,16 @@ def test_memories_without_lut_ram_take_block_ram():
     deep_rams = [m for m in mems if not m.rom and m.depth > 4]
     assert deep_rams and ice["block_ram"] >= len(deep_rams)
     assert ice["distributed_ram_bits"] < ecp["distributed_ram_bits"]
+
+
+def test_explicit_default_folding_is_kept_with_a_board():
+    # `--board` alone auto-folds for the part's DSPs; `--fold default` says the default folding
+    # (it was silently auto-folded: 160 MACs instead of 45 for the default model on the Tang Mega)
+    from squeezehw.errors import UserError
+    from squeezehw.pipeline import default_int_model, folding_for_config
+    model = default_int_model(progress=False)
+    default = default_folding(model)
+    assert folding_for_config(BuildConfig(board="tang-mega-138k-pro", fold="default"), model) == default
+    assert folding_for_config(BuildConfig(board="tang-mega-138k-pro"), model) != default
+    with pytest.raises(UserError, match="--fold auto"):
+        folding_for_config(BuildConfig(fold="default", max_multipliers=9), model)

@@ -30,15 +30,16 @@ class ConfigFileError(UserError):
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """``fold``: ``"default"``, ``"auto"`` (needs one of ``max_multipliers``, ``max_dsp``,
-    ``board`` or ``target_fps``), a folding file's path, or ``{"layers": {name: {"simd", "pe"}}}``
-    inline.  ``multiplier``: None = the board's primitive (squeezehw.boards.registry), else ``generic`` or
+    """``fold``: ``None`` (not said: ``auto`` when a budget, board or frame rate is given, else
+    ``default``), ``"default"`` (the default folding, whatever the board), ``"auto"`` (needs one of
+    ``max_multipliers``, ``max_dsp``, ``board`` or ``target_fps``), a folding file's path, or
+    ``{"layers": {name: {"simd", "pe"}}}`` inline.  ``multiplier``: None = the board's primitive (squeezehw.boards.registry), else ``generic`` or
     ``ecp5``.  ``weights``: ``auto`` (a conv whose integer model carries a per-layer codebook keeps
     its weights compressed, decoded by a WeightDecoder in front of its MVU; the others dense) or
     ``dense`` (every weight w_bits wide).  ``speed_slack`` is in percent, ``clock_mhz`` in MHz.  ``model_sha256``: the model
     file's hash (recorded by a build, checked when rebuilding)."""
     model: str = "default"
-    fold: object = "default"
+    fold: object = None
     max_multipliers: int | None = None
     max_dsp: int | None = None
     max_bram: int | None = None
@@ -54,7 +55,8 @@ class BuildConfig:
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model:
             raise ConfigFileError(f"config: model must be a file path or `default`, not {self.model!r}")
-        if not (isinstance(self.fold, str) or (isinstance(self.fold, dict) and "layers" in self.fold)):
+        if not (self.fold is None or isinstance(self.fold, str)
+                or (isinstance(self.fold, dict) and "layers" in self.fold)):
             raise ConfigFileError(f"config: fold must be `default`, `auto`, a folding file or "
                                   f'{{"layers": ...}}, not {self.fold!r}')
         for name in ("max_multipliers", "max_dsp", "max_bram"):
