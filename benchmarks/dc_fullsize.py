@@ -20,7 +20,11 @@ included, as the MVUs multiply them), the weight memories' bits per conv (design
 simulation) of the same network quantized to plain per-channel int8 at the same folding.  Prints
 one JSON object and writes it to docs/results/dc_fullsize.json (``--out``).
 
-    nice -n 10 .venv/bin/python benchmarks/dc_fullsize.py --multipliers 500 --frames 2
+    nice -n 10 .venv/bin/python benchmarks/dc_fullsize.py --multipliers 500 --frames 4
+    .venv/bin/python benchmarks/dc_fullsize.py --plan-only      # plan figures only, ~1 min
+
+Verilator builds are cached by content: a rerun reports build_cached true and 0 build seconds
+(the cold figures of the first run are in docs/results/dc_fullsize_2photos_cold.json).
 
 Not a CI test: each Verilator build and simulation takes many minutes.
 """
@@ -89,6 +93,8 @@ def memory_part(path: str) -> str:
 def weight_memories(model, plan) -> dict:
     """Per conv: format, weight_memory_bits (ConvPlan), and per board the block RAMs of its
     weight memories (words / vector-length ROM / codebook copies) from resources.estimate."""
+    from squeezehw.boards.registry import get_board
+    from squeezehw.hw.weight_decoder import WeightDecoder
     from squeezehw.plan.lowering import ConvPlan
     from squeezehw.plan.resources import estimate
     convs = {}
@@ -99,6 +105,11 @@ def weight_memories(model, plan) -> dict:
                              "weight_memory_bits": p.weight_memory_bits,
                              "word_bits": p.weight_width if p.weight_code is None else p.weight_code.word_bits,
                              "depth": p.weight_depth if p.weight_code is None else p.weight_code.depth}
+            if p.weight_code is not None:       # the decoder's own LUT/FF model (ECP5 LUT4)
+                dec = WeightDecoder(p.weight_code, lane_bits=p.w_bits)
+                dec._MustUse__silence = True     # built for its estimate only, not left out of a design
+                e = dec.estimate("ecp5")
+                convs[p.name].update(decoder_lut_estimate=e["lut"], decoder_ff_estimate=e["ff"])
     missing = {q.name for q in model.convs()} - set(convs)
     if missing:
         raise RuntimeError(f"no ConvPlan found for {sorted(missing)}")
@@ -119,9 +130,12 @@ def weight_memories(model, plan) -> dict:
         boards[board] = {"cell": est["block_ram_cell"], "weight_words": tot["words"],
                          "vector_length_roms": tot["sizes"], "codebook_copies": tot["codebook"],
                          "weight_memories": sum(tot.values()), "whole_design": est["block_ram"],
-                         "lut_estimate": est["lut"], "ff_estimate": est["ff"]}
+                         "lut_estimate": est["lut"], "ff_estimate": est["ff"],
+                         "available": {"block_ram": get_board(board).resources.bram,
+                                       "lut": get_board(board).resources.lut}}
     return {"convs": convs, "boards": boards,
-            "weight_memory_bits": sum(c["weight_memory_bits"] for c in convs.values())}
+            "weight_memory_bits": sum(c["weight_memory_bits"] for c in convs.values()),
+            "decoder_lut_estimate": sum(c.get("decoder_lut_estimate", 0) for c in convs.values())}
 
 
 def nonzero_macs(model) -> int:
@@ -150,6 +164,7 @@ def run_build(label, model, fold, x, codes, args) -> dict:
            "classes": rep.classes, "golden_classes": rep.golden_classes,
            "compressed_convs": {n: c["format"] for n, c in mem["convs"].items() if c["format"] != "dense"},
            "weight_memory_bits": mem["weight_memory_bits"], "block_ram": mem["boards"],
+           "decoder_lut_estimate": mem["decoder_lut_estimate"],
            "build_style": rep.build_style, "build_cached": rep.build_cached,
            "verilator_build_seconds": rep.build_seconds, "verilator_build_cpu_seconds": rep.build_cpu_seconds,
            "simulation_seconds": rep.sim_seconds,
@@ -175,8 +190,11 @@ def main(argv=None) -> int:
                     help="simulate only this build (repeatable; default both, compressed first)")
     ap.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                     help="on a mismatch do not bisect for the first differing layer (saves builds)")
-    ap.add_argument("--plan-only", action="store_true", help="folding, memories and block RAM; no Verilator")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "dc_fullsize.json")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="folding, memories, block RAM and decoder LUTs; no Verilator (writes "
+                         "docs/results/dc_fullsize_plan.json unless --out)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON output (default docs/results/dc_fullsize.json)")
     ap.add_argument("--json", action="store_true", help="no progress output (the JSON is always printed)")
     args = ap.parse_args(argv)
     if not WEIGHTS.is_file() or not (DATA / "sample").is_dir():
@@ -224,9 +242,13 @@ def main(argv=None) -> int:
         for label, wc in (("compressed", codes), ("dense", None)):
             mem = weight_memories(model, lower(model, fold, weight_codes=wc))
             out["builds"][label] = {"weight_memory_bits": mem["weight_memory_bits"], "block_ram": mem["boards"],
-                                    "convs": mem["convs"]}
+                                    "decoder_lut_estimate": mem["decoder_lut_estimate"], "convs": mem["convs"]}
+        out_path = args.out or REPO / "docs" / "results" / "dc_fullsize_plan.json"
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(out, indent=1) + "\n")
         print(json.dumps(out, indent=1))
         return 0
+    args.out = args.out or REPO / "docs" / "results" / "dc_fullsize.json"
     for label in ("compressed", "dense"):
         if args.only and label not in args.only:
             continue
