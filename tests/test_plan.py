@@ -186,3 +186,18 @@ def test_explicit_default_folding_is_kept_with_a_board():
     assert folding_for_config(BuildConfig(board="tang-mega-138k-pro"), model) != default
     with pytest.raises(UserError, match="--fold auto"):
         folding_for_config(BuildConfig(fold="default", max_multipliers=9), model)
+
+
+def test_decoder_codebooks_are_not_booked_as_block_ram():
+    # WeightDecoder.estimate counts its codebook ROMs as LUTs (where Yosys kept them); the memory
+    # count must not book them again as block RAM (DC v1.0 at 493 multipliers: 198 blocks too many)
+    from squeezehw.plan.resources import estimate
+    from squeezehw.quant.sparse_weights import encode_model
+    model = random_model(np.random.default_rng(11), size=10, classes=6)
+    fold = default_folding(model)
+    plan = lower(model, fold, weight_codes=encode_model(model, fold))
+    mems, _ = plan.inventory
+    books = [m for m in mems if m.path.split(".")[-1].startswith("codebook")]
+    assert books and all(m.distributed() and m.distributed(lut_ram=False) for m in books)
+    rows = {r["path"]: r["blocks"] for r in estimate(plan, "ecp5-85f")["memories"]}
+    assert all(rows[m.path] == 0 for m in books)

@@ -97,6 +97,7 @@ class MemoryUse:
     width: int
     depth: int
     rom: bool = False       # has initial contents (weights, parameters)
+    logic: bool = False     # a ROM its block's own estimate counts as logic (the decoders' codebooks)
 
     @property
     def bits(self) -> int:
@@ -105,6 +106,8 @@ class MemoryUse:
     def distributed(self, lut_ram: bool = True) -> bool:
         """In LUTs (LUT RAM, or logic for a small ROM) rather than block RAM; ``lut_ram``: whether
         the target has LUT RAM (Resources.lut_ram; without it every RAM takes a block)."""
+        if self.logic:
+            return True
         if self.rom:
             return self.depth <= ROM_LOGIC_MAX_DEPTH
         if not lut_ram:
@@ -124,7 +127,11 @@ def design_inventory(design) -> tuple[list[MemoryUse], list[object]]:
         data = getattr(f, "_data", None)        # MemoryInstance fragments carry their MemoryData
         if data is not None and hasattr(data, "depth"):
             rom = any(int(v) for v in data.init)
-            mems.append(MemoryUse(".".join(path), int(Shape.cast(data.shape).width), int(data.depth), rom))
+            # a WeightDecoder's codebook ROMs (up to 256 entries) stayed in logic in Yosys synth_ecp5
+            # (docs/compression_decoder.md) and are in WeightDecoder.estimate's LUTs already
+            codebook = len(path) >= 2 and path[-2] == "weight_decoder" and path[-1].startswith("codebook")
+            mems.append(MemoryUse(".".join(path), int(Shape.cast(data.shape).width), int(data.depth), rom,
+                                  logic=codebook))
         for obj in getattr(f, "origins", None) or ():
             if type(obj).__module__.startswith("squeezehw.hw.") and id(obj) not in seen:
                 seen.add(id(obj))
