@@ -308,3 +308,15 @@ def test_default_model_int8_accuracy_within_one_point():
     r = evaluate(m, test_x, test_y, progress=False)
     print(r)
     assert r["quantized"]["top1"] >= r["float"]["top1"] - 0.01, r
+
+
+def test_random_models_draw_valid_bypass_multipliers():
+    # seeds 13 and 22 drew a bypass mult_b of 2**16 or more, which BypassAdd refuses
+    from squeezehw.quant.intmodel import MULT_BITS
+    from squeezehw.quant.random_model import random_model
+    for seed in range(40):
+        m = random_model(np.random.default_rng(seed), size=8, classes=4)
+        for layer in m.layers:
+            add = getattr(layer, "bypass", None)
+            if add is not None:
+                assert 0 < add.mult_b < 1 << MULT_BITS and 0 < add.mult_a < 1 << MULT_BITS, (seed, add)

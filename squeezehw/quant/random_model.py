@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .intmodel import IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
+from .intmodel import MULT_BITS, IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
 
 __all__ = ["random_conv", "random_fire", "random_model"]
 
@@ -36,7 +36,8 @@ def random_fire(rng, name: str, cin: int, s: int, e1: int, e3: int, bypass: str 
     if bypass != "none":
         conv = random_conv(rng, f"{name}.bypass", cin, e1 + e3, relu=False) if bypass == "complex" else None
         ma, sh = requant_params(float(rng.uniform(0.3, 0.7)))
-        mb = int(ma * float(rng.uniform(0.3, 1.2)))
+        # both multipliers of a bypass add are MULT_BITS wide (the quantizer's add_params)
+        mb = min(int(ma * float(rng.uniform(0.3, 1.2))), (1 << MULT_BITS) - 1)
         add = QAdd(f"{name}.add", ma, mb, sh, conv)
     return QFire(name, sq, x1, x3, add)
 
