@@ -160,15 +160,20 @@ class SlidingWindow(wiring.Component):
         ahead = Signal(range(-(H + R) - 1, H + 2 * R + 2))
         ahead_up = Signal()
         ahead_down = Signal(range(H + S + 1))   # amount subtracted by the reader this cycle
-        can_write = Signal()
+        # can_write = (ahead < R) as a register computed from ahead's next value, so the input's
+        # ready is a flip-flop (ahead < R -> ready -> the producer's logic was a ULX3S critical
+        # path); the late ahead_up (it depends on i.valid) only selects between two compares
+        can_write = Signal(init=1)            # ahead starts at 0 < R
+        ahead_less_down = Signal.like(ahead)
+        m.d.comb += ahead_less_down.eq(ahead - ahead_down)
+        m.d.sync += can_write.eq(Mux(ahead_up, ahead_less_down < R - 1, ahead_less_down < R))
         m.d.comb += [
-            can_write.eq(ahead < R),
             self.i.ready.eq(can_write),
             wp.addr.eq(waddr),
             wp.data.eq(self.i.payload),
             wp.en.eq(self.i.valid & can_write),
         ]
-        m.d.sync += ahead.eq(ahead + ahead_up - ahead_down)
+        m.d.sync += ahead.eq(ahead_less_down + ahead_up)
         m.d.sync += wpix.eq(Mux(frame_done, 0, wpix + px_done))
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
