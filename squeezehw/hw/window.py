@@ -159,21 +159,33 @@ class SlidingWindow(wiring.Component):
         lo_last = max(0, (Ho - 1) * S - P)
         ahead = Signal(range(-(H + R) - 1, H + 2 * R + 2))
         ahead_up = Signal()
-        ahead_down = Signal(range(H + S + 1))   # amount subtracted by the reader this cycle
-        # can_write = (ahead < R) as a register computed from ahead's next value, so the input's
-        # ready is a flip-flop (ahead < R -> ready -> the producer's logic was a ULX3S critical
-        # path); the late ahead_up (it depends on i.valid) only selects between two compares
+        # The reader subtracts lo's step when it moves to its next output row (row_down: a
+        # register, as it only depends on iy0) and H - lo_last when it finishes a frame.  ahead's next value and can_write = (ahead < R) are both computed for
+        # every case from registers in parallel; the late signals (this cycle's issue decision
+        # and the input's valid) only select one: so the input's ready is a flip-flop, and no
+        # adder or compare waits on the issue logic (ahead < R -> ready -> the producer, then
+        # issue -> ahead_down -> subtract -> compare were ULX3S critical paths).
+        row_ev, frame_ev = Signal(), Signal()     # the reader moves to the next row / frame
+        def lo_step(iy0_value):   # lo = max(0, iy0) steps to max(0, iy0 + S)
+            return Mux(iy0_value + S <= 0, 0, Mux(iy0_value < 0, iy0_value + S, S))
+
+        row_down = Signal(range(S + 1), init=0 if S - P <= 0 else (S - P if P > 0 else S))  # lo_step(-P)
+
         can_write = Signal(init=1)            # ahead starts at 0 < R
-        ahead_less_down = Signal.like(ahead)
-        m.d.comb += ahead_less_down.eq(ahead - ahead_down)
-        m.d.sync += can_write.eq(Mux(ahead_up, ahead_less_down < R - 1, ahead_less_down < R))
+        cases = [ahead, ahead - row_down, ahead - (H - lo_last)]
+        nexts = [Signal.like(ahead, name=f"ahead_next{k}") for k in range(6)]
+        fits = [Signal(name=f"can_write_next{k}") for k in range(6)]
+        for k, c in enumerate(cases):
+            m.d.comb += [nexts[2 * k].eq(c), nexts[2 * k + 1].eq(c + 1),
+                         fits[2 * k].eq(c < R), fits[2 * k + 1].eq(c < R - 1)]
+        sel = Cat(ahead_up, Mux(frame_ev, 2, Mux(row_ev, 1, 0)))
+        m.d.sync += [ahead.eq(Array(nexts)[sel]), can_write.eq(Cat(*fits).bit_select(sel, 1))]
         m.d.comb += [
             self.i.ready.eq(can_write),
             wp.addr.eq(waddr),
             wp.data.eq(self.i.payload),
             wp.en.eq(self.i.valid & can_write),
         ]
-        m.d.sync += ahead.eq(ahead_less_down + ahead_up)
         m.d.sync += wpix.eq(Mux(frame_done, 0, wpix + px_done))
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
@@ -276,10 +288,8 @@ class SlidingWindow(wiring.Component):
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
                                              rbase.eq(nb), kslot.eq(nb),
                                              need_row.eq(next_row)]
-                                m.d.comb += need_step.eq(2)
-                                # lo = max(0, iy0) steps to max(0, iy0 + S)
-                                m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
-                                                              Mux(iy0 < 0, iy0 + S, S)))
+                                m.d.comb += [need_step.eq(2), row_ev.eq(1)]
+                                m.d.sync += row_down.eq(lo_step(iy0 + S))
                             with m.Else():             # next frame
                                 nf = mod_r(fslot + (H % R) * WB)
                                 nb = mod_r(fslot + ((H - P) % R) * WB)
@@ -287,7 +297,8 @@ class SlidingWindow(wiring.Component):
                                              rbase.eq(nb), kslot.eq(nb),
                                              need_row.eq(row0)]
                                 m.d.comb += need_step.eq(3)
-                                m.d.comb += [lead_dec.eq(1), ahead_down.eq(H - lo_last)]
+                                m.d.comb += [lead_dec.eq(1), frame_ev.eq(1)]
+                                m.d.sync += row_down.eq(lo_step(-P))
 
         # next wpix > next need without an adder in front of the compare: wpix against each
         # candidate for need's next value (registers or a constant) in parallel, the step selects one
