@@ -242,6 +242,14 @@ class SlidingWindow(wiring.Component):
         # the read port's data (plus the padding mux) is registered before it leaves the block
         m.submodules.out = out = StreamRegister(width=8 * self.lanes)
         wiring.connect(m, out.o, wiring.flipped(self.o))
+        # the read address kslot + colb is a register loaded with the next values' sum, so the
+        # line buffer's read (LUT RAM for small buffers) does not wait on an adder (kslot -> add
+        # -> LUT RAM -> read mux was a ULX3S near-critical path at 101 MHz)
+        kslot_n, colb_n = Signal.like(kslot), Signal.like(colb)
+        raddr = Signal(len(rp.addr), init=(kslot.init + colb.init) % (1 << len(rp.addr)))
+        m.d.comb += [kslot_n.eq(kslot), colb_n.eq(colb)]
+        m.d.sync += [kslot.eq(kslot_n), colb.eq(colb_n), raddr.eq(kslot_n + colb_n)]
+
         ovalid = Signal()       # the read port holds a beat
         ozero = Signal()        # ... and it is padding
         issue = Signal()
@@ -250,7 +258,7 @@ class SlidingWindow(wiring.Component):
             inside.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)),
             issue.eq(available & (~ovalid | out.i.ready)),
             rp.en.eq(issue),
-            rp.addr.eq(kslot + colb),
+            rp.addr.eq(raddr),
             out.i.valid.eq(ovalid),
             out.i.payload.eq(Mux(ozero, 0, rp.data)),
         ]
@@ -263,39 +271,41 @@ class SlidingWindow(wiring.Component):
         with m.If(issue):
             m.d.sync += ozero.eq(~inside)
             with m.If(b != B - 1):
-                m.d.sync += [b.eq(b + 1), colb.eq(colb + 1)]
+                m.d.sync += b.eq(b + 1)
+                m.d.comb += colb_n.eq(colb + 1)
             with m.Else():
                 m.d.sync += b.eq(0)
                 with m.If(kx != K - 1):
-                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), colb.eq(colb + 1)]
+                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
+                    m.d.comb += colb_n.eq(colb + 1)
                 with m.Else():
                     m.d.sync += kx.eq(0)
                     with m.If(ky != K - 1):
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), kslot.eq(mod_r(kslot + WB)),
-                                     ix.eq(ix0), colb.eq(ix0 * B)]
+                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), ix.eq(ix0)]
+                        m.d.comb += [kslot_n.eq(mod_r(kslot + WB)), colb_n.eq(ix0 * B)]
                     with m.Else():
                         m.d.sync += ky.eq(0)
                         with m.If(ox != Wo - 1):   # next pixel of this output row
-                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
-                                         colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S), iy.eq(iy0),
                                          need_col.eq(next_col)]
+                            m.d.comb += [colb_n.eq((ix0 + S) * B), kslot_n.eq(rbase)]
                             m.d.comb += need_step.eq(1)
                         with m.Else():
-                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
-                                         need_col.eq(col0)]
+                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), need_col.eq(col0)]
+                            m.d.comb += colb_n.eq(-P * B)
                             with m.If(oy != Ho - 1):   # next output row
                                 nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
-                                             rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(next_row)]
+                                             rbase.eq(nb), need_row.eq(next_row)]
+                                m.d.comb += kslot_n.eq(nb)
                                 m.d.comb += [need_step.eq(2), row_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(iy0 + S))
                             with m.Else():             # next frame
                                 nf = mod_r(fslot + (H % R) * WB)
                                 nb = mod_r(fslot + ((H - P) % R) * WB)
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
-                                             rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(row0)]
+                                             rbase.eq(nb), need_row.eq(row0)]
+                                m.d.comb += kslot_n.eq(nb)
                                 m.d.comb += need_step.eq(3)
                                 m.d.comb += [lead_dec.eq(1), frame_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(-P))
