@@ -105,14 +105,8 @@ class Resize(wiring.Component):
         push = self.i.valid & ready
         # Lanes at and above `count` are always zero, so the new beat can be OR-ed in at `count`
         # (a register), and this cycle's pop shifts the result.
-        # The next buffer for each (push, pop), the late push and pop only selecting: a popped
-        # beat is inserted lo lanes lower instead of shifting the merged buffer (count -> insert
-        # shift -> OR -> push mux -> pop shift was a ULX3S critical path at 97 MHz).  A pop
-        # needs count >= lo (valid), so count - lo is then a real position.
         inserted = (self.i.payload.as_unsigned() << (count * (8 * g)))[:8 * cap]
-        below = (count - lo // g).as_unsigned()[:len(count)]
-        inserted_popped = (self.i.payload.as_unsigned() << (below * (8 * g)))[:8 * cap]
-        cases = [buf, buf >> (8 * lo), buf | inserted, (buf >> (8 * lo)) | inserted_popped]
+        merged = Mux(push, buf | inserted, buf)
         # the next fill level and both flags are computed for each (push, pop) from the count
         # register in parallel; push and pop (they depend on the neighbours' valid and ready)
         # only select (consumer ready -> pop -> count arithmetic -> compare -> valid was a ULX3S
@@ -127,7 +121,7 @@ class Resize(wiring.Component):
                 valids.append(n >= lo // g)
                 readies.append(n <= (cap - li) // g)
         m.d.sync += [
-            buf.eq(Array(cases)[sel]),
+            buf.eq(Mux(pop, merged >> (8 * lo), merged)),
             count.eq(Array(nexts)[sel]),
             valid.eq(Cat(*valids).bit_select(sel, 1)),
             ready.eq(Cat(*readies).bit_select(sel, 1)),
