@@ -5,8 +5,9 @@ Per lane (docs/numerics.md, golden.bypass_add):
 (simple bypass) or int8 (complex bypass, the 1x1 conv without ReLU).  Beats of ``a`` and ``b`` are
 paired in order (both streams carry the same pixels in the same order and lane layout).
 
-Pipeline: 3 stages (the input pair registered, products, then sum/round/shift/clamp) so the
-multipliers and the adder/clamp are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
+Pipeline: 3 stages (the input pair registered, products, then the sum ``a*mult_a + b*mult_b``;
+rounding, shift and clamp sit between that register and the output StreamRegister) so the
+multipliers, the adder and the clamp are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
 and moves on otherwise, so it takes one beat pair per cycle (full throughput) under any traffic.
 Latency 3 cycles.
 """
