@@ -122,7 +122,8 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
             "spram": rep.spram, "available": rep.available, "fmax_mhz": rep.fmax_mhz,
             "fmax_by_clock": rep.fmax_by_clock, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
             "frames_per_second": fps, "critical_path": critical_path(Path(rep.logs["nextpnr"])),
-            "bitstream": rep.bitstream, "tools": rep.tools, "seconds": round(time.monotonic() - t0, 1)}
+            "seed": rep.seed, "bitstream": rep.bitstream, "tools": rep.tools,
+            "seconds": round(time.monotonic() - t0, 1)}
 
 
 def critical_path(tim: Path, lines: int = 12) -> list[str]:

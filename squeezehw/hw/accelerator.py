@@ -17,7 +17,8 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fire import Chain
+from . import reset_tree
+from .fire import Chain, FireEngine
 
 __all__ = ["Accelerator"]
 
@@ -28,9 +29,13 @@ class Accelerator(wiring.Component):
 
     ``stop_after``: build only the layers up to and including that one, whose feature map is then
     the output stream (raster order, its lanes per beat) -- used to find the first layer where the
-    hardware and the golden model disagree.  ``probes``: per-stream transfer/blocked counters."""
+    hardware and the golden model disagree.  ``probes``: per-stream transfer/blocked counters.
+    ``reset_tree``: every block resets from a register ``reset_tree.DEPTH`` levels down a tree
+    (squeezehw/hw/reset_tree.py), and ``i``/``o`` stay quiet for that many cycles after a reset;
+    False: every register on the ``sync`` reset directly."""
 
-    def __init__(self, plan, *, stop_after: str | None = None, probes: bool = False):
+    def __init__(self, plan, *, stop_after: str | None = None, probes: bool = False,
+                 reset_tree: bool = True):
         self.lowered = plan
         self.model = model = plan.model
         self.folding = plan.folding
@@ -42,6 +47,7 @@ class Accelerator(wiring.Component):
                 raise ValueError(f"stop_after={stop_after!r} is not a layer of {model.name}: {names}")
             records = records[:names.index(stop_after) + 1]
         self.stop_after = stop_after
+        self.reset_tree = reset_tree
         # (record, block, window, out_fifo) per top-level stage, instantiated from the plan
         self.plan = [{"name": r.name, "kind": r.kind, "block": r.block(),
                       "window": r.window_block() if r.kind == "conv" else None,
@@ -94,12 +100,22 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        chain = Chain(m, "")
-        src, src_lanes = wiring.flipped(self.i), self.in_lanes
+        depth = reset_tree.DEPTH if self.reset_tree else 0
+        chain = Chain(m, "", reset_levels=depth)
+        # the ports, quiet while the blocks are still to be reset (reset_tree.reset_gate)
+        pending = reset_tree.reset_gate(m, "ports", depth)
+        src = stream.Signature(len(self.i.payload)).create()
+        m.d.comb += [src.payload.eq(self.i.payload), src.valid.eq(self.i.valid & ~pending),
+                     self.i.ready.eq(src.ready & ~pending)]
+        src_lanes = self.in_lanes
         streams = [self.i]
         for k, p in enumerate(self.plan):
             name = p["name"].replace(".", "_")
-            block = chain.add(name, p["block"])
+            if depth and isinstance(p["block"], FireEngine):   # a container: the rest of the tree inside
+                p["block"].reset_levels = depth - 1
+                block = chain.add(name, p["block"], reset_levels=1)
+            else:
+                block = chain.add(name, p["block"])
             entry = block.i
             if p.get("window") is not None:
                 win = chain.add(f"{name}_window", p["window"])
@@ -114,7 +130,10 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, src, fifo.i)
                 src = fifo.o
                 streams.append(fifo.o)
-        wiring.connect(m, src, wiring.flipped(self.o))
+        out = stream.Signature(self.out_width).flip().create()
+        wiring.connect(m, src, out)
+        m.d.comb += [self.o.payload.eq(out.payload), self.o.valid.eq(out.valid & ~pending),
+                     out.ready.eq(self.o.ready & ~pending)]
         if self.probes:
             _add_probes(m, streams, self.probe_sel, self.probe_data)
         return m

@@ -5,8 +5,9 @@ Per lane (docs/numerics.md, golden.bypass_add):
 (simple bypass) or int8 (complex bypass, the 1x1 conv without ReLU).  Beats of ``a`` and ``b`` are
 paired in order (both streams carry the same pixels in the same order and lane layout).
 
-Pipeline: 3 stages (the input pair registered, products, then sum/round/shift/clamp) so the
-multipliers and the adder/clamp are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
+Pipeline: 3 stages (the input pair registered, products, then the sum ``a*mult_a + b*mult_b``;
+rounding, shift and clamp sit between that register and the output StreamRegister) so the
+multipliers, the adder and the clamp are on separate register stages.  Each stage holds a beat while the next one is full and stalled,
 and moves on otherwise, so it takes one beat pair per cycle (full throughput) under any traffic.
 Latency 3 cycles.
 """
@@ -75,7 +76,7 @@ class BypassAdd(wiring.Component):
         v0, v1 = Signal(), Signal()
         pa = [Signal(unsigned(8 + 16), name=f"pa{k}", reset_less=True) for k in range(L)]
         pb = [Signal(signed(8 + 16 + 1), name=f"pb{k}", reset_less=True) for k in range(L)]
-        out = Signal(8 * L, reset_less=True)
+        out = Signal(8 * L)
         v2 = Signal()
         adv2 = Signal()  # stage 2 takes a new beat (or empties) this cycle
         adv1 = Signal()
@@ -106,16 +107,23 @@ class BypassAdd(wiring.Component):
                     m.d.sync += product.eq(mul.p)
         with m.If(adv1):
             m.d.sync += v1.eq(v0)
+        # Stage 2 registers the sum pa + pb; rounding, shift and clamp follow it on the way into
+        # the output StreamRegister (the three-operand add with the clamp behind it was the
+        # ULX3S critical path at 89 MHz).  Adding 2**(shift-1) never carries out of the bits
+        # below shift-1, so only the sum's bits from shift-1 up are kept.
+        lo_bit = self.shift - 1
+        sums = [Signal(signed(self.sum_bits - lo_bit), name=f"sum{k}", reset_less=True) for k in range(L)]
         with m.If(adv2):
             m.d.sync += v2.eq(v1)
-            lanes = []
-            rnd = 1 << (self.shift - 1)
             for k in range(L):
-                s = Signal(signed(self.sum_bits), name=f"sum{k}")
-                m.d.comb += s.eq(pa[k] + pb[k] + rnd)
-                q = Signal(signed(self.sum_bits), name=f"q{k}")
-                m.d.comb += q.eq(s >> self.shift)  # arithmetic shift: floor
-                lanes.append(Mux(q < 0, 0, Mux(q > 255, 255, q[:8])))
-            m.d.sync += out.eq(Cat(*lanes))
+                total = Signal(signed(self.sum_bits), name=f"total{k}")
+                m.d.comb += total.eq(pa[k] + pb[k])
+                m.d.sync += sums[k].eq(total[lo_bit:].as_signed())
+        lanes = []
+        for k in range(L):
+            q = Signal(signed(self.sum_bits - lo_bit), name=f"q{k}")
+            m.d.comb += q.eq((sums[k] + 1) >> 1)  # (sum + 2**(shift-1)) >> shift: floor
+            lanes.append(Mux(q < 0, 0, Mux(q > 255, 255, q[:8])))
+        m.d.comb += out.eq(Cat(*lanes))
         wiring.connect(m, oreg.o, wiring.flipped(self.o))
         return m

@@ -47,8 +47,12 @@ class Concat(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat = Signal(range(self.beats_per_pixel))  # position within the output pixel
+        # from_b (= beat >= beats_a) is a register loaded with the next beat's value, so the
+        # valid/ready muxes below wait on no compare (they sit on the ready chain between the
+        # concat's consumer and both expand units)
         from_b = Signal()
-        m.d.comb += from_b.eq(beat >= self.beats_a)
+        beat_next = Signal.like(beat)
+        m.d.comb += beat_next.eq(Mux(beat == self.beats_per_pixel - 1, 0, beat + 1))
         with m.If(from_b):
             m.d.comb += [
                 self.o.payload.eq(self.b.payload),
@@ -63,5 +67,5 @@ class Concat(wiring.Component):
             ]
         with m.If(self.o.valid & self.o.ready):
             # beats_per_pixel >= 2 (each side has at least one beat)
-            m.d.sync += beat.eq(Mux(beat == self.beats_per_pixel - 1, 0, beat + 1))
+            m.d.sync += [beat.eq(beat_next), from_b.eq(beat_next >= self.beats_a)]
         return m

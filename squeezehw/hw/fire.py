@@ -25,6 +25,7 @@ from .concat import Concat
 from .fifo import StreamFIFO
 from .fork import Fork
 from .mvu import MVU
+from .reset_tree import in_local_reset
 from .resize import Resize
 from .window import SlidingWindow
 
@@ -32,13 +33,19 @@ __all__ = ["FireEngine", "Chain"]
 
 
 class Chain:
-    """Connects blocks in a line, inserting a Resize where lane counts differ."""
+    """Connects blocks in a line, inserting a Resize where lane counts differ.
 
-    def __init__(self, m: Module, prefix: str):
-        self.m, self.prefix, self.blocks = m, prefix, []
+    ``reset_levels`` > 0: each block added runs on a reset that many registers down a reset tree
+    (squeezehw/hw/reset_tree.py); ``add(..., reset_levels=k)`` overrides it for one block (a
+    container that adds the remaining levels itself)."""
 
-    def add(self, name: str, block):
-        self.m.submodules[f"{self.prefix}{name}"] = block
+    def __init__(self, m: Module, prefix: str, reset_levels: int = 0):
+        self.m, self.prefix, self.blocks, self.reset_levels = m, prefix, [], reset_levels
+
+    def add(self, name: str, block, reset_levels: int | None = None):
+        levels = self.reset_levels if reset_levels is None else reset_levels
+        full = f"{self.prefix}{name}"
+        self.m.submodules[full] = in_local_reset(self.m, full, block, levels)
         self.blocks.append((name, block))
         return block
 
@@ -74,6 +81,9 @@ class FireEngine(wiring.Component):
         self.cat_fifo_depths = tuple(cat_fifo_depths)
         self.e1_out_buffer, self.e3_out_buffer = out_buffers
         self.requant, self.multiplier = requant, multiplier
+        # levels of a reset tree inside (squeezehw/hw/reset_tree.py): set by the Accelerator, which
+        # gates the ports; 0 when the Fire engine is used on its own
+        self.reset_levels = 0
         self.window = SlidingWindow(channels=f.squeeze.out_ch, height=height, width=width, kernel=3, stride=1,
                                     padding=1, lanes=window_lanes)
         super().__init__({
@@ -105,7 +115,7 @@ class FireEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        f, c = self.fire, Chain(m, "")
+        f, c = self.fire, Chain(m, "", reset_levels=self.reset_levels)
         self.chain_blocks = c.blocks     # (name, block) of the last elaboration, for profiling
         s, e1, e3 = f.squeeze.out_ch, f.expand1x1.out_ch, f.expand3x3.out_ch
         lo = self.out_lanes

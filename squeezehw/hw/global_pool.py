@@ -112,8 +112,12 @@ class GlobalSumArgmax(wiring.Component):
         fw1_valid, fw2_valid = Signal(), Signal()
         fw1_addr, fw2_addr = Signal(range(B)), Signal(range(B))
         fw1_data, fw2_data = Signal(W), Signal(W)
-        old = Mux(fw1_valid & (fw1_addr == b_addr), fw1_data,
-                  Mux(fw2_valid & (fw2_addr == b_addr), fw2_data, b_old))
+        # the address matches are registered a cycle ahead: next cycle fw1 is this cycle's b and
+        # fw2 this cycle's fw1, while b is this cycle's a (address compare -> forwarding mux ->
+        # adder was the ULX3S critical path at 96 MHz)
+        hit1, hit2 = Signal(), Signal()
+        m.d.sync += [hit1.eq(b_valid & (b_addr == a_addr)), hit2.eq(fw1_valid & (fw1_addr == a_addr))]
+        old = Mux(hit1, fw1_data, Mux(hit2, fw2_data, b_old))
         new = Signal(W)
         for k in range(L):
             base = Mux(b_first, 0, old[k * LB:(k + 1) * LB])

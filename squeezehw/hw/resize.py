@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from math import gcd
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,8 +105,6 @@ class Resize(wiring.Component):
         push = self.i.valid & ready
         # Lanes at and above `count` are always zero, so the new beat can be OR-ed in at `count`
         # (a register), and this cycle's pop shifts the result.
-        next_count = Signal.like(count)
-        m.d.comb += next_count.eq(count + Mux(push, li // g, 0) - Mux(pop, lo // g, 0))
         if g & (g - 1) == 0:                # a power of two: the bit offset count * 8g is wiring
             offset = count * (8 * g)
         else:
@@ -117,11 +115,24 @@ class Resize(wiring.Component):
             offset = lanes * 8
         inserted = (self.i.payload.as_unsigned() << offset)[:8 * cap]
         merged = Mux(push, buf | inserted, buf)
+        # the next fill level and both flags are computed for each (push, pop) from the count
+        # register in parallel; push and pop (they depend on the neighbours' valid and ready)
+        # only select (consumer ready -> pop -> count arithmetic -> compare -> valid was a ULX3S
+        # critical path at 98.6 MHz)
+        sel = Cat(pop, push)
+        nexts, valids, readies = [], [], []
+        for p_in in (0, 1):
+            for p_out in (0, 1):
+                n = Signal.like(count, name=f"count_next_{p_in}{p_out}")
+                m.d.comb += n.eq(count + p_in * (li // g) - p_out * (lo // g))
+                nexts.append(n)
+                valids.append(n >= lo // g)
+                readies.append(n <= (cap - li) // g)
         m.d.sync += [
             buf.eq(Mux(pop, merged >> (8 * lo), merged)),
-            count.eq(next_count),
-            valid.eq(next_count >= lo // g),
-            ready.eq(next_count <= (cap - li) // g),
+            count.eq(Array(nexts)[sel]),
+            valid.eq(Cat(*valids).bit_select(sel, 1)),
+            ready.eq(Cat(*readies).bit_select(sel, 1)),
         ]
         return m
 

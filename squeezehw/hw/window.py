@@ -159,16 +159,33 @@ class SlidingWindow(wiring.Component):
         lo_last = max(0, (Ho - 1) * S - P)
         ahead = Signal(range(-(H + R) - 1, H + 2 * R + 2))
         ahead_up = Signal()
-        ahead_down = Signal(range(H + S + 1))   # amount subtracted by the reader this cycle
-        can_write = Signal()
+        # The reader subtracts lo's step when it moves to its next output row (row_down: a
+        # register, as it only depends on iy0) and H - lo_last when it finishes a frame.  ahead's next value and can_write = (ahead < R) are both computed for
+        # every case from registers in parallel; the late signals (this cycle's issue decision
+        # and the input's valid) only select one: so the input's ready is a flip-flop, and no
+        # adder or compare waits on the issue logic (ahead < R -> ready -> the producer, then
+        # issue -> ahead_down -> subtract -> compare were ULX3S critical paths).
+        row_ev, frame_ev = Signal(), Signal()     # the reader moves to the next row / frame
+        def lo_step(iy0_value):   # lo = max(0, iy0) steps to max(0, iy0 + S)
+            return Mux(iy0_value + S <= 0, 0, Mux(iy0_value < 0, iy0_value + S, S))
+
+        row_down = Signal(range(S + 1), init=0 if S - P <= 0 else (S - P if P > 0 else S))  # lo_step(-P)
+
+        can_write = Signal(init=1)            # ahead starts at 0 < R
+        cases = [ahead, ahead - row_down, ahead - (H - lo_last)]
+        nexts = [Signal.like(ahead, name=f"ahead_next{k}") for k in range(6)]
+        fits = [Signal(name=f"can_write_next{k}") for k in range(6)]
+        for k, c in enumerate(cases):
+            m.d.comb += [nexts[2 * k].eq(c), nexts[2 * k + 1].eq(c + 1),
+                         fits[2 * k].eq(c < R), fits[2 * k + 1].eq(c < R - 1)]
+        sel = Cat(ahead_up, Mux(frame_ev, 2, Mux(row_ev, 1, 0)))
+        m.d.sync += [ahead.eq(Array(nexts)[sel]), can_write.eq(Cat(*fits).bit_select(sel, 1))]
         m.d.comb += [
-            can_write.eq(ahead < R),
             self.i.ready.eq(can_write),
             wp.addr.eq(waddr),
             wp.data.eq(self.i.payload),
             wp.en.eq(self.i.valid & can_write),
         ]
-        m.d.sync += ahead.eq(ahead + ahead_up - ahead_down)
         m.d.sync += wpix.eq(Mux(frame_done, 0, wpix + px_done))
         with m.If(self.i.valid & can_write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
@@ -225,6 +242,14 @@ class SlidingWindow(wiring.Component):
         # the read port's data (plus the padding mux) is registered before it leaves the block
         m.submodules.out = out = StreamRegister(width=8 * self.lanes)
         wiring.connect(m, out.o, wiring.flipped(self.o))
+        # the read address kslot + colb is a register loaded with the next values' sum, so the
+        # line buffer's read (LUT RAM for small buffers) does not wait on an adder (kslot -> add
+        # -> LUT RAM -> read mux was a ULX3S near-critical path at 101 MHz)
+        kslot_n, colb_n = Signal.like(kslot), Signal.like(colb)
+        raddr = Signal(len(rp.addr), init=(kslot.init + colb.init) % (1 << len(rp.addr)))
+        m.d.comb += [kslot_n.eq(kslot), colb_n.eq(colb)]
+        m.d.sync += [kslot.eq(kslot_n), colb.eq(colb_n), raddr.eq(kslot_n + colb_n)]
+
         ovalid = Signal()       # the read port holds a beat
         ozero = Signal()        # ... and it is padding
         issue = Signal()
@@ -233,7 +258,7 @@ class SlidingWindow(wiring.Component):
             inside.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)),
             issue.eq(available & (~ovalid | out.i.ready)),
             rp.en.eq(issue),
-            rp.addr.eq(kslot + colb),
+            rp.addr.eq(raddr),
             out.i.valid.eq(ovalid),
             out.i.payload.eq(Mux(ozero, 0, rp.data)),
         ]
@@ -246,43 +271,44 @@ class SlidingWindow(wiring.Component):
         with m.If(issue):
             m.d.sync += ozero.eq(~inside)
             with m.If(b != B - 1):
-                m.d.sync += [b.eq(b + 1), colb.eq(colb + 1)]
+                m.d.sync += b.eq(b + 1)
+                m.d.comb += colb_n.eq(colb + 1)
             with m.Else():
                 m.d.sync += b.eq(0)
                 with m.If(kx != K - 1):
-                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), colb.eq(colb + 1)]
+                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
+                    m.d.comb += colb_n.eq(colb + 1)
                 with m.Else():
                     m.d.sync += kx.eq(0)
                     with m.If(ky != K - 1):
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), kslot.eq(mod_r(kslot + WB)),
-                                     ix.eq(ix0), colb.eq(ix0 * B)]
+                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), ix.eq(ix0)]
+                        m.d.comb += [kslot_n.eq(mod_r(kslot + WB)), colb_n.eq(ix0 * B)]
                     with m.Else():
                         m.d.sync += ky.eq(0)
                         with m.If(ox != Wo - 1):   # next pixel of this output row
-                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S),
-                                         colb.eq((ix0 + S) * B), iy.eq(iy0), kslot.eq(rbase),
+                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S), iy.eq(iy0),
                                          need_col.eq(next_col)]
+                            m.d.comb += [colb_n.eq((ix0 + S) * B), kslot_n.eq(rbase)]
                             m.d.comb += need_step.eq(1)
                         with m.Else():
-                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), colb.eq(-P * B),
-                                         need_col.eq(col0)]
+                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), need_col.eq(col0)]
+                            m.d.comb += colb_n.eq(-P * B)
                             with m.If(oy != Ho - 1):   # next output row
                                 nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
-                                             rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(next_row)]
-                                m.d.comb += need_step.eq(2)
-                                # lo = max(0, iy0) steps to max(0, iy0 + S)
-                                m.d.comb += ahead_down.eq(Mux(iy0 + S <= 0, 0,
-                                                              Mux(iy0 < 0, iy0 + S, S)))
+                                             rbase.eq(nb), need_row.eq(next_row)]
+                                m.d.comb += kslot_n.eq(nb)
+                                m.d.comb += [need_step.eq(2), row_ev.eq(1)]
+                                m.d.sync += row_down.eq(lo_step(iy0 + S))
                             with m.Else():             # next frame
                                 nf = mod_r(fslot + (H % R) * WB)
                                 nb = mod_r(fslot + ((H - P) % R) * WB)
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
-                                             rbase.eq(nb), kslot.eq(nb),
-                                             need_row.eq(row0)]
+                                             rbase.eq(nb), need_row.eq(row0)]
+                                m.d.comb += kslot_n.eq(nb)
                                 m.d.comb += need_step.eq(3)
-                                m.d.comb += [lead_dec.eq(1), ahead_down.eq(H - lo_last)]
+                                m.d.comb += [lead_dec.eq(1), frame_ev.eq(1)]
+                                m.d.sync += row_down.eq(lo_step(-P))
 
         # next wpix > next need without an adder in front of the compare: wpix against each
         # candidate for need's next value (registers or a constant) in parallel, the step selects one

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..boards.registry import Board, get_board
 from ..errors import ToolMissingError, UserError
+from ..hw.reset_tree import YOSYS_KEEP as RESET_TREE_KEEP
 
 __all__ = ["SynthReport", "synthesize", "build_board", "board_synth_opts", "find_tool", "REPORT_SCHEMA"]
 
@@ -526,7 +527,8 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     stat_path = out / "stat.json"
     script = out / "synth.ys"
     reads = "\n".join(f"read_verilog -sv {json.dumps(f.relative_to(out).as_posix())}" for f in files)
-    script.write_text(f"{reads}\n{b.synth_command} -top {top}\n"
+    # proc, then keep the reset tree's registers apart (squeezehw/hw/reset_tree.py)
+    script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{b.synth_command} -top {top}\n"
                       f"write_json {netlist.name}\n"
                       f"tee -q -o {stat_path.name} stat -json\n")
     logs["yosys"] = str(out / "yosys.log")
@@ -686,7 +688,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         print(f"synth [1/1] {b.name}: yosys + {pnr_tool} + {pack_tool} via amaranth-boards ...",
               file=sys.stderr, flush=True)
     plan = platform.prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
-                            synth_opts=board_synth_opts(b),
+                            synth_opts=board_synth_opts(b), script_after_read=RESET_TREE_KEEP,
                             script_after_synth="tee -q -o stat.json stat -json")
     t0 = time.monotonic()
     try:
