@@ -44,21 +44,15 @@ WEIGHTS = DATA / "squeezenet1_0_deep_compression.npz"
 BOARDS = ("ecp5-85f", "tang-mega-138k-pro")
 
 
-def calibration_photos(net, progress: bool):
-    from squeezehw.frontend.images import list_image_folder, load_images
-    files, _, _ = list_image_folder(DATA / "sample")
-    calib, _, _ = load_images(files[::10], height=net.height, width=net.width, channels=net.in_ch,
-                              resize=net.resize, progress=progress)
-    return calib
-
-
 def quantized_dc(progress: bool, int8: bool = False):
     """The DC v1.0 integer model, ``--codebook keep`` (8-bit indices), or plain int8 per channel."""
+    from fullsize import calibration_photos
     from squeezehw.frontend.importer import load_network
+    from squeezehw.outputs import cache_dir
     from squeezehw.quant.compression import CodebookSpec
     from squeezehw.quant.intmodel import IntModel
     from squeezehw.quant.quantize import quantize
-    cache = REPO / "build" / ("bench-dc10-int8.npz" if int8 else "bench-dc10-keep8.npz")
+    cache = cache_dir() / ("bench-dc10-int8.npz" if int8 else "bench-dc10-keep8.npz")
     if cache.is_file():
         return IntModel.load(cache)
     net = load_network("squeezenet1_0", WEIGHTS)

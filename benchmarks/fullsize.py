@@ -24,18 +24,27 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "imagenet"
 
 
-def quantized_v11(progress: bool):
+def calibration_photos(net, progress: bool):
+    """Every 10th sample photo (the calibration pool of every ImageNet benchmark), at ``net``'s input."""
     from squeezehw.frontend.images import list_image_folder, load_images
+    files, _, _ = list_image_folder(DATA / "sample")
+    calib, _, _ = load_images(files[::10], height=net.height, width=net.width, channels=net.in_ch,
+                              resize=net.resize, progress=progress)
+    return calib
+
+
+def quantized_v11(progress: bool):
     from squeezehw.frontend.importer import load_network
+    from squeezehw.outputs import cache_dir
     from squeezehw.quant.intmodel import IntModel
     from squeezehw.quant.quantize import quantize
-    cache = REPO / "build" / "bench-sq11-w8.npz"
+    cache = cache_dir() / "bench-sq11-w8.npz"
     if cache.is_file():
         return IntModel.load(cache)
     net = load_network("squeezenet1_1", DATA / "squeezenet1_1.npz")
-    files, _, _ = list_image_folder(DATA / "sample")
-    calib, _, _ = load_images(files[::10], height=224, width=224, channels=3, resize=256, progress=progress)
-    model = quantize(net, calib, w_bits=8, progress=progress, source="squeezenet1_1.npz")
+    model = quantize(net, calibration_photos(net, progress), w_bits=8, progress=progress,
+                     source="squeezenet1_1.npz")
+    cache.parent.mkdir(parents=True, exist_ok=True)
     model.save(cache)
     return model
 
