@@ -53,12 +53,10 @@ def run(args):
     fold = folding_from_args(args, model)
     x, labels, where = sim_images(model, images_dir=args.images, random_n=args.random, limit=args.limit)
     traffic = SimTraffic.rough(args.seed) if args.traffic == "rough" else SimTraffic(seed=args.seed)
-    codes = None
-    if args.weights != "dense":
-        from ..quant.sparse_weights import model_weight_codes
-        codes = model_weight_codes(model, fold)
+    from ..quant.sparse_weights import model_weight_codes
+    codes = model_weight_codes(model, fold, args.weights or "auto")
     rep = simulate_frames(model, fold, x, traffic=traffic, waves=args.waves, diagnose=args.diagnose,
-                          probes=args.profile, weight_codes=codes)
+                          probes=args.profile, weight_codes=codes or None)
     d = rep.as_dict()
     d["images"] = where
     d["clock_mhz"] = args.clock

@@ -96,10 +96,8 @@ class BuildConfig:
 
     def weight_codes(self, model, folding) -> dict:
         """{conv name: PackedWeights} of the convs stored compressed (``weights="auto"``)."""
-        if self.weights == "dense":
-            return {}
         from ..quant.sparse_weights import model_weight_codes
-        return model_weight_codes(model, folding)
+        return model_weight_codes(model, folding, self.weights)
 
     # --- files ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -43,13 +43,17 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def bram_kind(target) -> tuple[str, int, tuple]:
-    """(cell, bits, (width, depth) modes) of the block RAM that ``target`` (a board name or Board,
-    or one of FAMILY_BOARDS) is counted in."""
+def _resources(target):
+    """The registry's Resources of ``target`` (a board name or Board, or one of FAMILY_BOARDS)."""
     from ..boards.registry import get_board
+    return get_board(FAMILY_BOARDS.get(target, target)).resources
+
+
+def bram_kind(target) -> tuple[str, int, tuple]:
+    """(cell, bits, (width, depth) modes) of the block RAM that ``target`` is counted in."""
     if target == "xilinx36":
         return _RAMB36E2
-    r = get_board(FAMILY_BOARDS.get(target, target)).resources
+    r = _resources(target)
     return r.bram_cell, r.bram_bits, r.bram_modes or ((1, r.bram_bits),)
 
 
@@ -64,8 +68,7 @@ def dsp_cells(multipliers, target="ecp5-85f") -> int:
     multiplier whose operands fit the cell's ports (``Resources.dsp_operand_bits`` signed,
     ``dsp_unsigned_bits`` unsigned: ECP5 MULT18X18D takes signed 18 or unsigned 17 bits, exactly
     hw/multiplier.py's rule), else the tiles Yosys splits it into (first order)."""
-    from ..boards.registry import get_board
-    r = get_board(FAMILY_BOARDS.get(target, target)).resources
+    r = _resources(target)
     signed_max = r.dsp_operand_bits
     unsigned_max = r.dsp_unsigned_bits or tuple(b - 1 for b in signed_max)
 
@@ -211,11 +214,11 @@ def estimate(plan, target="ecp5-85f") -> dict:
     Amaranth's SyncFIFOBuffered), and counting what was built is what keeps this model from
     drifting from the hardware; a second, analytic copy of every block's memory layout would be
     one more place to disagree."""
-    from ..boards.registry import Board, get_board
+    from ..boards.registry import Board
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory
-    lut_ram = target == "xilinx36" or get_board(FAMILY_BOARDS.get(name, name)).resources.lut_ram
+    lut_ram = _resources(target).lut_ram
     dist = [m.distributed(lut_ram) for m in mems]
     blocks = sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d)
     dist_bits = sum(m.bits for m, d in zip(mems, dist) if d)

@@ -374,11 +374,14 @@ def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = 
     return out
 
 
-def model_weight_codes(model, folding) -> dict:
+def model_weight_codes(model, folding, storage: str = "auto") -> dict:
     """{conv name: PackedWeights} for the convs of an integer model that carry a per-layer codebook
     (``squeezehw quantize --codebook``): their own entries, index width and encoding, packed for
     the MVU at this folding.  A per-output-channel codebook (Deep Compression v1.0's conv1) is left
-    dense: the decoder holds one codebook per layer."""
+    dense: the decoder holds one codebook per layer.  ``storage="dense"`` (``--weights dense``):
+    none, every weight in a dense memory."""
+    if storage == "dense":
+        return {}
     codes = {}
     for q in model.convs():
         if q.codebook is None or len(q.codebook) != 1:
