@@ -143,7 +143,7 @@ class SlidingWindow(wiring.Component):
         ix0 = Signal(range(-P, (Wo - 1) * S - P + 1), init=-P)   # ox*S - P
         iy = Signal(range(-P, (Ho - 1) * S - P + K), init=-P)    # iy0 + ky
         ix = Signal(range(-P, (Wo - 1) * S - P + K), init=-P)    # ix0 + kx
-        colb = Signal(range(-P * B, ((Wo - 1) * S - P + K) * B + 1), init=-P * B)  # ix*B + b
+        ix0b = Signal(range(-P * B, (Wo - 1) * S * B - P * B + 1), init=-P * B)  # ix0*B
         # Slot base addresses (slot * W*B, kept premultiplied so the read address is one adder).
         # Row 0 of frame 0 is slot 0, so row -P is slot -P mod R.
         fslot = Signal(range(self.depth))                       # row 0 of the reader's frame
@@ -242,13 +242,31 @@ class SlidingWindow(wiring.Component):
         # the read port's data (plus the padding mux) is registered before it leaves the block
         m.submodules.out = out = StreamRegister(width=8 * self.lanes)
         wiring.connect(m, out.o, wiring.flipped(self.o))
-        # the read address kslot + colb is a register loaded with the next values' sum, so the
-        # line buffer's read (LUT RAM for small buffers) does not wait on an adder (kslot -> add
-        # -> LUT RAM -> read mux was a ULX3S near-critical path at 101 MHz)
-        kslot_n, colb_n = Signal.like(kslot), Signal.like(colb)
-        raddr = Signal(len(rp.addr), init=(kslot.init + colb.init) % (1 << len(rp.addr)))
-        m.d.comb += [kslot_n.eq(kslot), colb_n.eq(colb)]
-        m.d.sync += [kslot.eq(kslot_n), colb.eq(colb_n), raddr.eq(kslot_n + colb_n)]
+        # The read address is a register loaded, on each issue, with one of a few candidates
+        # computed in parallel from registers: the next tap (+1), the next kernel row, the next
+        # pixel, row or frame; the counters only select (kslot -> slot add -> wrap compare ->
+        # subtract -> read-address adder was the ULX3S critical path at 95 MHz).  The wrapped
+        # slot bases the steps move to (kslot + W*B, rbase + S*W*B, the next frame's) are
+        # registers computed a cycle after their operands change: a kernel-row step comes at
+        # least K*B >= 2 issues after kslot last changed, a row or frame step later still.  With
+        # K*B == 1 (no kernel rows) they stay combinational.
+        lag = K * B >= 2
+
+        def mod_r(v):  # a slot base advanced by less than R slots, wrapped into the buffer
+            return Mux(v >= self.depth, v - self.depth, v)
+
+        def lagged(name, expr, init):
+            if not lag:
+                return expr
+            r = Signal(range(self.depth), name=name, init=init % self.depth)
+            m.d.sync += r.eq(expr)
+            return r
+
+        kslot_up = lagged("kslot_up", mod_r(kslot + WB), kslot.init + WB)               # row iy + 1
+        rbase_up = lagged("rbase_up", mod_r(rbase + (S % R) * WB), rbase.init + (S % R) * WB)
+        fslot_up = lagged("fslot_up", mod_r(fslot + (H % R) * WB), (H % R) * WB)       # next frame
+        fbase_up = lagged("fbase_up", mod_r(fslot + ((H - P) % R) * WB), ((H - P) % R) * WB)
+        raddr = Signal(len(rp.addr), init=(kslot.init - P * B) % (1 << len(rp.addr)))
 
         ovalid = Signal()       # the read port holds a beat
         ozero = Signal()        # ... and it is padding
@@ -263,49 +281,41 @@ class SlidingWindow(wiring.Component):
             out.i.payload.eq(Mux(ozero, 0, rp.data)),
         ]
 
-        def mod_r(v):  # a slot base advanced by less than R slots, wrapped into the buffer
-            return Mux(v >= self.depth, v - self.depth, v)
-
         with m.If(~ovalid | out.i.ready):
             m.d.sync += ovalid.eq(issue)
         with m.If(issue):
             m.d.sync += ozero.eq(~inside)
             with m.If(b != B - 1):
-                m.d.sync += b.eq(b + 1)
-                m.d.comb += colb_n.eq(colb + 1)
+                m.d.sync += [b.eq(b + 1), raddr.eq(raddr + 1)]
             with m.Else():
                 m.d.sync += b.eq(0)
                 with m.If(kx != K - 1):
-                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1)]
-                    m.d.comb += colb_n.eq(colb + 1)
+                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), raddr.eq(raddr + 1)]
                 with m.Else():
                     m.d.sync += kx.eq(0)
                     with m.If(ky != K - 1):
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), ix.eq(ix0)]
-                        m.d.comb += [kslot_n.eq(mod_r(kslot + WB)), colb_n.eq(ix0 * B)]
+                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), ix.eq(ix0), kslot.eq(kslot_up),
+                                     raddr.eq(kslot_up + ix0b)]
                     with m.Else():
                         m.d.sync += ky.eq(0)
                         with m.If(ox != Wo - 1):   # next pixel of this output row
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S), iy.eq(iy0),
-                                         need_col.eq(next_col)]
-                            m.d.comb += [colb_n.eq((ix0 + S) * B), kslot_n.eq(rbase)]
+                                         need_col.eq(next_col), ix0b.eq(ix0b + S * B),
+                                         kslot.eq(rbase), raddr.eq(rbase + ix0b + S * B)]
                             m.d.comb += need_step.eq(1)
                         with m.Else():
-                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), need_col.eq(col0)]
-                            m.d.comb += colb_n.eq(-P * B)
+                            m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), need_col.eq(col0),
+                                         ix0b.eq(-P * B)]
                             with m.If(oy != Ho - 1):   # next output row
-                                nb = mod_r(rbase + (S % R) * WB)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
-                                             rbase.eq(nb), need_row.eq(next_row)]
-                                m.d.comb += kslot_n.eq(nb)
+                                             rbase.eq(rbase_up), need_row.eq(next_row),
+                                             kslot.eq(rbase_up), raddr.eq(rbase_up - P * B)]
                                 m.d.comb += [need_step.eq(2), row_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(iy0 + S))
                             with m.Else():             # next frame
-                                nf = mod_r(fslot + (H % R) * WB)
-                                nb = mod_r(fslot + ((H - P) % R) * WB)
-                                m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(nf),
-                                             rbase.eq(nb), need_row.eq(row0)]
-                                m.d.comb += kslot_n.eq(nb)
+                                m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(fslot_up),
+                                             rbase.eq(fbase_up), need_row.eq(row0),
+                                             kslot.eq(fbase_up), raddr.eq(fbase_up - P * B)]
                                 m.d.comb += need_step.eq(3)
                                 m.d.comb += [lead_dec.eq(1), frame_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(-P))

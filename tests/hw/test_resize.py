@@ -25,7 +25,8 @@ def beats(values, lanes):
 
 @pytest.mark.parametrize("li,lo,c", [(1, 4, 8), (4, 1, 8), (2, 8, 16), (8, 2, 16), (4, 6, 12), (6, 4, 12),
                                      (3, 3, 6), (2, 3, 6), (16, 16, 16), (1, 16, 16), (16, 1, 16),
-                                     (9, 6, 18), (6, 9, 18)])     # gcd 3: the running lane offset
+                                     (9, 6, 18), (6, 9, 18), (8, 9, 72),   # ring (lcm lanes)
+                                     (16, 9, 144), (48, 27, 432)])   # shift buffer; gcd 3: the running lane offset
 @pytest.mark.parametrize("traffic", TRAFFIC, ids=["smooth", "rough1", "rough2", "rough3"])
 def test_resize_preserves_order(li, lo, c, traffic):
     rng = np.random.default_rng(li * 100 + lo)
@@ -55,14 +56,26 @@ def test_resize_verilog_deterministic():
     assert texts[0] == texts[1] and "module resize" in texts[0]
 
 
-@pytest.mark.parametrize("li,lo", [(9, 6), (6, 9), (12, 9), (4, 6), (6, 4)])
-def test_resize_builds_no_multiplier(li, lo):
+@pytest.mark.parametrize("li,lo,c,ring", [(8, 9, 72, True), (4, 6, 12, True), (16, 9, 144, False),
+                                          (48, 27, 432, False), (9, 16, 144, True)])
+def test_resize_general_design(li, lo, c, ring):
+    # the ring (no barrel shifter) wherever lcm(in, out) lanes cost at most 4x the shift buffer
+    r = Resize(in_lanes=li, out_lanes=lo, channels=c)
+    assert r.ring == ring
+    assert r.cap_lanes >= li + lo + min(li, lo) - 1
+    if ring:
+        assert r.cap_lanes % li == 0 and r.cap_lanes % lo == 0
+
+
+@pytest.mark.parametrize("li,lo,c", [(9, 6, 36), (6, 9, 36), (12, 9, 36), (4, 6, 36), (6, 4, 36),
+                                     (16, 9, 144), (48, 27, 432)])
+def test_resize_builds_no_multiplier(li, lo, c):
     # the cost model counts no multiplier for a Resize: every $mul must be by a power of two
     # (a shift); `count * 24` became a MULT18X18D in Yosys synth_ecp5 before the running offset
     import re
 
     from amaranth.back import rtlil
-    text = rtlil.convert(Resize(in_lanes=li, out_lanes=lo, channels=36), name="top")
+    text = rtlil.convert(Resize(in_lanes=li, out_lanes=lo, channels=c), name="top")
     for cell in re.findall(r"cell \$mul .*?\n\s*end", text, re.S):
         const = re.findall(r"connect \\[AB] \d+'([01]+)", cell)
         assert const and any(int(c, 2) and int(c, 2) & (int(c, 2) - 1) == 0 for c in const), cell
