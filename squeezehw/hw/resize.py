@@ -30,7 +30,9 @@ lanes held; this cycle's output beat, if taken, is shifted out after.  The ``out
 """
 from __future__ import annotations
 
+from functools import reduce
 from math import gcd, lcm
+from operator import or_
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -166,14 +168,18 @@ class Resize(wiring.Component):
         wslots = [Signal(8 * li, name=f"ring{j}", reset_less=True) for j in range(n // li)]
         ring = Cat(*wslots)
         wslot = Signal(range(n // li))      # the slot the next input beat is written to
-        rslot = Signal(range(n // lo))      # the slot the output beat is read from
+        # the slot the output beat is read from, one-hot: the read mux is an AND-OR of registers
+        # with no select decoder in front of its wide fan-out (rslot -> decode -> 72-bit mux ->
+        # MVU input buffer was the ULX3S critical path at 99.36 MHz)
+        rsel = Signal(n // lo, init=1)
         count = Signal(range(n // g + 1))   # lanes held / g
         valid, ready = Signal(), Signal(init=1)
         push = Signal()
         pop = Signal()
         m.d.comb += [
             self.o.valid.eq(valid),
-            self.o.payload.eq(Array(ring[8 * lo * j:8 * lo * (j + 1)] for j in range(n // lo))[rslot]),
+            self.o.payload.eq(reduce(or_, (Mux(rsel[j], ring[8 * lo * j:8 * lo * (j + 1)], 0)
+                                           for j in range(n // lo)))),
             self.i.ready.eq(ready),
             push.eq(self.i.valid & ready),
             pop.eq(valid & self.o.ready),
@@ -188,7 +194,7 @@ class Resize(wiring.Component):
         with m.If(push):
             m.d.sync += wslot.eq(Mux(wslot == n // li - 1, 0, wslot + 1))
         with m.If(pop):
-            m.d.sync += rslot.eq(Mux(rslot == n // lo - 1, 0, rslot + 1))
+            m.d.sync += rsel.eq(rsel.rotate_left(1))
         self._fill_level(m, count, g, push, pop, valid, ready)
         return m
 
