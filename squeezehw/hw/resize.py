@@ -34,7 +34,7 @@ from functools import reduce
 from math import gcd, lcm
 from operator import or_
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -139,27 +139,37 @@ class Resize(wiring.Component):
         return m
 
     def _fill_level(self, m, count, g, push, pop, valid, ready):
-        """``count`` (lanes held / g) and the registered ``valid``/``ready`` flags of the next fill level.
+        """The registered ``valid``/``ready`` flags of the next fill level (and ``count``, lanes
+        held / g, for the shift design; None for the ring, which needs no count).
 
-        The next fill level and both flags are computed for each (push, pop) from the count
-        register in parallel; push and pop (they depend on the neighbours' valid and ready) only
-        select (consumer ready -> pop -> count arithmetic -> compare -> valid was a ULX3S critical
-        path at 98.6 MHz)."""
+        The fill level is also kept as a thermometer code (bit j: at least j+1 units of g lanes
+        held), so each flag's next value is one bit of the thermometer shifted by this cycle's
+        (push, pop): a 4:1 mux of register bits, with no adder or compare after the handshake.
+        (With binary counts Yosys's opt_share merged the four per-case adders into one adder
+        behind a (push, pop) mux: consumer valid -> pop -> carry chain -> ready flag was a ULX3S
+        critical path at 90.38 MHz.)"""
         li, lo, cap = self.in_lanes, self.out_lanes, self.cap_lanes
+        units = cap // g
+        therm = Signal(units, name="fill")
         sel = Cat(pop, push)
-        nexts, valids, readies = [], [], []
-        for p_in in (0, 1):
-            for p_out in (0, 1):
-                n = Signal.like(count, name=f"count_next_{p_in}{p_out}")
-                m.d.comb += n.eq(count + p_in * (li // g) - p_out * (lo // g))
-                nexts.append(n)
-                valids.append(n >= lo // g)
-                readies.append(n <= (cap - li) // g)
+
+        def shifted(delta):     # the thermometer after adding delta units (never out of 0..units)
+            bits = [therm[j - delta] if 0 <= j - delta < units else Const(int(j - delta < 0))
+                    for j in range(units)]
+            return Cat(*bits)
+
+        cases = [shifted(p_in * (li // g) - p_out * (lo // g)) for p_in in (0, 1) for p_out in (0, 1)]
+        nxt = Signal(units, name="fill_next")
+        m.d.comb += nxt.eq(Array(cases)[sel])
         m.d.sync += [
-            count.eq(Array(nexts)[sel]),
-            valid.eq(Cat(*valids).bit_select(sel, 1)),
-            ready.eq(Cat(*readies).bit_select(sel, 1)),
+            therm.eq(nxt),
+            valid.eq(nxt[lo // g - 1]),
+            # ready: at most cap - li lanes held, i.e. bit (cap - li)/g of the thermometer clear
+            ready.eq(~nxt[(cap - li) // g]),
         ]
+        if count is not None:
+            nexts = [count + p_in * (li // g) - p_out * (lo // g) for p_in in (0, 1) for p_out in (0, 1)]
+            m.d.sync += count.eq(Array(nexts)[sel])
 
     def _ring(self, m):
         """A ring that both lane counts divide: beats are written to and read from whole slots."""
@@ -172,7 +182,6 @@ class Resize(wiring.Component):
         # with no select decoder in front of its wide fan-out (rslot -> decode -> 72-bit mux ->
         # MVU input buffer was the ULX3S critical path at 99.36 MHz)
         rsel = Signal(n // lo, init=1)
-        count = Signal(range(n // g + 1))   # lanes held / g
         valid, ready = Signal(), Signal(init=1)
         push = Signal()
         pop = Signal()
@@ -195,7 +204,7 @@ class Resize(wiring.Component):
             m.d.sync += wslot.eq(Mux(wslot == n // li - 1, 0, wslot + 1))
         with m.If(pop):
             m.d.sync += rsel.eq(rsel.rotate_left(1))
-        self._fill_level(m, count, g, push, pop, valid, ready)
+        self._fill_level(m, None, g, push, pop, valid, ready)
         return m
 
     def _widen(self, m):

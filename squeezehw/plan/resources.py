@@ -178,8 +178,8 @@ def block_logic(block) -> tuple[float, float]:
             return 3 * block.out_lanes, 8 * block.cap_lanes + 10
         if block.narrow:
             return 40 * block.in_lanes // block.out_lanes, 8 * block.cap_lanes + 2
-        if block.ring:      # slot-select read mux (Yosys synth_ecp5: 461 LUT / 592 FF for 8 -> 9 lanes)
-            return 6 * block.cap_lanes + 40, 8 * block.cap_lanes + 16
+        if block.ring:      # slot-select read mux + fill thermometer (Yosys synth_ecp5: 570 LUT / 661 FF for 8 -> 9)
+            return 8 * block.cap_lanes + 40, 9 * block.cap_lanes + 16
         g = gcd(block.in_lanes, block.out_lanes)
         return 6 * block.cap_lanes * ceil(log2(block.cap_lanes // g + 1)), 8 * block.cap_lanes + 5
     if isinstance(block, window.SlidingWindow):
