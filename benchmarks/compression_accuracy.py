@@ -15,7 +15,7 @@ Writes ``benchmarks/compression_accuracy.json`` and ``.md`` after every row; row
 JSON are kept (a later run with ``--only`` adds or replaces rows), so the table can be built in parts;
 runs in parallel need their own ``--out`` and ``--merge`` afterwards.
 
-    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars first
+    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars (mse calibration)
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only v1.1   # rows whose label has 'v1.1'
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py               # every row (hours on 2 shared cores)
 """
@@ -41,7 +41,9 @@ def configs():
     """(label, model, kind, k, per_channel) in the order they run: the quality bars first."""
     rows = [("DC v1.0, own 8-bit shared values", DC, "keep", 8, False),
             ("DC v1.0, own 8-bit shared values, max calibration", DC, "keep-max", 8, False),
+            ("DC v1.0, own 8-bit shared values, mse calibration", DC, "keep-mse", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, mse calibration", DC, "cluster-mse", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
@@ -55,10 +57,12 @@ def configs():
     for k in (4, 5, 6, 8):
         rows.append((f"default, {k}-bit codebook + GPTQ", DEFAULT, "cluster", k, False))
         rows.append((f"default, {k}-bit linear per channel", DEFAULT, "linear", k, False))
+    rows.append(("default, 8-bit linear per channel, mse calibration", DEFAULT, "linear-mse", 8, False))
+    rows.append(("v1.1, 8-bit linear per channel, mse calibration", V11, "linear-mse", 8, False))
     return rows
 
 
-BARS = {"DC v1.0, own 8-bit shared values", "DC v1.0, 6-bit codebook + GPTQ"}
+BARS = {"DC v1.0, own 8-bit shared values, mse calibration", "DC v1.0, 6-bit codebook + GPTQ, mse calibration"}
 
 
 def acc(logits, labels):
@@ -125,8 +129,8 @@ def run_config(w: Workload, label, kind, k, per_channel):
     from squeezehw.quant.quantize import quantize
     t0 = time.time()
     spec = None
-    calibration = "max" if kind.endswith("-max") else "percentile"
-    kind = kind.removesuffix("-max")
+    kind, _, calibration = kind.partition("-")       # 'keep-max': codebook keep, max calibration
+    calibration = calibration or "percentile"
     if kind != "linear":
         spec = CodebookSpec(index_bits=k, mode="keep" if kind == "keep" else "cluster",
                             per_channel=per_channel, refine="gptq" if kind == "cluster" else "none")

@@ -65,6 +65,13 @@ def test_quantize_table_and_bits(files, capsys):
     assert m.w_bits == 4 and m.info["calibration"]["method"] == "max"
 
 
+def test_quantize_mse_calibration(files, capsys):
+    out = files[0] / "qmse.npz"
+    assert main(quantize_args(files, out, "--calibration", "mse", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["calibration"]["method"] == "mse"
+    assert IntModel.load(out).info["calibration"]["method"] == "mse"
+
+
 def test_over_budget_writes_nothing(files, capsys):
     out = files[0] / "big.npz"
     assert main(quantize_args(files, out, "--budget", "100")) == 2

@@ -54,7 +54,7 @@ def add_arguments(p):
     cal.add_argument("--calib-count", type=int, metavar="N",
                      help=f"calibration images, evenly spaced over DIR (default {DEFAULT_CALIB_PHOTOS}; "
                           f"{DEFAULT_CALIB_DEFAULT_MODEL} for the default model)")
-    cal.add_argument("--calibration", choices=("percentile", "max"), default="percentile",
+    cal.add_argument("--calibration", choices=("percentile", "max", "mse"), default="percentile",
                      help="activation range rule (default: percentile)")
     cal.add_argument("--percentile", type=float, default=99.99,
                      help="percentile of |activation| used as the range (default 99.99)")
