@@ -15,8 +15,9 @@ float ones to that precision).  Rows:
 
 * ``all``: every tensor quantised, for each calibration rule (and 'mse' with the head clipped at
   its own error-minimising range instead of unclipped);
-* ``only T``: only tensor T quantised (percentile ranges): the loss each tensor causes alone;
-* ``all but T``: every tensor quantised with percentile ranges except T (float).
+* ``only T``: only tensor T quantised (percentile ranges, or ``--base``'s): the loss each tensor
+  causes alone;
+* ``all but T``: every tensor quantised except T (float).
 
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py            # DC v1.0, 100 photos
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py --arch v1.1
@@ -131,6 +132,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(MODELS), default="dc1.0")
     ap.add_argument("--rows", default="all,only,allbut", help="comma-separated: all, only, allbut")
+    ap.add_argument("--base", choices=("percentile", "max", "mse"), default="percentile",
+                    help="calibration rule of the 'only' and 'all but' rows")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"no ImageNet data at {DATA} (see its README)", file=sys.stderr)
@@ -165,12 +168,13 @@ def main() -> int:
         head = pts[-1][0]
         row("all, mse, head also at its mse range", {**ranges["mse"], head: head_mse_range(net, calib)}, names)
         row("all, percentile, head at max", {**ranges["percentile"], head: ranges["max"][head]}, names)
+    tag = "" if args.base == "percentile" else f", {args.base}"
     if "only" in todo:
         for p, _, _ in pts:
-            row(f"only {p}", ranges["percentile"], {p})
+            row(f"only {p}{tag}", ranges[args.base], {p})
     if "allbut" in todo:
         for p, _, _ in pts:
-            row(f"all but {p}", ranges["percentile"], names - {p})
+            row(f"all but {p}{tag}", ranges[args.base], names - {p})
     per_point = {p: {c: max(ranges[c][k] for k in keys) for c in ranges} for p, keys, _ in pts}
     out = ROOT / "benchmarks" / f"activation_diagnostic_{args.arch}.json"
     prev = json.loads(out.read_text())["rows"] if out.is_file() else []
