@@ -17,7 +17,8 @@ float ones to that precision).  Rows:
   its own error-minimising range instead of unclipped);
 * ``only T``: only tensor T quantised (percentile ranges, or ``--base``'s): the loss each tensor
   causes alone;
-* ``all but T``: every tensor quantised except T (float).
+* ``all but T``: every tensor quantised except T (float);
+* ``golden``: the integer golden model itself (percentile, mse, mse + bias correction).
 
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py            # DC v1.0, 100 photos
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py --arch v1.1
@@ -131,7 +132,8 @@ def compare(ref: np.ndarray, logits: np.ndarray) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(MODELS), default="dc1.0")
-    ap.add_argument("--rows", default="all,only,allbut", help="comma-separated: all, only, allbut")
+    ap.add_argument("--rows", default="all,only,allbut,golden",
+                    help="comma-separated: all, only, allbut, golden")
     ap.add_argument("--base", choices=("percentile", "max", "mse"), default="percentile",
                     help="calibration rule of the 'only' and 'all but' rows")
     args = ap.parse_args()
@@ -168,6 +170,20 @@ def main() -> int:
         head = pts[-1][0]
         row("all, mse, head also at its mse range", {**ranges["mse"], head: head_mse_range(net, calib)}, names)
         row("all, percentile, head at max", {**ranges["percentile"], head: ranges["max"][head]}, names)
+    if "golden" in todo:            # the integer model itself (DC v1.0: its own shared values kept)
+        from squeezehw.quant import golden
+        from squeezehw.quant.compression import CodebookSpec
+        from squeezehw.quant.quantize import quantize
+        spec = CodebookSpec(index_bits=8, mode="keep", refine="none") if args.arch == "dc1.0" else None
+        for c, bc in (("percentile", False), ("mse", False), ("mse", True)):
+            t0 = time.time()
+            m = quantize(net, calib, calibration=c, ranges=ranges[c], codebook=spec, bias_correction=bc,
+                         progress=False)
+            lg = np.concatenate([golden.run(m, calib[s:s + 10]).logits_float(m) for s in range(0, len(calib), 10)])
+            label = f"golden, {c}" + (", bias correction" if bc else "")
+            r = {"row": label, **compare(ref, lg), "seconds": round(time.time() - t0, 1)}
+            print(f"{label:<44} agree {r['agree']:.2f}  KL {r['kl_mnat']:8.2f} mnat", file=sys.stderr)
+            rows.append(r)
     tag = "" if args.base == "percentile" else f", {args.base}"
     if "only" in todo:
         for p, _, _ in pts:

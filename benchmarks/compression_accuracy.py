@@ -42,8 +42,10 @@ def configs():
     rows = [("DC v1.0, own 8-bit shared values", DC, "keep", 8, False),
             ("DC v1.0, own 8-bit shared values, max calibration", DC, "keep-max", 8, False),
             ("DC v1.0, own 8-bit shared values, mse calibration", DC, "keep-mse", 8, False),
+            ("DC v1.0, own 8-bit shared values, mse calibration + bias correction", DC, "keep-mse-bc", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration", DC, "cluster-mse", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, mse calibration + bias correction", DC, "cluster-mse-bc", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
@@ -129,19 +131,21 @@ def run_config(w: Workload, label, kind, k, per_channel):
     from squeezehw.quant.quantize import quantize
     t0 = time.time()
     spec = None
-    kind, _, calibration = kind.partition("-")       # 'keep-max': codebook keep, max calibration
-    calibration = calibration or "percentile"
+    # 'keep-mse-bc': codebook keep, mse calibration, bias correction
+    kind, calibration, *extra = kind.split("-") + ([] if "-" in kind else ["percentile"])
+    bias_correction = extra == ["bc"]
     if kind != "linear":
         spec = CodebookSpec(index_bits=k, mode="keep" if kind == "keep" else "cluster",
                             per_channel=per_channel, refine="gptq" if kind == "cluster" else "none")
     model = quantize(w.net, w.calib, w_bits=k if kind == "linear" else 8, codebook=spec,
                      calibration=calibration, ranges=w.ranges(calibration),
-                     hessians=w.hessians if kind == "cluster" else None, progress=False)
+                     hessians=w.hessians if kind == "cluster" else None, progress=False,
+                     bias_correction=bias_correction)
     t_quant = time.time() - t0
     qacc = acc(batched(lambda b: golden.run(model, b).logits, w.x), w.y)
     mem = memory_report(model)
     row = {"config": label, "kind": kind, "k": k, "per_channel_codebook": per_channel,
-           "calibration": calibration,
+           "calibration": calibration, "bias_correction": bias_correction,
            "images": int(len(w.x)), "data": w.where, "float": w.float_acc, "integer": qacc,
            "weight_bytes": mem["weight_bytes"], "param_bytes": mem["total_bytes"],
            "max_acc_bits": max(c.acc_bits for c in model.convs()),

@@ -231,6 +231,29 @@ def test_mse_calibration(net):
     assert m.layers[0].out_scale == pytest.approx(mse[c1] / 255)
 
 
+def test_bias_correction_matches_float_means(net):
+    """After correction each conv's mean accumulator on the calibration images is the float model's
+    mean pre-activation to within half a step (conv1 checked directly; every conv via the fixed
+    point: correcting again moves no bias), and only biases differ from the uncorrected model."""
+    from squeezehw.quant.bias_correction import correct_biases, float_preactivation_means
+    x = random_images(16, net)
+    plain = quantize(net, x, calibration="mse", progress=False)
+    fixed = quantize(net, x, calibration="mse", bias_correction=True, progress=False)
+    assert fixed.info["bias_correction"] is True and "bias_correction" not in plain.info
+    moved = 0
+    for a, b in zip(plain.convs(), fixed.convs()):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.mult, b.mult)
+        moved += int(np.count_nonzero(a.bias != b.bias))
+    assert moved > 0
+    c1 = fixed.layers[0]
+    acc = golden.conv_acc(x, c1.weight, c1.bias, c1.stride, c1.padding)
+    want = float_preactivation_means(net, x)[c1.name] / (c1.w_scale * c1.in_scale)
+    assert np.all(np.abs(acc.mean(axis=(0, 2, 3)) - want) <= 0.5 + 1e-6)
+    before = [c.bias.copy() for c in fixed.convs()]
+    correct_biases(fixed, net, x)
+    assert all(np.array_equal(b, c.bias) for b, c in zip(before, fixed.convs()))
+
+
 # --- accumulators ------------------------------------------------------------------------------
 
 

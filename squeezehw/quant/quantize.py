@@ -312,7 +312,7 @@ def _shared_weights(net: Network, calib: np.ndarray, spec, hessians: dict | None
 def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: str = "percentile",
              percentile: float = 99.99, batch_size: int = 16, progress: bool = True,
              source: str | None = None, ranges: dict | None = None, codebook=None,
-             hessians: dict | None = None) -> IntModel:
+             hessians: dict | None = None, bias_correction: bool = False) -> IntModel:
     """Quantise ``net`` (float weights) using uint8 calibration images (N, C, H, W).
 
     ``ranges`` may carry ``calibration_ranges(net, calib, ...)`` computed earlier with the same
@@ -320,7 +320,10 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
 
     ``codebook``: a ``compression.CodebookSpec`` for shared weights (docs/compression.md) instead
     of the per-channel linear grid; ``w_bits`` then becomes the codebook entry width.  ``hessians``
-    may carry ``compression.layer_hessians(net, calib)`` computed earlier (GPTQ refinement)."""
+    may carry ``compression.layer_hessians(net, calib)`` computed earlier (GPTQ refinement).
+
+    ``bias_correction``: afterwards move each conv's bias so that its mean output on the
+    calibration images matches the float model's (``bias_correction.correct_biases``)."""
     calib = _validate(net, calib, w_bits, calibration, percentile)
     shared, shared_info = None, None
     if codebook is not None:
@@ -383,8 +386,14 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
             "dead_tensors": dead}
     if codebook is not None:
         info["codebook"] = {**codebook.as_dict(), "layers": shared_info}
-    return IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
+    if bias_correction:
+        info["bias_correction"] = True
+    model = IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
                     layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
                     labels=net.labels, w_bits=w_bits, info=info,
                     float_weights={k: (np.asarray(w, np.float32), np.asarray(b, np.float32))
                                    for k, (w, b) in net.weights.items()})
+    if bias_correction:
+        from .bias_correction import correct_biases
+        correct_biases(model, net, calib, batch_size)
+    return model
