@@ -9,8 +9,9 @@ Follows docs/numerics.md (the arithmetic) and docs/quantization.md (the choices)
 * biases are int32 in units of ``w_scale[o] * in_scale``;
 * every activation tensor gets one real scale from the float model's calibration trace:
   ``range / 255`` after ReLU (uint8), ``range / 127`` for the complex-bypass conv (int8), where
-  ``range`` is the largest value (``calibration='max'``) or the ``percentile`` of the tensor's
-  absolute values over all calibration images (exactly ``np.percentile``'s linear rule);
+  ``range`` is the largest value (``calibration='max'``), the ``percentile`` of the tensor's
+  absolute values over all calibration images (exactly ``np.percentile``'s linear rule), or the
+  range with the smallest clip + round error (``calibration='mse'``; the head unclipped);
 * the two expand convs of a Fire share one output scale (the larger range), so concat is wiring;
 * requantisation ``mult``/``shift`` come from ``intmodel.requant_params``; a bypass add's two
   multipliers share one shift, chosen so the larger multiplier is normalised to 16 bits.
@@ -26,7 +27,7 @@ from ..errors import UserError
 from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
 from .intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
 
-__all__ = ["QuantizeError", "quantize", "calibration_ranges", "add_params", "quantize_weights"]
+__all__ = ["QuantizeError", "quantize", "calibration_ranges", "mse_range", "add_params", "quantize_weights"]
 
 CALIBRATIONS = ("percentile", "max", "mse")
 MSE_BINS = 2 ** 14            # histogram of |activation| per tensor, over [0, max]
@@ -389,10 +390,10 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
     if bias_correction:
         info["bias_correction"] = True
     model = IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
-                    layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
-                    labels=net.labels, w_bits=w_bits, info=info,
-                    float_weights={k: (np.asarray(w, np.float32), np.asarray(b, np.float32))
-                                   for k, (w, b) in net.weights.items()})
+                     layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
+                     labels=net.labels, w_bits=w_bits, info=info,
+                     float_weights={k: (np.asarray(w, np.float32), np.asarray(b, np.float32))
+                                    for k, (w, b) in net.weights.items()})
     if bias_correction:
         from .bias_correction import correct_biases
         correct_biases(model, net, calib, batch_size)
