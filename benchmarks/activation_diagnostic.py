@@ -18,7 +18,9 @@ float ones to that precision).  Rows:
 * ``only T``: only tensor T quantised (percentile ranges, or ``--base``'s): the loss each tensor
   causes alone;
 * ``all but T``: every tensor quantised except T (float);
-* ``golden``: the integer golden model itself (percentile, mse, mse + bias correction).
+* ``golden``: the integer golden model itself (percentile, mse, mse + bias correction);
+* ``pick``: every tensor quantised, each with the rule (percentile or mse) whose ``only`` row
+  has the smaller KL (an output-aware choice, still on the calibration photos only).
 
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py            # DC v1.0, 100 photos
     nice -n 10 .venv/bin/python benchmarks/activation_diagnostic.py --arch v1.1
@@ -129,11 +131,16 @@ def compare(ref: np.ndarray, logits: np.ndarray) -> dict:
     return {"agree": float((ref.argmax(1) == logits.argmax(1)).mean()), "kl_mnat": float(1000 * kl)}
 
 
+def out_path(args) -> Path:
+    return ROOT / "benchmarks" / f"activation_diagnostic_{args.arch}.json"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=sorted(MODELS), default="dc1.0")
     ap.add_argument("--rows", default="all,only,allbut,golden",
-                    help="comma-separated: all, only, allbut, golden")
+                    help="comma-separated: all, only, allbut, golden, pick (needs the only rows "
+                         "of both rules in the JSON)")
     ap.add_argument("--base", choices=("percentile", "max", "mse"), default="percentile",
                     help="calibration rule of the 'only' and 'all but' rows")
     args = ap.parse_args()
@@ -184,6 +191,14 @@ def main() -> int:
             r = {"row": label, **compare(ref, lg), "seconds": round(time.time() - t0, 1)}
             print(f"{label:<44} agree {r['agree']:.2f}  KL {r['kl_mnat']:8.2f} mnat", file=sys.stderr)
             rows.append(r)
+    if "pick" in todo:              # per tensor the rule whose 'only' row (earlier runs) errs least
+        prev = {r["row"]: r["kl_mnat"] for r in json.loads(out_path(args).read_text())["rows"]}
+        picked = {}
+        for p, keys, _ in pts:
+            c = min(("percentile", "mse"), key=lambda c: prev[f"only {p}" + ("" if c == "percentile" else f", {c}")])
+            picked.update({k: ranges[c][k] for k in keys})
+            print(f"  {p}: {c}", file=sys.stderr)
+        row("all, per tensor the better of percentile/mse alone", picked, names)
     tag = "" if args.base == "percentile" else f", {args.base}"
     if "only" in todo:
         for p, _, _ in pts:
@@ -192,7 +207,7 @@ def main() -> int:
         for p, _, _ in pts:
             row(f"all but {p}{tag}", ranges[args.base], names - {p})
     per_point = {p: {c: max(ranges[c][k] for k in keys) for c in ranges} for p, keys, _ in pts}
-    out = ROOT / "benchmarks" / f"activation_diagnostic_{args.arch}.json"
+    out = out_path(args)
     prev = json.loads(out.read_text())["rows"] if out.is_file() else []
     done = {r["row"] for r in rows}
     rows = [r for r in prev if r["row"] not in done] + rows

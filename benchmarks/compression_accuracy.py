@@ -43,9 +43,11 @@ def configs():
             ("DC v1.0, own 8-bit shared values, max calibration", DC, "keep-max", 8, False),
             ("DC v1.0, own 8-bit shared values, mse calibration", DC, "keep-mse", 8, False),
             ("DC v1.0, own 8-bit shared values, mse calibration + bias correction", DC, "keep-mse-bc", 8, False),
+            ("DC v1.0, own 8-bit shared values, per-tensor pick of percentile/mse", DC, "keep-pick", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration", DC, "cluster-mse", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration + bias correction", DC, "cluster-mse-bc", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, per-tensor pick of percentile/mse", DC, "cluster-pick", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
@@ -105,9 +107,24 @@ class Workload:
 
     def ranges(self, calibration="percentile"):
         from squeezehw.quant.quantize import calibration_ranges
+        if calibration == "pick":
+            return self.picked_ranges()
         if calibration not in self._ranges:
             self._ranges[calibration] = calibration_ranges(self.net, self.calib, calibration=calibration)
         return self._ranges[calibration]
+
+    def picked_ranges(self):
+        """Per quantised tensor, the percentile or the mse range, whichever gave the smaller KL
+        from the float model when that tensor alone was quantised on the calibration photos
+        (benchmarks/activation_diagnostic.py --rows only and --rows only --base mse; no labels)."""
+        from activation_diagnostic import quant_points
+        diag = ROOT / "benchmarks" / "activation_diagnostic_dc1.0.json"
+        kl = {r["row"]: r["kl_mnat"] for r in json.loads(diag.read_text())["rows"]}
+        out = {}
+        for p, keys, _ in quant_points(self.net):
+            c = min(("percentile", "mse"), key=lambda c: kl[f"only {p}" + ("" if c == "percentile" else f", {c}")])
+            out.update({k: self.ranges(c)[k] for k in keys})
+        return {**self.ranges("mse"), **out}
 
     @property
     def hessians(self):
@@ -138,7 +155,7 @@ def run_config(w: Workload, label, kind, k, per_channel):
         spec = CodebookSpec(index_bits=k, mode="keep" if kind == "keep" else "cluster",
                             per_channel=per_channel, refine="gptq" if kind == "cluster" else "none")
     model = quantize(w.net, w.calib, w_bits=k if kind == "linear" else 8, codebook=spec,
-                     calibration=calibration, ranges=w.ranges(calibration),
+                     calibration="mse" if calibration == "pick" else calibration, ranges=w.ranges(calibration),
                      hessians=w.hessians if kind == "cluster" else None, progress=False,
                      bias_correction=bias_correction)
     t_quant = time.time() - t0
