@@ -15,7 +15,7 @@ Writes ``benchmarks/compression_accuracy.json`` and ``.md`` after every row; row
 JSON are kept (a later run with ``--only`` adds or replaces rows), so the table can be built in parts;
 runs in parallel need their own ``--out`` and ``--merge`` afterwards.
 
-    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars first
+    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars (mse calibration)
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only v1.1   # rows whose label has 'v1.1'
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py               # every row (hours on 2 shared cores)
 """
@@ -41,7 +41,13 @@ def configs():
     """(label, model, kind, k, per_channel) in the order they run: the quality bars first."""
     rows = [("DC v1.0, own 8-bit shared values", DC, "keep", 8, False),
             ("DC v1.0, own 8-bit shared values, max calibration", DC, "keep-max", 8, False),
+            ("DC v1.0, own 8-bit shared values, mse calibration", DC, "keep-mse", 8, False),
+            ("DC v1.0, own 8-bit shared values, mse calibration + bias correction", DC, "keep-mse-bc", 8, False),
+            ("DC v1.0, own 8-bit shared values, per-tensor pick of percentile/mse", DC, "keep-pick", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, mse calibration", DC, "cluster-mse", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, mse calibration + bias correction", DC, "cluster-mse-bc", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, per-tensor pick of percentile/mse", DC, "cluster-pick", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
@@ -55,10 +61,12 @@ def configs():
     for k in (4, 5, 6, 8):
         rows.append((f"default, {k}-bit codebook + GPTQ", DEFAULT, "cluster", k, False))
         rows.append((f"default, {k}-bit linear per channel", DEFAULT, "linear", k, False))
+    rows.append(("default, 8-bit linear per channel, mse calibration", DEFAULT, "linear-mse", 8, False))
+    rows.append(("v1.1, 8-bit linear per channel, mse calibration", V11, "linear-mse", 8, False))
     return rows
 
 
-BARS = {"DC v1.0, own 8-bit shared values", "DC v1.0, 6-bit codebook + GPTQ"}
+BARS = {"DC v1.0, own 8-bit shared values, mse calibration", "DC v1.0, 6-bit codebook + GPTQ, mse calibration"}
 
 
 def acc(logits, labels):
@@ -99,9 +107,24 @@ class Workload:
 
     def ranges(self, calibration="percentile"):
         from squeezehw.quant.quantize import calibration_ranges
+        if calibration == "pick":
+            return self.picked_ranges()
         if calibration not in self._ranges:
             self._ranges[calibration] = calibration_ranges(self.net, self.calib, calibration=calibration)
         return self._ranges[calibration]
+
+    def picked_ranges(self):
+        """Per quantised tensor, the percentile or the mse range, whichever gave the smaller KL
+        from the float model when that tensor alone was quantised on the calibration photos
+        (benchmarks/activation_diagnostic.py --rows only and --rows only --base mse; no labels)."""
+        from activation_diagnostic import quant_points
+        diag = ROOT / "benchmarks" / "activation_diagnostic_dc1.0.json"
+        kl = {r["row"]: r["kl_mnat"] for r in json.loads(diag.read_text())["rows"]}
+        out = {}
+        for p, keys, _ in quant_points(self.net):
+            c = min(("percentile", "mse"), key=lambda c: kl[f"only {p}" + ("" if c == "percentile" else f", {c}")])
+            out.update({k: self.ranges(c)[k] for k in keys})
+        return {**self.ranges("mse"), **out}
 
     @property
     def hessians(self):
@@ -125,19 +148,21 @@ def run_config(w: Workload, label, kind, k, per_channel):
     from squeezehw.quant.quantize import quantize
     t0 = time.time()
     spec = None
-    calibration = "max" if kind.endswith("-max") else "percentile"
-    kind = kind.removesuffix("-max")
+    # 'keep-mse-bc': codebook keep, mse calibration, bias correction
+    kind, calibration, *extra = kind.split("-") + ([] if "-" in kind else ["percentile"])
+    bias_correction = extra == ["bc"]
     if kind != "linear":
         spec = CodebookSpec(index_bits=k, mode="keep" if kind == "keep" else "cluster",
                             per_channel=per_channel, refine="gptq" if kind == "cluster" else "none")
     model = quantize(w.net, w.calib, w_bits=k if kind == "linear" else 8, codebook=spec,
-                     calibration=calibration, ranges=w.ranges(calibration),
-                     hessians=w.hessians if kind == "cluster" else None, progress=False)
+                     calibration="mse" if calibration == "pick" else calibration, ranges=w.ranges(calibration),
+                     hessians=w.hessians if kind == "cluster" else None, progress=False,
+                     bias_correction=bias_correction)
     t_quant = time.time() - t0
     qacc = acc(batched(lambda b: golden.run(model, b).logits, w.x), w.y)
     mem = memory_report(model)
     row = {"config": label, "kind": kind, "k": k, "per_channel_codebook": per_channel,
-           "calibration": calibration,
+           "calibration": calibration, "bias_correction": bias_correction,
            "images": int(len(w.x)), "data": w.where, "float": w.float_acc, "integer": qacc,
            "weight_bytes": mem["weight_bytes"], "param_bytes": mem["total_bytes"],
            "max_acc_bits": max(c.acc_bits for c in model.convs()),

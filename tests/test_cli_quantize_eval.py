@@ -65,6 +65,14 @@ def test_quantize_table_and_bits(files, capsys):
     assert m.w_bits == 4 and m.info["calibration"]["method"] == "max"
 
 
+def test_quantize_mse_calibration_and_bias_correction(files, capsys):
+    out = files[0] / "qmse.npz"
+    assert main(quantize_args(files, out, "--calibration", "mse", "--bias-correction", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["calibration"]["method"] == "mse"
+    info = IntModel.load(out).info
+    assert info["calibration"]["method"] == "mse" and info["bias_correction"] is True
+
+
 def test_over_budget_writes_nothing(files, capsys):
     out = files[0] / "big.npz"
     assert main(quantize_args(files, out, "--budget", "100")) == 2

@@ -12,7 +12,7 @@ from squeezehw.frontend.ir import Conv, Fire, Head, MaxPool, Network
 from squeezehw.plan.memory import BOARDS, BudgetError, board_budget, check_budget, memory_report
 from squeezehw.quant import golden
 from squeezehw.quant.intmodel import MULT_BITS, QConv, QFire, QHead
-from squeezehw.quant.quantize import QuantizeError, _TopK, add_params, quantize
+from squeezehw.quant.quantize import QuantizeError, _TopK, add_params, calibration_ranges, mse_range, quantize
 
 TINY = FamilyConfig(name="tiny", base_e=8, incr_e=8, pct3x3=0.5, sr=0.25, freq=2, num_fire=4,
                     conv1_channels=8, conv1_kernel=3, conv1_stride=2, conv1_padding=0, pool_after=(0, 2),
@@ -81,7 +81,7 @@ def test_bad_bits_rejected(net, bad):
 def test_bad_options_rejected(net):
     x = random_images(2, net)
     with pytest.raises(QuantizeError, match="calibration"):
-        quantize(net, x, calibration="mse", progress=False)
+        quantize(net, x, calibration="entropy", progress=False)
     with pytest.raises(QuantizeError, match="percentile"):
         quantize(net, x, percentile=101, progress=False)
     with pytest.raises(QuantizeError, match="uint8"):
@@ -172,6 +172,86 @@ def test_percentile_is_exact():
         for c in chunks:
             t.add(c)
         assert t.percentile(n, q) == pytest.approx(np.percentile(everything, q), rel=1e-12), q
+
+
+def _exact_mse(values: np.ndarray, r: float, levels: int = 255) -> float:
+    s = r / levels
+    return float(((values - np.minimum(np.rint(values / s), levels) * s) ** 2).sum())
+
+
+def test_mse_range_minimises_the_quantisation_error():
+    """On heavy-tailed data the chosen range clips the tail and its exact error is the smallest of
+    the candidate ranges (to within the histogram's resolution); on uniform data it clips nothing."""
+    rng = np.random.default_rng(3)
+    heavy = np.concatenate([rng.exponential(1.0, 200_000), [40.0, 50.0, 60.0]])   # three outliers
+    top = heavy.max()
+    hist = np.bincount(np.minimum((heavy * (2 ** 14 / top)).astype(int), 2 ** 14 - 1), minlength=2 ** 14)
+    r = mse_range(hist, top, 255)
+    cands = top * np.arange(16, 1025) / 1024
+    errs = np.array([_exact_mse(heavy, c) for c in cands])
+    assert r < 0.9 * top                          # the rare largest values are clipped
+    assert _exact_mse(heavy, r) <= errs.min() * 1.01
+    assert _exact_mse(heavy, r) < 0.9 * _exact_mse(heavy, top)
+    flat = rng.uniform(0, 1, 100_000)
+    hist = np.bincount(np.minimum((flat * 2 ** 14).astype(int), 2 ** 14 - 1), minlength=2 ** 14)
+    assert mse_range(hist, 1.0, 255) >= 0.99
+
+
+def test_mse_range_refuses_bad_input():
+    with pytest.raises(QuantizeError, match="histogram"):
+        mse_range(np.array([1.0, -1.0]), 1.0, 255)
+    with pytest.raises(QuantizeError, match="positive top"):
+        mse_range(np.ones(8), 0.0, 255)
+    with pytest.raises(QuantizeError, match="calibration must be one of"):
+        calibration_ranges(random_network(), random_images(2, random_network()), calibration="entropy",
+                           progress=False)
+
+
+def test_mse_calibration(net):
+    """mse ranges: within [max/64, max], better than max and percentile on each tensor's own error,
+    one range for a Fire's two expand convs, the head unclipped; quantize records the method."""
+    from squeezehw.frontend.float_model import forward
+    x = random_images(8, net)
+    mse = calibration_ranges(net, x, calibration="mse", progress=False)
+    top = calibration_ranges(net, x, calibration="max", progress=False)
+    pct = calibration_ranges(net, x, calibration="percentile", percentile=99.0, progress=False)
+    _, trace = forward(net, x, trace=True)
+    head = net.layers[-1].name
+    assert mse[head] == top[head]
+    for layer in net.layers:
+        if isinstance(layer, Fire):
+            sq, e1, e3, *_ = layer.convs
+            assert mse[e1.name] == mse[e3.name] <= max(top[e1.name], top[e3.name])
+    c1 = net.layers[0].name
+    assert top[c1] / 64 <= mse[c1] < top[c1]
+    v = np.abs(trace[c1].astype(np.float64)).ravel()
+    assert _exact_mse(v, mse[c1]) <= min(_exact_mse(v, top[c1]), _exact_mse(v, pct[c1]))
+    m = quantize(net, x, calibration="mse", ranges=mse, progress=False)
+    assert m.info["calibration"]["method"] == "mse"
+    assert m.layers[0].out_scale == pytest.approx(mse[c1] / 255)
+
+
+def test_bias_correction_matches_float_means(net):
+    """After correction each conv's mean accumulator on the calibration images is the float model's
+    mean pre-activation to within half a step (conv1 checked directly; every conv via the fixed
+    point: correcting again moves no bias), and only biases differ from the uncorrected model."""
+    from squeezehw.quant.bias_correction import correct_biases, float_preactivation_means
+    x = random_images(16, net)
+    plain = quantize(net, x, calibration="mse", progress=False)
+    fixed = quantize(net, x, calibration="mse", bias_correction=True, progress=False)
+    assert fixed.info["bias_correction"] is True and "bias_correction" not in plain.info
+    moved = 0
+    for a, b in zip(plain.convs(), fixed.convs()):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.mult, b.mult)
+        moved += int(np.count_nonzero(a.bias != b.bias))
+    assert moved > 0
+    c1 = fixed.layers[0]
+    acc = golden.conv_acc(x, c1.weight, c1.bias, c1.stride, c1.padding)
+    want = float_preactivation_means(net, x)[c1.name] / (c1.w_scale * c1.in_scale)
+    assert np.all(np.abs(acc.mean(axis=(0, 2, 3)) - want) <= 0.5 + 1e-6)
+    before = [c.bias.copy() for c in fixed.convs()]
+    correct_biases(fixed, net, x)
+    assert all(np.array_equal(b, c.bias) for b, c in zip(before, fixed.convs()))
 
 
 # --- accumulators ------------------------------------------------------------------------------

@@ -54,10 +54,13 @@ def add_arguments(p):
     cal.add_argument("--calib-count", type=int, metavar="N",
                      help=f"calibration images, evenly spaced over DIR (default {DEFAULT_CALIB_PHOTOS}; "
                           f"{DEFAULT_CALIB_DEFAULT_MODEL} for the default model)")
-    cal.add_argument("--calibration", choices=("percentile", "max"), default="percentile",
+    cal.add_argument("--calibration", choices=("percentile", "max", "mse"), default="percentile",
                      help="activation range rule (default: percentile)")
     cal.add_argument("--percentile", type=float, default=99.99,
                      help="percentile of |activation| used as the range (default 99.99)")
+    cal.add_argument("--bias-correction", action="store_true",
+                     help="move each conv's bias so its mean output on the calibration images matches "
+                          "the float model's (corrects the shift quantisation adds)")
     p.add_argument("--bits", type=int, default=8, metavar="N",
                    help="weight bits, 2..8 (default 8); with --codebook: index bits (2**N entries)")
     cb = p.add_argument_group("shared weights (docs/compression.md)")
@@ -224,7 +227,8 @@ def run(args) -> int:
         print(f"squeezehw quantize: warning: {w}", file=sys.stderr)
     spec = codebook_spec(args, net)
     model = quantize(net, calib, w_bits=args.bits, calibration=args.calibration,
-                     percentile=args.percentile, progress=progress, source=source, codebook=spec)
+                     percentile=args.percentile, progress=progress, source=source, codebook=spec,
+                     bias_correction=args.bias_correction)
     model.info["calibration"]["from"] = calib_from
     if default:
         model.info["dataset"] = DEFAULT_DATASET_TAG

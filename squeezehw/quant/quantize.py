@@ -9,8 +9,9 @@ Follows docs/numerics.md (the arithmetic) and docs/quantization.md (the choices)
 * biases are int32 in units of ``w_scale[o] * in_scale``;
 * every activation tensor gets one real scale from the float model's calibration trace:
   ``range / 255`` after ReLU (uint8), ``range / 127`` for the complex-bypass conv (int8), where
-  ``range`` is the largest value (``calibration='max'``) or the ``percentile`` of the tensor's
-  absolute values over all calibration images (exactly ``np.percentile``'s linear rule);
+  ``range`` is the largest value (``calibration='max'``), the ``percentile`` of the tensor's
+  absolute values over all calibration images (exactly ``np.percentile``'s linear rule), or the
+  range with the smallest clip + round error (``calibration='mse'``; the head unclipped);
 * the two expand convs of a Fire share one output scale (the larger range), so concat is wiring;
 * requantisation ``mult``/``shift`` come from ``intmodel.requant_params``; a bypass add's two
   multipliers share one shift, chosen so the larger multiplier is normalised to 16 bits.
@@ -26,9 +27,12 @@ from ..errors import UserError
 from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
 from .intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, QFire, QHead, QMaxPool, requant_params
 
-__all__ = ["QuantizeError", "quantize", "calibration_ranges", "add_params", "quantize_weights"]
+__all__ = ["QuantizeError", "quantize", "calibration_ranges", "mse_range", "add_params", "quantize_weights"]
 
-CALIBRATIONS = ("percentile", "max")
+CALIBRATIONS = ("percentile", "max", "mse")
+MSE_BINS = 2 ** 14            # histogram of |activation| per tensor, over [0, max]
+MSE_CANDIDATES = 1024         # candidate ranges max * k / MSE_CANDIDATES ...
+MSE_MIN_FRACTION = 1 / 64     # ... from max / 64 up (the grid step stays >= one histogram bin)
 INT32_MAX = 2 ** 31 - 1
 
 
@@ -72,19 +76,97 @@ class _TopK:
         return float(s(lo) + frac * (s(lo + 1) - s(lo)))
 
 
-def calibration_ranges(net: Network, calib: np.ndarray, *, calibration: str = "percentile",
-                       percentile: float = 99.99, batch_size: int = 16,
-                       progress: bool = True) -> dict[str, float]:
-    """{trace name: range} over the float model's activations on ``calib`` (absolute values)."""
+def _float_traces(net: Network, calib: np.ndarray, batch_size: int, progress: bool, desc: str):
+    """The float model's trace ({name: float32 (n, C, H, W)}) batch by batch."""
     from tqdm import tqdm
 
     from ..frontend.float_model import forward
+    for start in tqdm(range(0, len(calib), batch_size), desc=desc, unit="batch",
+                      disable=None if progress else True, file=sys.stderr):
+        yield forward(net, calib[start:start + batch_size], trace=True, batch_size=batch_size)[1]
+
+
+def mse_range(hist: np.ndarray, top: float, levels: int) -> float:
+    """The range ``r`` minimising the squared quantisation error of the values in ``hist``.
+
+    ``hist[i]`` counts values (absolute, non-zero) in ``[i, i+1) * top / len(hist)``; a value ``x``
+    quantises to ``min(round(x / s), levels) * s`` with ``s = r / levels`` (rounding below ``r``,
+    clipping above).  Candidates: ``top * k / MSE_CANDIDATES`` from ``top * MSE_MIN_FRACTION`` to
+    ``top``; each bin counts as its centre (plus a within-bin error that is the same for every
+    candidate).  Ties go to the smaller range."""
+    hist = np.asarray(hist, np.float64)
+    if hist.ndim != 1 or len(hist) == 0 or np.any(hist < 0):
+        raise QuantizeError("mse_range needs a 1-D histogram of non-negative counts")
+    if not (np.isfinite(top) and top > 0) or levels < 1:
+        raise QuantizeError(f"mse_range needs a positive top value and levels, got {top!r}, {levels!r}")
+    width = top / len(hist)
+    used = np.flatnonzero(hist)
+    centres, counts = (used + 0.5) * width, hist[used]
+    k = np.arange(math.ceil(MSE_CANDIDATES * MSE_MIN_FRACTION), MSE_CANDIDATES + 1)
+    cands = top * k / MSE_CANDIDATES
+    errs = np.empty(len(cands))
+    for i in range(0, len(cands), 64):             # 64 candidates at a time bounds the memory
+        step = (cands[i:i + 64] / levels)[:, None]
+        q = np.minimum(np.rint(centres[None, :] / step), levels) * step
+        errs[i:i + 64] = ((centres[None, :] - q) ** 2 * counts[None, :]).sum(1)
+    return float(cands[int(np.argmin(errs))])
+
+
+def _mse_ranges(net: Network, calib: np.ndarray, batch_size: int, progress: bool) -> dict[str, float]:
+    """Per tensor, the range minimising its clip + round error over the calibration images; the
+    two expand convs of a Fire share one scale, so their outputs are judged together.
+
+    The head is the exception: what counts there is the logit, the sum of a class's H x W pixels.
+    Rounding errors average out in that sum (their variance shrinks by H*W), clipping errors do not,
+    and clipping hits exactly the largest values, the ones the argmax compares; so the head's range
+    is its largest value (no clipping)."""
+    group, levels, no_clip = {}, {}, set()
+    for layer in net.layers:
+        if isinstance(layer, Head):
+            no_clip.add(layer.name)
+        if isinstance(layer, Fire):
+            sq, e1, e3, *byp = layer.convs
+            group[e1.name] = group[e3.name] = f"{layer.name}.expand"
+            for c in byp:                          # complex bypass conv: int8, no ReLU
+                levels[c.name] = 127
+    top: dict[str, float] = {}
+    for trace in _float_traces(net, calib, batch_size, progress, "calibrating (max)"):
+        for name, t in trace.items():
+            g = group.get(name, name)
+            top[g] = max(top.get(g, 0.0), float(np.abs(t).max()))
+    hists: dict[str, np.ndarray] = {}
+    for trace in _float_traces(net, calib, batch_size, progress, "calibrating (histograms)"):
+        for name, t in trace.items():
+            g = group.get(name, name)
+            if top[g] > 0 and name not in no_clip:
+                a = np.abs(t[t != 0]).astype(np.float64)
+                bins = np.minimum((a * (MSE_BINS / top[g])).astype(np.int64), MSE_BINS - 1)
+                hists[g] = hists.get(g, 0) + np.bincount(bins, minlength=MSE_BINS)
+    ranges = {}
+    for name in sorted(set(top) - set(group.values()) | set(group)):
+        g = group.get(name, name)
+        if name in no_clip or not top[g] > 0:
+            ranges[name] = top[g]
+        else:
+            ranges[name] = mse_range(hists[g], top[g], levels.get(name, 255))
+    return ranges
+
+
+def calibration_ranges(net: Network, calib: np.ndarray, *, calibration: str = "percentile",
+                       percentile: float = 99.99, batch_size: int = 16,
+                       progress: bool = True) -> dict[str, float]:
+    """{trace name: range} over the float model's activations on ``calib`` (absolute values).
+
+    ``calibration``: 'max' (largest value), 'percentile' (of the absolute values) or 'mse' (the
+    range that minimises the tensor's clip + round error on its 8-bit grid, ``mse_range``)."""
+    if calibration not in CALIBRATIONS:
+        raise QuantizeError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    if calibration == "mse":
+        return _mse_ranges(net, calib, batch_size, progress)
     n_img = len(calib)
     q = percentile if calibration == "percentile" else 100.0
     stats, sizes = {}, {}
-    for start in tqdm(range(0, n_img, batch_size), desc="calibrating", unit="batch",
-                      disable=None if progress else True, file=sys.stderr):
-        _, trace = forward(net, calib[start:start + batch_size], trace=True, batch_size=batch_size)
+    for trace in _float_traces(net, calib, batch_size, progress, "calibrating"):
         for name, t in trace.items():
             if name not in stats:
                 per_image = t[0].size
@@ -231,7 +313,7 @@ def _shared_weights(net: Network, calib: np.ndarray, spec, hessians: dict | None
 def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: str = "percentile",
              percentile: float = 99.99, batch_size: int = 16, progress: bool = True,
              source: str | None = None, ranges: dict | None = None, codebook=None,
-             hessians: dict | None = None) -> IntModel:
+             hessians: dict | None = None, bias_correction: bool = False) -> IntModel:
     """Quantise ``net`` (float weights) using uint8 calibration images (N, C, H, W).
 
     ``ranges`` may carry ``calibration_ranges(net, calib, ...)`` computed earlier with the same
@@ -239,7 +321,10 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
 
     ``codebook``: a ``compression.CodebookSpec`` for shared weights (docs/compression.md) instead
     of the per-channel linear grid; ``w_bits`` then becomes the codebook entry width.  ``hessians``
-    may carry ``compression.layer_hessians(net, calib)`` computed earlier (GPTQ refinement)."""
+    may carry ``compression.layer_hessians(net, calib)`` computed earlier (GPTQ refinement).
+
+    ``bias_correction``: afterwards move each conv's bias so that its mean output on the
+    calibration images matches the float model's (``bias_correction.correct_biases``)."""
     calib = _validate(net, calib, w_bits, calibration, percentile)
     shared, shared_info = None, None
     if codebook is not None:
@@ -302,8 +387,14 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
             "dead_tensors": dead}
     if codebook is not None:
         info["codebook"] = {**codebook.as_dict(), "layers": shared_info}
-    return IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
-                    layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
-                    labels=net.labels, w_bits=w_bits, info=info,
-                    float_weights={k: (np.asarray(w, np.float32), np.asarray(b, np.float32))
-                                   for k, (w, b) in net.weights.items()})
+    if bias_correction:
+        info["bias_correction"] = True
+    model = IntModel(name=net.name, in_ch=net.in_ch, height=net.height, width=net.width,
+                     layers=layers, mean=tuple(net.mean), std=tuple(net.std), resize=net.resize,
+                     labels=net.labels, w_bits=w_bits, info=info,
+                     float_weights={k: (np.asarray(w, np.float32), np.asarray(b, np.float32))
+                                    for k, (w, b) in net.weights.items()})
+    if bias_correction:
+        from .bias_correction import correct_biases
+        correct_biases(model, net, calib, batch_size)
+    return model
