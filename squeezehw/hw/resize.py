@@ -12,7 +12,8 @@ cycle.  No barrel shifter: the general design below cost 536 LUT4 for 1 -> 8 lan
 widening one a few dozen.
 
 General ratios, when a ring of ``lcm(in_lanes, out_lanes)`` lanes (or a multiple) is affordable
-(at most 4x the shift buffer below, e.g. 8 -> 9 lanes on the 72-lane 3x3 vector of 8 channels):
+(at most 4x the shift buffer below, and a read mux no wider than the shift design's insert mux,
+e.g. 8 -> 9 lanes on the 72-lane 3x3 vector of 8 channels; not 40 -> 3):
 a ring of ``ring_lanes`` lanes that both lane counts divide, so a beat is always written whole
 into one of ``ring/in_lanes`` fixed slots and read whole from one of ``ring/out_lanes`` slots:
 no barrel shifter, only a slot-select mux on the read side (the shift design's count -> shifter
@@ -79,7 +80,12 @@ class Resize(wiring.Component):
             shift_lanes = in_lanes + 2 * out_lanes - 1
             period = lcm(in_lanes, out_lanes)
             ring_lanes = period * -(-(in_lanes + out_lanes + min(in_lanes, out_lanes) - 1) // period)
-            self.ring = ring_lanes <= 4 * shift_lanes
+            # the ring's read mux has ring/out_lanes inputs per output lane, the shift design's
+            # insert mux at most min(in_lanes, insert positions): the ring where its mux is no
+            # wider (a 40 -> 3 ring had a 40:1 read mux over 960 flip-flops, the large ULX3S
+            # member's critical path at 65.8 MHz; the shift design inserts at 6 positions there)
+            self.ring = (ring_lanes <= 4 * shift_lanes and
+                         ring_lanes // out_lanes <= min(in_lanes, shift_lanes - in_lanes + 1))
             self.cap_lanes = ring_lanes if self.ring else shift_lanes
         self.memory_bits = 8 * self.cap_lanes
         self.latency = 0 if self.identity else 1

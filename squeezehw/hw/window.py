@@ -302,7 +302,6 @@ class SlidingWindow(wiring.Component):
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + S), ix.eq(ix0 + S), iy.eq(iy0),
                                          need_col.eq(next_col), ix0b.eq(ix0b + S * B),
                                          kslot.eq(rbase), raddr.eq(rbase + ix0b + S * B)]
-                            m.d.comb += need_step.eq(1)
                         with m.Else():
                             m.d.sync += [ox.eq(0), ix0.eq(-P), ix.eq(-P), need_col.eq(col0),
                                          ix0b.eq(-P * B)]
@@ -310,15 +309,38 @@ class SlidingWindow(wiring.Component):
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + S), iy.eq(iy0 + S),
                                              rbase.eq(rbase_up), need_row.eq(next_row),
                                              kslot.eq(rbase_up), raddr.eq(rbase_up - P * B)]
-                                m.d.comb += [need_step.eq(2), row_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(iy0 + S))
                             with m.Else():             # next frame
                                 m.d.sync += [oy.eq(0), iy0.eq(-P), iy.eq(-P), fslot.eq(fslot_up),
                                              rbase.eq(fbase_up), need_row.eq(row0),
                                              kslot.eq(fbase_up), raddr.eq(fbase_up - P * B)]
-                                m.d.comb += need_step.eq(3)
-                                m.d.comb += [lead_dec.eq(1), frame_ev.eq(1)]
                                 m.d.sync += row_down.eq(lo_step(-P))
+
+        # The reader's pixel/row/frame events come from flags registered a step ahead (the last
+        # tap of a pixel, the last pixel of a row, the last row of a frame), so the issue decision
+        # reaches the `ahead`/`need` selects through one gate instead of the counters' compares
+        # (ox -> ox == Wo-1 -> row event -> ahead select was the ULX3S seed-1 critical path at
+        # 94.16 MHz).  They step with the counters of the if-tree above.
+        taps = K * K * B
+        taps_left = Signal(range(taps), init=taps - 1)
+        pix_end = Signal(init=taps == 1)
+        last_px = Signal(init=Wo == 1)
+        last_row = Signal(init=Ho == 1)
+        pix_ev = Signal()
+        with m.If(issue):
+            m.d.sync += [taps_left.eq(Mux(pix_end, taps - 1, taps_left - 1)),
+                         pix_end.eq(Mux(pix_end, taps == 1, taps_left == 1))]
+        with m.If(pix_ev):
+            m.d.sync += last_px.eq(Mux(last_px, Wo == 1, ox == Wo - 2))
+            with m.If(last_px):
+                m.d.sync += last_row.eq(Mux(last_row, Ho == 1, oy == Ho - 2))
+        m.d.comb += [
+            pix_ev.eq(issue & pix_end),
+            row_ev.eq(pix_ev & last_px & ~last_row),
+            frame_ev.eq(pix_ev & last_px & last_row),
+            lead_dec.eq(frame_ev),
+            need_step.eq(Mux(pix_ev, Mux(last_px, Mux(last_row, 3, 2), 1), 0)),
+        ]
 
         # next wpix > next need without an adder in front of the compare: wpix against each
         # candidate for need's next value (registers or a constant) in parallel, the step selects one

@@ -57,9 +57,10 @@ def test_resize_verilog_deterministic():
 
 
 @pytest.mark.parametrize("li,lo,c,ring", [(8, 9, 72, True), (4, 6, 12, True), (16, 9, 144, False),
-                                          (48, 27, 432, False), (9, 16, 144, True)])
+                                          (48, 27, 432, False), (9, 16, 144, True), (40, 3, 120, False)])
 def test_resize_general_design(li, lo, c, ring):
     # the ring (no barrel shifter) wherever lcm(in, out) lanes cost at most 4x the shift buffer
+    # and its read mux is no wider than the shift design's insert mux
     r = Resize(in_lanes=li, out_lanes=lo, channels=c)
     assert r.ring == ring
     assert r.cap_lanes >= li + lo + min(li, lo) - 1
