@@ -5,8 +5,10 @@ Three designs, chosen to share Verilator builds with tests/test_network_verilato
 cached by content; the harness size is rounded up to 8 frames): the default model with its default
 folding (8 frames share the 4-frame reset test's build), the random model with both bypasses used
 there, and a random model with a strided conv1, two pools (one ceil-mode), a simple bypass and a
-multiplier-budget folding (conv1 PE 16, pool lanes 2, expand3x3 SIMD 4/8 and PE 2).  Each distinct
-design costs one Verilator build (about 20 s for the small models, 1-2 min for the default one).
+multiplier-budget folding (conv1 PE 16, pool lanes 2, expand3x3 SIMD 4/8 and PE 2); and the first
+random model again with banked weight memories (hw/mvu.py ``weight_bank_depth``, forced small).
+Each distinct design costs one Verilator build (about 20 s for the small models, 1-2 min for the
+default one).
 """
 import numpy as np
 from squeezehw.sim.simulate import simulate_frames
@@ -19,8 +21,8 @@ TOLERANCE = 0.05
 FRAMES = 6          # <= 8: the same harness build as the 3- and 4-frame network tests
 
 
-def check(model, fold, images):
-    rep = simulate_frames(model, fold, images, traffic=SimTraffic(), progress=False)
+def check(model, fold, images, **kw):
+    rep = simulate_frames(model, fold, images, traffic=SimTraffic(), progress=False, **kw)
     assert rep.bit_exact, rep.mismatches
     want = fold.summary(model)["expected_cycles_per_frame"]
     ratio = rep.cycles_per_frame / want
@@ -94,3 +96,14 @@ def test_kxk_simd_spanning_kernel_taps():
             layers[s.name] = LayerFold(s.vector, 1)
     x = rng.integers(0, 256, size=(FRAMES, 3, 19, 19), dtype=np.uint8)
     check(model, Folding(layers), x)
+
+
+def test_banked_weight_memories():
+    """MVUs with banked weight memories (hw/mvu.py ``weight_bank_depth``: one more pipeline stage,
+    a deeper output FIFO) next to unbanked ones: bit-exact, and the frame time is the cost
+    model's (banks of 32 words: the 96- and 64-word memories are banked, the others not)."""
+    from squeezehw.plan.lowering import Target
+    rng = np.random.default_rng(11)
+    model = random_model(rng, size=10, classes=6)
+    x = rng.integers(0, 256, size=(FRAMES, 1, 10, 10), dtype=np.uint8)
+    check(model, default_folding(model), x, target=Target(bank_depth=32))

@@ -201,3 +201,40 @@ def test_decoder_codebooks_are_not_booked_as_block_ram():
     assert books and all(m.distributed() and m.distributed(lut_ram=False) for m in books)
     rows = {r["path"]: r["blocks"] for r in estimate(plan, "ecp5-85f")["memories"]}
     assert all(rows[m.path] == 0 for m in books)
+
+
+def test_weight_banks_follow_the_boards_block_ram():
+    """A dense weight memory deeper than one block of the build's board is banked (hw/mvu.py
+    ``weight_bank_depth``) without taking more blocks; memories that fit one block depth, every
+    one of the default model's, stay one memory; the plan's FIFO depth is the banked unit's."""
+    from squeezehw.pipeline import default_int_model
+    from squeezehw.plan.resources import blocks_for, weight_bank_depth
+    # Yosys synth_ecp5 mapped these ROMs (the largest ULX3S member's) to the same DP16KD count deep
+    # (with a depth-select mux after the blocks) and banked (104 x 985, 456 x 1011, 128 x 2025: none)
+    assert weight_bank_depth(8, 12800, "ulx3s-85f") == 985              # 13 banks, 6 blocks
+    assert weight_bank_depth(24, 19200, "ulx3s-85f") == 1011            # 19 banks, 26 blocks
+    assert weight_bank_depth(16, 16200, "ulx3s-85f") == 2025            # 8 banks, 15 blocks
+    assert weight_bank_depth(64, 576, "ulx3s-85f") is None              # 18 x 1024 holds it: 4 blocks
+    assert weight_bank_depth(8, 32, "ulx3s-85f") is None                # logic
+    for w, d in ((8, 12800), (24, 19200), (16, 16200), (8, 4800), (40, 3000), (3, 70000)):
+        bd = weight_bank_depth(w, d, "ulx3s-85f")
+        assert bd is None or blocks_for(w * -(-d // bd), bd, "ulx3s-85f") <= blocks_for(w, d, "ulx3s-85f")
+
+    model = default_int_model(progress=False)
+    plan = lower(model, default_folding(model), BuildConfig(model="default", board="ulx3s-85f").target())
+    assert plan.target.board == "ulx3s-85f"
+    assert all(c.weight_bank_depth is None for c in plan.compute_stages() if c.kind == "conv")
+
+    small = small_model()
+    fold = default_folding(small)
+    banked = lower(small, fold, Target(bank_depth=32))        # 24..96 words: some banked, some not
+    convs = [c for c in banked.compute_stages() if c.kind == "conv"]
+    assert any(c.weight_banks > 1 for c in convs) and any(c.weight_depth <= 32 for c in convs)
+    mvus = {m.name: m for m in hw_blocks(banked)["MVU"]}
+    plain = {c.name: c for c in lower(small, fold).compute_stages() if c.kind == "conv"}
+    for c in convs:
+        m = mvus[c.name]
+        assert c.weight_bank_depth == (32 if c.weight_depth > 32 else None)
+        assert (m.weight_banks, m.fifo_depth) == (c.weight_banks, c.out_fifo_depth)
+        assert c.out_fifo_depth == plain[c.name].out_fifo_depth + (c.weight_banks > 1)
+        assert ("weight_banks" in c.row()) == (c.weight_banks > 1)

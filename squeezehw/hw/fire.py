@@ -93,8 +93,10 @@ class FireEngine(wiring.Component):
 
     def _mvu(self, q, fold, out_buffer=0):
         # a plan record (ConvPlan) may carry compressed weights (squeezehw.quant.sparse_weights.PackedWeights)
+        # or a banked weight memory's bank depth
         return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
-                              multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None))
+                              multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None),
+                              weight_bank_depth=getattr(fold, "weight_bank_depth", None))
 
     @property
     def bypass_lanes(self) -> int:

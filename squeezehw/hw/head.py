@@ -24,7 +24,7 @@ class Head(wiring.Component):
     ``requant``, ``multiplier``: the MVU's requantiser mode and multiplier primitive (hw/mvu.py)."""
 
     def __init__(self, *, qhead: QHead, pixels, simd, pe, requant="parallel", multiplier="generic",
-                 weight_code=None):
+                 weight_code=None, weight_bank_depth=None):
         try:
             if not isinstance(qhead, QHead):
                 raise UserError(f"Head: qhead must be a QHead, got {type(qhead).__name__}")
@@ -34,7 +34,8 @@ class Head(wiring.Component):
             if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
                 raise UserError(f"{qhead.name}: pixels must be a positive integer, got {pixels!r}")
             self.mvu = MVU.from_qconv(qhead.conv, simd=simd, pe=pe, name=qhead.conv.name, requant=requant,
-                                      multiplier=multiplier, weight_code=weight_code)
+                                      multiplier=multiplier, weight_code=weight_code,
+                                      weight_bank_depth=weight_bank_depth)
             self.pool = GlobalSumArgmax(channels=qhead.classes, lanes=pe, pixels=pixels,
                                         logit_bits=(255 * pixels).bit_length())
         except UserError:

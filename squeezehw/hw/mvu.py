@@ -39,6 +39,16 @@ Memory: weights ``weight_bits`` (block RAM), parameters ``NF`` words, input buff
 ``buffer_bits = 2 * (N/SIMD) * 8*SIMD`` for ``NF > 1`` (0 otherwise), output FIFO
 ``fifo_depth = latency + 1 + out_buffer`` words of ``8*PE`` bits (``fifo_bits``).
 
+Banked weights (``weight_bank_depth``, set by the build plan where the target's block RAM is
+shallower than the weight memory: squeezehw.plan.resources.weight_bank_depth): the ``NF*SF``
+words are split in address order into ``weight_banks`` banks of ``weight_bank_depth`` words,
+stored side by side in one memory of ``weight_bank_depth`` rows (``weight_memory_words``).  A deep
+memory tiled by the block RAM mapper has a depth-select mux between the blocks' slow outputs and
+the operand register; banked, the row of all banks is registered first (stage 1b) and the bank is
+selected from registers by a registered index, which costs one cycle of latency and
+``weight_banks * PE*SIMD*w_bits`` flip-flops, and no block RAM (the side-by-side rows fill the
+blocks at least as densely).  Units whose memory fits one block depth are built without it.
+
 Opt-in ``requant="serial"`` (default off; see the class docstring and ``_serial_requant``)
 replaces stages 5-6 by a digit-serial shift-add multiplier in LUTs for devices without DSPs to
 spare; the schedule above is unchanged, the latency grows by ``requant_cycles - 1``.
@@ -47,6 +57,8 @@ Pipeline (cycle 0 = the step is issued; ``latency`` counts from the issue of a f
 its beat appearing on ``o``):
   0 issue: counters, weight/buffer memory reads          5 acc * mult, as two DSP-sized halves
   1 select input; register operands (BRAM out is slow)  6 add the halves (requant product)
+  1b banked weights only: all banks' row and the input
+     registered; stage 1 then selects the bank into op_w
   2a operands into the multipliers' own registers       7 >> (shift - 1)
   2 PE*SIMD products (the multipliers' output registers) 8 +1 >> 1 (round half up), clamp
   2c products copied next to the adder tree (fabric)
@@ -59,7 +71,7 @@ and output registers (2a/2 and 4b/5), elsewhere the same registers around ``*``.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -72,13 +84,15 @@ from .multiplier import RegisteredMultiplier, check_primitive
 from .stream_register import StreamRegister
 from .weight_decoder import WeightDecoder
 
-__all__ = ["MVU", "MVU_FIFO_LATENCY", "divisors", "serial_requant_digit_bits", "mvu_latency"]
+__all__ = ["MVU", "MVU_FIFO_LATENCY", "WEIGHT_BANK_STAGES", "divisors", "serial_requant_digit_bits",
+           "mvu_latency"]
 
 MULT_BITS = 16
 MAX_SHIFT = 48
-_ISSUE_TO_FIFO_WRITE = 12      # cycles from issue to the FIFO write (stages 0..9 above, 2a, 2c and 4b)
+_ISSUE_TO_FIFO_WRITE = 12      # cycles from issue to the FIFO write (stages 0..9 above, 2a, 2c and 4b; not 1b)
 _FIFO_READ_LATENCY = 3         # SyncFIFOBuffered: written in cycle c, r_rdy in cycle c + 2; + output register
 MVU_FIFO_LATENCY = _ISSUE_TO_FIFO_WRITE + _FIFO_READ_LATENCY   # ``latency`` of a parallel-requant MVU
+WEIGHT_BANK_STAGES = 1         # stage 1b: a banked weight memory's rows registered before the bank select
 
 
 def serial_requant_digit_bits(sf: int) -> int:
@@ -87,12 +101,14 @@ def serial_requant_digit_bits(sf: int) -> int:
     return next(r for r in range(1, MULT_BITS + 1) if -(-MULT_BITS // r) <= sf)
 
 
-def mvu_latency(requant: str, sf: int) -> int:
+def mvu_latency(requant: str, sf: int, banked: bool = False) -> int:
     """Cycles from the issue of a fold's last step to its beat on ``o`` (module docstring); the
-    build plan sizes the output FIFO from it (``fifo_depth = latency + 1 + out_buffer``)."""
+    build plan sizes the output FIFO from it (``fifo_depth = latency + 1 + out_buffer``).
+    ``banked``: the weight memory is split into banks (``weight_bank_depth``), one stage more."""
+    extra = WEIGHT_BANK_STAGES if banked else 0
     if requant == "serial":
-        return MVU_FIFO_LATENCY + -(-MULT_BITS // serial_requant_digit_bits(sf)) - 1
-    return MVU_FIFO_LATENCY
+        return MVU_FIFO_LATENCY + -(-MULT_BITS // serial_requant_digit_bits(sf)) - 1 + extra
+    return MVU_FIFO_LATENCY + extra
 
 
 def divisors(n: int) -> list[int]:
@@ -148,7 +164,8 @@ class MVU(wiring.Component):
     REQUANT_MODES = ("parallel", "serial")
 
     def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
-                 out_buffer=0, requant="parallel", multiplier="generic", weight_code=None):
+                 out_buffer=0, requant="parallel", multiplier="generic", weight_code=None,
+                 weight_bank_depth=None):
         try:
             if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
                 raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
@@ -159,6 +176,7 @@ class MVU(wiring.Component):
             self.multiplier = check_primitive(multiplier)
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
             self.weight_code = self._check_weight_code(weight_code)
+            self._configure_banks(weight_bank_depth)
         except UserError:
             self._MustUse__silence = True      # a rejected block is not an "unused elaboratable"
             raise
@@ -247,15 +265,40 @@ class MVU(wiring.Component):
         # SyncFIFOBuffered only honours its full depth from depth 3 up (see global_pool.py)
         assert self.fifo_depth >= 3
 
+    def _configure_banks(self, bank_depth):
+        """``weight_bank_depth``: None (one weight memory) or the words per bank of a banked one:
+        the ``weight_depth`` words are split in address order into ``weight_banks`` banks of
+        ``weight_bank_depth`` words (the last one may be shorter), stored side by side in one
+        memory of ``weight_bank_depth`` rows of ``weight_banks * weight_width`` bits, so a block
+        RAM mapper fills its blocks as densely as it would the deep memory, but each block holds
+        a whole row range and no block's output goes through a depth-select mux before a
+        register (stage 1b).  A bank depth that holds every word keeps one memory."""
+        if bank_depth is not None:
+            if isinstance(bank_depth, bool) or not isinstance(bank_depth, (int, np.integer)) or bank_depth < 1:
+                raise UserError(f"{self.name}: weight_bank_depth={bank_depth!r} must be a positive integer "
+                                "(weight words per bank) or None")
+            if self.weight_code is not None:
+                raise UserError(f"{self.name}: compressed weights (weight_code) are read through a "
+                                "WeightDecoder, not a banked memory; leave weight_bank_depth None")
+            if bank_depth >= self.weight_depth:
+                bank_depth = None
+        self.weight_bank_depth = None if bank_depth is None else int(bank_depth)
+        self.weight_banks = 1 if bank_depth is None else -(-self.weight_depth // self.weight_bank_depth)
+        if self.weight_banks > 1:
+            self.latency = mvu_latency(self.requant, self.SF, banked=True)
+            self.fifo_depth = self.latency + 1 + self.out_buffer
+            self.fifo_bits = self.fifo_depth * 8 * self.pe
+
     @classmethod
     def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant="parallel", multiplier="generic",
-                   weight_code=None):
+                   weight_code=None, weight_bank_depth=None):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
                    relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer,
-                   requant=requant, multiplier=multiplier, weight_code=weight_code)
+                   requant=requant, multiplier=multiplier, weight_code=weight_code,
+                   weight_bank_depth=weight_bank_depth)
 
     # --- compressed weights (optional weight source) ------------------------------------------
     def _check_weight_code(self, code):
@@ -298,6 +341,19 @@ class MVU(wiring.Component):
                 words.append(word)
         return words
 
+    def weight_memory_words(self) -> tuple[list[int], int]:
+        """(words, width) of the dense weight memory as built: ``weight_words`` for one memory;
+        banked, row r holds bank b's word ``b*weight_bank_depth + r`` at bits ``b*weight_width``
+        up (zero past the last word)."""
+        words = self.weight_words()
+        if self.weight_banks == 1:
+            return words, self.weight_width
+        rows, width = self.weight_bank_depth, self.weight_width
+        image = [0] * rows
+        for a, word in enumerate(words):
+            image[a % rows] |= word << ((a // rows) * width)
+        return image, self.weight_banks * width
+
     def _param_fields(self):
         return [(self.bias_bits, True), (MULT_BITS, False), (self.shift_bits, False)]
 
@@ -320,13 +376,15 @@ class MVU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         SF, NF, PE, SIMD = self.SF, self.NF, self.pe, self.simd
+        banked = self.weight_banks > 1
 
         # Datapath registers are ``reset_less``: the valid flags beside them are reset, and the
         # reset net's fanout (thousands of LSR pins) set the largest ULX3S build's Fmax at 61 MHz.
         # ---- stage 0: issue ----------------------------------------------------------------
         sf = Signal(range(SF), name="sf")
         nf = Signal(range(NF), name="nf")
-        waddr = Signal(range(NF * SF), name="waddr")
+        if not banked:
+            waddr = Signal(range(NF * SF), name="waddr")
         first_step, last_step = sf == 0, sf == SF - 1
 
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
@@ -391,12 +449,15 @@ class MVU(wiring.Component):
             m.d.sync += credits_used.eq(credits_used - 1)
 
         with m.If(fire):
-            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1)),
-                         waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))]
+            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1))]
+            if not banked:
+                m.d.sync += [waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))]
             with m.If(last_step):
                 m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
 
-        if self.weight_code is None:
+        if banked:
+            w_rows, w_bank = self._banked_weights(m, fire)
+        elif self.weight_code is None:
             wmem = m.submodules.weights = Memory(shape=unsigned(self.weight_width),
                                                  depth=self.weight_depth, init=self.weight_words())
             wrd = wmem.read_port()
@@ -413,6 +474,12 @@ class MVU(wiring.Component):
         s1_nf = Signal(range(NF))
         m.d.sync += [s1_valid.eq(fire), s1_first.eq(first_step), s1_last.eq(last_step),
                      s1_nf.eq(nf)]
+
+        if banked:
+            # ---- stage 1b (banked weight memory only): every bank's word registered, the bank
+            # then selected by a registered index into op_w; the input side waits the same cycle
+            w_word, x_word, s1_valid, s1_first, s1_last, s1_nf = self._bank_stage(
+                m, w_rows, w_bank, x_word, s1_valid, s1_first, s1_last, s1_nf)
 
         # ---- stage 1: register the operands ---------------------------------------------------
         # block RAM clock-to-out is slow (no output register in the inferred DP16KD), so the
@@ -547,6 +614,45 @@ class MVU(wiring.Component):
             total = (pp_hi[p] << 17) + pp_lo[p] if split else pp_lo[p]
             m.d.sync += [s5_prod[p].eq(total), s5_shm1[p].eq(pp_shm1[p])]
         return self._finish(m, fifo, s5_valid, s5_prod, s5_shm1, self.prod_bits)
+
+    def _banked_weights(self, m, fire):
+        """Stage 0 of a banked weight memory: the row and bank counters (address order: bank
+        ``b`` holds words ``b*rows .. b*rows + rows - 1``) and the read of all banks' row.
+        Returns (the read row, the bank index registered beside it)."""
+        rows, banks, width = self.weight_bank_depth, self.weight_banks, self.weight_width
+        last_rows = self.weight_depth - (banks - 1) * rows         # words in the last bank
+        image, image_width = self.weight_memory_words()
+        wmem = m.submodules.weights = Memory(shape=unsigned(image_width), depth=rows, init=image)
+        wrd = wmem.read_port()
+        wrow = Signal(range(rows), name="wrow")
+        wbank = Signal(range(banks), name="wbank")
+        m.d.comb += wrd.addr.eq(wrow)
+        with m.If(fire):
+            with m.If((wbank == banks - 1) & (wrow == last_rows - 1)):
+                m.d.sync += [wrow.eq(0), wbank.eq(0)]
+            with m.Elif(wrow == rows - 1):
+                m.d.sync += [wrow.eq(0), wbank.eq(wbank + 1)]
+            with m.Else():
+                m.d.sync += wrow.eq(wrow + 1)
+        s1_bank = Signal(range(banks), name="s1_bank", reset_less=True)
+        m.d.sync += s1_bank.eq(wbank)
+        assert width * banks == image_width
+        return wrd.data, s1_bank
+
+    def _bank_stage(self, m, w_rows, w_bank, x_word, valid, first, last, nf):
+        """Stage 1b: register the block RAM's row (slow clock-to-out, no mux after it) and the
+        bank index, select the bank's word from registers; delay the input operand and the step
+        flags by the same cycle."""
+        width = self.weight_width
+        rows_q = Signal(len(w_rows), name="w_rows", reset_less=True)
+        bank_q = Signal(len(w_bank), name="w_bank", reset_less=True)
+        x_q = Signal(len(x_word), name="s1b_x", reset_less=True)
+        valid_q, first_q, last_q = Signal(name="s1b_valid"), Signal(name="s1b_first"), Signal(name="s1b_last")
+        nf_q = Signal(nf.shape(), name="s1b_nf")
+        m.d.sync += [rows_q.eq(w_rows), bank_q.eq(w_bank), x_q.eq(x_word), valid_q.eq(valid),
+                     first_q.eq(first), last_q.eq(last), nf_q.eq(nf)]
+        w_word = Array(rows_q[b * width:(b + 1) * width] for b in range(self.weight_banks))[bank_q]
+        return w_word, x_q, valid_q, first_q, last_q, nf_q
 
     def _serial_requant(self, m, s4_valid, acc, s4_mult, s4_shm1):
         """Opt-in ``requant="serial"``: per PE lane, ``acc x mult`` as ``requant_cycles`` passes of a

@@ -92,7 +92,10 @@ class BuildConfig:
 
     def target(self):
         from .lowering import Target
-        return Target(multiplier=self.multiplier_primitive(), requant=self.requant)
+        b = self.board_entry()
+        # the board's block RAM decides which weight memories are banked (plan/resources.py)
+        return Target(multiplier=self.multiplier_primitive(), requant=self.requant,
+                      board=b.name if b is not None else None)
 
     def weight_codes(self, model, folding) -> dict:
         """{conv name: PackedWeights} of the convs stored compressed (``weights="auto"``)."""

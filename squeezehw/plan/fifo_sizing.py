@@ -158,8 +158,9 @@ def size_fire(*, width: int, in_ch: int, squeeze_ch: int, e1_ch: int, e3_ch: int
     # Whole expand1x1 pixels the branch holds behind its skew FIFO while the concat waits for the
     # 3x3 branch: both halves of the MVU's ping-pong input (when it has several folds: the vector
     # in compute, whose output beats are blocked, and the next one), its output FIFO and register
-    # (the parallel requantiser's depth, the smaller one), and the FIFO and register in front of
-    # the concat.  The skew FIFO need not hold these.
+    # (the smallest depth: parallel requantiser, one weight memory; a serial or banked unit holds
+    # more, which only leaves the skew FIFO deeper than it must be), and the FIFO and register in
+    # front of the concat.  The skew FIFO need not hold these.
     ping_pong = 2 if e1_ch > e1_pe else 0
     out_beats = MVU_FIFO_LATENCY + 1 + e1_out_buffer + 1
     built_cat = StreamFIFO.built_depth(cat_a)

@@ -51,9 +51,17 @@ class Target:
     """What the hardware is built as, beyond the folding: the multiplier primitive every
     RegisteredMultiplier becomes (``"generic"``: ``*`` between registers; ``"ecp5"``: MULT18X18D)
     and the requantiser (``"parallel"``: a multiplier per PE lane; ``"serial"``: digit-serial in
-    LUTs, no DSP)."""
+    LUTs, no DSP).
+
+    ``board``: the board registry name whose block RAM the design is built for (None: not
+    known); a dense weight memory deeper than one of its blocks is then banked
+    (squeezehw.plan.resources.weight_bank_depth, hw/mvu.py).  ``bank_depth``: bank every dense
+    weight memory deeper than this many words into banks of this depth, whatever the board
+    (tests and experiments)."""
     multiplier: str = "generic"
     requant: str = "parallel"
+    board: str | None = None
+    bank_depth: int | None = None
 
     def __post_init__(self):
         if self.multiplier not in MULTIPLIER_PRIMITIVES:
@@ -61,6 +69,18 @@ class Target:
                             f"{', '.join(MULTIPLIER_PRIMITIVES)}")
         if self.requant not in REQUANT_MODES:
             raise UserError(f"requantiser {self.requant!r} must be one of {', '.join(REQUANT_MODES)}")
+        if self.bank_depth is not None and (isinstance(self.bank_depth, bool) or not isinstance(self.bank_depth, int)
+                                            or self.bank_depth < 1):
+            raise UserError(f"bank_depth {self.bank_depth!r} must be a positive number of weight words or None")
+
+    def weight_bank_depth(self, width: int, depth: int) -> int | None:
+        """Words per bank of a dense ``width`` x ``depth`` weight memory (None: one memory)."""
+        if self.bank_depth is not None:
+            return self.bank_depth if depth > self.bank_depth else None
+        if self.board is None:
+            return None
+        from .resources import weight_bank_depth
+        return weight_bank_depth(width, depth, self.board)
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,8 @@ class ConvPlan:
     # the weight encoding: None = dense memory; a squeezehw.quant.sparse_weights.PackedWeights =
     # codebook + dense-index/bitmap stream read through a WeightDecoder (hw/weight_decoder.py)
     weight_code: object = field(default=None, compare=False, repr=False)
+    # words per bank of a banked dense weight memory (hw/mvu.py; Target.weight_bank_depth), None: one
+    weight_bank_depth: int | None = None
 
     @property
     def in_lanes(self) -> int:
@@ -141,9 +163,13 @@ class ConvPlan:
         return self.pe * self.simd * self.w_bits
 
     @property
+    def weight_banks(self) -> int:
+        return 1 if self.weight_bank_depth is None else -(-self.weight_depth // self.weight_bank_depth)
+
+    @property
     def out_fifo_depth(self) -> int:
         from ..hw.mvu import mvu_latency
-        return mvu_latency(self.requant, self.sf) + 1 + self.out_buffer
+        return mvu_latency(self.requant, self.sf, banked=self.weight_banks > 1) + 1 + self.out_buffer
 
     def cycles(self) -> int:
         return self.geometry.cycles(self.simd, self.pe)
@@ -169,7 +195,8 @@ class ConvPlan:
                 "weight_format": "dense" if self.weight_code is None else self.weight_code.stream.fmt,
                 "weight_memory_bits": self.weight_memory_bits,
                 "requant_multipliers": sum(m.count for m in self.multipliers() if m.role == "requant"),
-                "window_lanes": self.window_lanes, "out_fifo_depth": self.out_fifo_depth}
+                "window_lanes": self.window_lanes, "out_fifo_depth": self.out_fifo_depth,
+                **({"weight_banks": self.weight_banks} if self.weight_banks > 1 else {})}
 
     @property
     def weight_memory_bits(self) -> int:
@@ -182,7 +209,8 @@ class ConvPlan:
     def block(self):
         from ..hw.mvu import MVU
         return MVU.from_qconv(self.layer, simd=self.simd, pe=self.pe, out_buffer=self.out_buffer,
-                              requant=self.requant, multiplier=self.multiplier, weight_code=self.weight_code)
+                              requant=self.requant, multiplier=self.multiplier, weight_code=self.weight_code,
+                              weight_bank_depth=self.weight_bank_depth)
 
     def window_block(self):
         from ..hw.window import SlidingWindow
@@ -316,17 +344,21 @@ class HeadPlan:
         from ..hw.head import Head
         c = self.conv
         return Head(qhead=self.layer, pixels=self.pixels, simd=c.simd, pe=c.pe, requant=c.requant,
-                    multiplier=c.multiplier, weight_code=c.weight_code)
+                    multiplier=c.multiplier, weight_code=c.weight_code, weight_bank_depth=c.weight_bank_depth)
 
 
 def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, facts=None,
                codes=None) -> ConvPlan:
     acc_bits, w_bits = (facts or {}).get(q.name) or _conv_facts(q)
+    code = (codes or {}).get(q.name)
+    depth = geo.vector // fold.simd * (geo.out_ch // fold.pe)
+    # compressed weights are read through a WeightDecoder: never banked
+    bank_depth = None if code is not None else target.weight_bank_depth(fold.pe * fold.simd * w_bits, depth)
     return ConvPlan(name=q.name, geometry=geo, simd=fold.simd, pe=fold.pe,
                     window_lanes=window_lanes(geo.in_ch, fold.simd) if geo.windowed else 0,
                     acc_bits=acc_bits, w_bits=w_bits, in_signed=bool(q.in_signed), requant=target.requant,
                     multiplier=target.multiplier, out_buffer=out_buffer, layer=q,
-                    weight_code=(codes or {}).get(q.name))
+                    weight_code=code, weight_bank_depth=bank_depth)
 
 
 def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dict, target: Target = Target(),

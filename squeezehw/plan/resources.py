@@ -63,6 +63,27 @@ def blocks_for(width: int, depth: int, target) -> int:
     return min(_ceil(width, w) * _ceil(depth, d) for w, d in modes)
 
 
+def weight_bank_depth(width: int, depth: int, target) -> int | None:
+    """Words per bank of a ``width`` x ``depth`` MVU weight memory on ``target`` (hw/mvu.py
+    ``weight_bank_depth``), or None to keep one memory.
+
+    A memory deeper than one block is tiled in depth, and a block RAM mapper puts a mux after
+    the blocks (Yosys's ECP5 mapping: DP16KD clock-to-out -> depth-select LUTs -> register was the
+    largest ULX3S member's critical path).  Banked, the unit stores ``banks`` depth slices of
+    at most one block depth side by side (rows of ``banks * width`` bits) and selects the bank
+    after a register.  For each of the block's (width, depth) modes the banked memory takes
+    ``ceil(banks * width / mode width)`` blocks with ``banks = ceil(depth / mode depth)``, never
+    more than the tiled deep memory (``blocks_for``) and often fewer (a 9/18/36-bit mode's
+    parity bits hold data).  Banked where the cheapest mode needs more than one bank (ties go to
+    fewer banks, so a memory that fits one block depth at no extra cost stays one memory);
+    memories that stay in logic (``ROM_LOGIC_MAX_DEPTH``) are never banked."""
+    if depth <= ROM_LOGIC_MAX_DEPTH:
+        return None
+    _, _, modes = bram_kind(target)
+    blocks, banks, mode_depth = min((_ceil(_ceil(depth, d) * width, w), _ceil(depth, d), d) for w, d in modes)
+    return None if banks == 1 else _ceil(depth, banks)
+
+
 def dsp_cells(multipliers, target="ecp5-85f") -> int:
     """DSP cells that ``multipliers`` (squeezehw.plan.lowering.Multipliers) take on ``target``: one per
     multiplier whose operands fit the cell's ports (``Resources.dsp_operand_bits`` signed,
@@ -170,7 +191,15 @@ def block_logic(block) -> tuple[float, float]:
         return e["lut"], e["ff"]
     if isinstance(block, mvu.MVU):
         lanes = block.simd * block.pe
-        return 415 + 60 * lanes + 3.4 * block.pe * block.acc_bits, 135 + 47 * lanes + 12.2 * block.pe * block.acc_bits
+        lut, ff = 415 + 60 * lanes + 3.4 * block.pe * block.acc_bits, 135 + 47 * lanes + 12.2 * block.pe * block.acc_bits
+        if block.weight_banks > 1:
+            # stage 1b, from its structure (not fitted): the banks' row, the bank index, the
+            # delayed input word and flags in FFs; a banks:1 mux per weight bit (LUT4 + PFUMX
+            # take a 4:1 mux in about 2 LUTs)
+            banks = block.weight_banks
+            ff += banks * block.weight_width + 8 * block.simd + 8
+            lut += block.weight_width * 2 * ceil((banks - 1) / 3)
+        return lut, ff
     if isinstance(block, resize.Resize):
         if block.identity:
             return 0, 0

@@ -5,7 +5,8 @@ Output folder (all files deterministic: the same inputs give the same bytes):
 
 - ``NAME.v``            the accelerator (top module ``NAME``, ports clk, rst, i__*, o__*), with
                         every weight memory's contents inline (Verilog initial values)
-- ``mem/LAYER.hex``     the same weight memory images, one word per line in hex (address order),
+- ``mem/LAYER.hex``     the same weight memory images, one word per line in hex (address order;
+                        a banked memory's row holds its banks side by side, hw/mvu.py),
                         for inspection and for flows that load memories separately
 - ``design.json``       the build plan (squeezehw/plan/lowering.py): per layer PE, SIMD, expected cycles,
                         multipliers, accumulator bits, weight memory bits, FIFO depths; totals; the
@@ -131,8 +132,8 @@ def write_design(model: IntModel, folding: Folding, out_dir, *, progress: bool =
         (tmp / f"{top}.v").write_text(text)
         (tmp / "mem").mkdir()
         for name, block in _mvus(accel):
-            if block.weight_code is None:
-                words, width = block.weight_words(), block.weight_width
+            if block.weight_code is None:      # a banked memory's rows hold its banks side by side
+                words, width = block.weight_memory_words()
             else:       # the compressed stream the WeightDecoder reads
                 words, width = block.weight_code.words, block.weight_code.word_bits
             digits = max(1, (width + 3) // 4)

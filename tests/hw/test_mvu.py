@@ -483,3 +483,83 @@ def test_rounding_ties_and_clamp_edges(relu, simd, pe):
     lo, hi = (0, 255) if relu else (-128, 127)
     exp = golden.requantize(x @ np.array(EDGE_W).T + np.array(EDGE_B), EDGE_MULT[relu], EDGE_SHIFT[relu], lo, hi)
     check(run_mvu(dut, x, Traffic.rough(simd + pe)), exp, f"edges relu={relu} simd={simd} pe={pe}")
+
+
+# ---- banked weight memory (weight_bank_depth: one registered stage after the block RAM) -----------
+
+@pytest.mark.parametrize("N,O,simd,pe,bank_depth,requant,k", [
+    (8, 6, 2, 2, 3, "parallel", 1),      # 12 words in 4 banks of 3
+    (12, 8, 2, 2, 5, "parallel", 1),     # 24 words: 5 banks, the last one 4 words
+    (12, 2, 1, 2, 5, "parallel", 1),     # NF == 1 (no ping-pong buffer): 12 words, 3 banks
+    (6, 4, 1, 1, 1, "parallel", 1),      # one word per bank
+    (4, 6, 1, 2, 7, "parallel", 3),      # 3x3: 36*3 = 108 words
+    (16, 4, 1, 2, 9, "serial", 1)])      # with the digit-serial requantiser
+def test_banked_weights_exact_rough_traffic(N, O, simd, pe, bank_depth, requant, k):
+    """Bit-exact against the golden model under random input gaps and output stalls, for bank
+    depths that do and do not divide the weight depth."""
+    rng = np.random.default_rng(N * 1000 + O * 100 + simd * 10 + pe + bank_depth)
+    for relu, in_signed in ((True, False), (False, True)):
+        q = make_qconv(rng, N, O, k=k, padding=k // 2, relu=relu, in_signed=in_signed)
+        dut = MVU.from_qconv(q, simd=simd, pe=pe, requant=requant, weight_bank_depth=bank_depth)
+        assert dut.weight_banks == -(-dut.weight_depth // bank_depth) > 1
+        if k == 1:
+            x = rand_inputs(rng, 10, N, signed=in_signed)
+            exp = golden_1x1(q, x)
+        else:
+            img = rand_inputs(rng, N, 12, signed=in_signed).reshape(N, 3, 4)
+            x = im2col(img, k, k // 2)
+            exp = golden.conv(img[None].astype(np.int8 if in_signed else np.uint8), q)[0].reshape(O, -1).T
+        for traffic in (Traffic.rough(seed=N + O), Traffic(gap=0.3, stall=0.6, burst=9, seed=simd + pe)):
+            check(run_mvu(dut, x, traffic), exp, f"banked {bank_depth} relu={relu} {traffic}")
+
+
+@pytest.mark.parametrize("N,O,simd,pe,bank_depth", [(8, 6, 2, 2, 3), (12, 2, 1, 2, 5), (8, 4, 1, 1, 6)])
+def test_banked_weights_throughput_and_latency(N, O, simd, pe, bank_depth):
+    """The same schedule as one memory (a vector per SF*NF cycles, the same input acceptance),
+    every output beat exactly one cycle later: ``latency`` (and the output FIFO) one more."""
+    rng = np.random.default_rng(N + O + simd + pe + bank_depth)
+    q = make_qconv(rng, N, O)
+    ref = MVU.from_qconv(q, simd=simd, pe=pe)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe, weight_bank_depth=bank_depth)
+    x = rand_inputs(rng, 6, N)
+    in_c, out_c, got = timed_run(dut, x)
+    check(got, golden_1x1(q, x), "banked throughput run")
+    r_in, r_out, _ = timed_run(ref, x)
+    assert dut.latency == ref.latency + 1 and dut.fifo_depth == ref.fifo_depth + 1
+    assert in_c == r_in
+    assert [o - 1 for o in out_c] == r_out
+    assert out_c[0] - in_c[dut.SF - 1] == dut.latency
+
+
+def test_banked_weight_image_and_one_memory_when_it_fits():
+    rng = np.random.default_rng(21)
+    q = make_qconv(rng, 8, 6)
+    one = MVU.from_qconv(q, simd=2, pe=2)                           # 12 words of 32 bits
+    banked = MVU.from_qconv(q, simd=2, pe=2, weight_bank_depth=5)   # 3 banks: 5, 5 and 2 words
+    words = one.weight_words()
+    image, width = banked.weight_memory_words()
+    assert (banked.weight_banks, width, len(image)) == (3, 3 * one.weight_width, 5)
+    mask = (1 << one.weight_width) - 1
+    for a, word in enumerate(words):
+        assert image[a % 5] >> (a // 5 * one.weight_width) & mask == word
+    assert all(image[r] >> (2 * one.weight_width) == 0 for r in range(2, 5))   # past the last word
+    # a bank depth that holds every word is one memory, the Verilog of weight_bank_depth=None
+    ref = verilog.convert(one, name="m", emit_src=False)
+    for depth in (12, 100):
+        same = MVU.from_qconv(q, simd=2, pe=2, weight_bank_depth=depth)
+        assert same.weight_banks == 1 and same.latency == one.latency
+        assert verilog.convert(same, name="m", emit_src=False) == ref
+    assert verilog.convert(banked, name="m", emit_src=False) != ref
+
+
+def test_banked_weights_validation():
+    from squeezehw.quant.sparse_weights import encode_for_mvu
+    rng = np.random.default_rng(22)
+    q = make_qconv(rng, 4, 4, weight=rng.choice([0, 3, -2, 5], (4, 4, 1, 1)))
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(UserError, match="weight_bank_depth"):
+            MVU.from_qconv(q, simd=1, pe=1, weight_bank_depth=bad)
+    code = encode_for_mvu(np.asarray(q.weight).reshape(4, 4), [3, -2, 5], k=2, pe=1, simd=1, fmt="bitmap")
+    MVU.from_qconv(q, simd=1, pe=1, weight_code=code)._MustUse__silence = True     # the code is valid
+    with pytest.raises(UserError, match="WeightDecoder"):
+        MVU.from_qconv(q, simd=1, pe=1, weight_code=code, weight_bank_depth=4)
