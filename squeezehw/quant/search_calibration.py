@@ -122,17 +122,14 @@ class _FakeQuant:
         return out
 
 
-def _kl_mnat(ref_logp: np.ndarray, logits: np.ndarray) -> float:
-    """Mean KL(p_ref || softmax(logits)) in millinats; ``ref_logp`` is log_softmax of the reference."""
-    z = logits.astype(np.float64)
-    z = z - z.max(1, keepdims=True)
-    lq = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(1000 * (np.exp(ref_logp) * (ref_logp - lq)).sum(1).mean())
-
-
-def _log_softmax(z):
+def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64) - z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def _kl_mnat(ref_logp: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL(p_ref || softmax(logits)) in millinats; ``ref_logp`` is log_softmax of the reference."""
+    return float(1000 * (np.exp(ref_logp) * (ref_logp - _log_softmax(logits))).sum(1).mean())
 
 
 def candidate_ranges(mse: float, pct: float, top: float, scales=SEARCH_SCALES) -> list[tuple[str, float]]:
