@@ -17,6 +17,7 @@ runs in parallel need their own ``--out`` and ``--merge`` afterwards.
 
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only bars   # the quality bars (mse calibration)
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only v1.1   # rows whose label has 'v1.1'
+    nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py --only "search calibration"  # calibration='search'
     nice -n 10 .venv/bin/python benchmarks/compression_accuracy.py               # every row (hours on 2 shared cores)
 """
 from __future__ import annotations
@@ -44,10 +45,12 @@ def configs():
             ("DC v1.0, own 8-bit shared values, mse calibration", DC, "keep-mse", 8, False),
             ("DC v1.0, own 8-bit shared values, mse calibration + bias correction", DC, "keep-mse-bc", 8, False),
             ("DC v1.0, own 8-bit shared values, per-tensor pick of percentile/mse", DC, "keep-pick", 8, False),
+            ("DC v1.0, own 8-bit shared values, search calibration", DC, "keep-search", 8, False),
             ("DC v1.0, 6-bit codebook + GPTQ", DC, "cluster", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration", DC, "cluster-mse", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration + bias correction", DC, "cluster-mse-bc", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, per-tensor pick of percentile/mse", DC, "cluster-pick", 6, False),
+            ("DC v1.0, 6-bit codebook + GPTQ, search calibration", DC, "cluster-search", 6, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
@@ -63,6 +66,7 @@ def configs():
         rows.append((f"default, {k}-bit linear per channel", DEFAULT, "linear", k, False))
     rows.append(("default, 8-bit linear per channel, mse calibration", DEFAULT, "linear-mse", 8, False))
     rows.append(("v1.1, 8-bit linear per channel, mse calibration", V11, "linear-mse", 8, False))
+    rows.append(("default, 8-bit linear per channel, search calibration", DEFAULT, "linear-search", 8, False))
     return rows
 
 
@@ -104,13 +108,19 @@ class Workload:
         if shard:                   # (i, n): every n-th evaluation image from the i-th
             self.x, self.y = self.x[shard[0]::shard[1]], self.y[shard[0]::shard[1]]
         self._ranges, self._hessians, self._float = {}, None, None
+        self.search_log, self.search_seconds = [], None
 
     def ranges(self, calibration="percentile"):
         from squeezehw.quant.quantize import calibration_ranges
         if calibration == "pick":
             return self.picked_ranges()
         if calibration not in self._ranges:
-            self._ranges[calibration] = calibration_ranges(self.net, self.calib, calibration=calibration)
+            t0 = time.time()
+            self._ranges[calibration] = calibration_ranges(
+                self.net, self.calib, calibration=calibration,
+                search_log=self.search_log if calibration == "search" else None)
+            if calibration == "search":         # (includes its mse, percentile and max passes)
+                self.search_seconds = round(time.time() - t0, 1)
         return self._ranges[calibration]
 
     def picked_ranges(self):
@@ -167,6 +177,9 @@ def run_config(w: Workload, label, kind, k, per_channel):
            "weight_bytes": mem["weight_bytes"], "param_bytes": mem["total_bytes"],
            "max_acc_bits": max(c.acc_bits for c in model.convs()),
            "seconds_quantize": round(t_quant, 1), "seconds": round(time.time() - t0, 1)}
+    if calibration == "search":
+        row["search"] = {e["point"]: e["chosen"] for e in w.search_log}
+        row["seconds_search"] = w.search_seconds
     if spec is not None:
         s = compression_summary(model)
         row.update({"entry_bits": spec.bits, "stream_bytes": s["stream_bytes"],

@@ -73,6 +73,18 @@ def test_quantize_mse_calibration_and_bias_correction(files, capsys):
     assert info["calibration"]["method"] == "mse" and info["bias_correction"] is True
 
 
+def test_quantize_search_calibration(files, capsys):
+    out = files[0] / "qsearch.npz"
+    assert main(quantize_args(files, out, "--calibration", "search", "--json")) == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    assert cal["method"] == "search" and cal["search"]["features.0"] in ("mse", "percentile", "max", "mse x0.8",
+                                                                          "mse x0.9", "mse x1.1", "mse x1.25")
+    assert IntModel.load(out).info["calibration"]["search"] == cal["search"]
+    with pytest.raises(SystemExit) as e:                  # argparse: one line, exit 2
+        main(quantize_args(files, out, "--calibration", "serach"))
+    assert e.value.code == 2 and "invalid choice: 'serach'" in capsys.readouterr().err
+
+
 def test_over_budget_writes_nothing(files, capsys):
     out = files[0] / "big.npz"
     assert main(quantize_args(files, out, "--budget", "100")) == 2

@@ -54,8 +54,10 @@ def add_arguments(p):
     cal.add_argument("--calib-count", type=int, metavar="N",
                      help=f"calibration images, evenly spaced over DIR (default {DEFAULT_CALIB_PHOTOS}; "
                           f"{DEFAULT_CALIB_DEFAULT_MODEL} for the default model)")
-    cal.add_argument("--calibration", choices=("percentile", "max", "mse"), default="percentile",
-                     help="activation range rule (default: percentile)")
+    cal.add_argument("--calibration", choices=("percentile", "max", "mse", "search"), default="percentile",
+                     help="activation range rule (default: percentile); search: per tensor the range "
+                          "(mse, percentile, max or scaled mse) that keeps the logits closest to the "
+                          "float model's, docs/quantization.md")
     cal.add_argument("--percentile", type=float, default=99.99,
                      help="percentile of |activation| used as the range (default 99.99)")
     cal.add_argument("--bias-correction", action="store_true",

@@ -11,7 +11,9 @@ Follows docs/numerics.md (the arithmetic) and docs/quantization.md (the choices)
   ``range / 255`` after ReLU (uint8), ``range / 127`` for the complex-bypass conv (int8), where
   ``range`` is the largest value (``calibration='max'``), the ``percentile`` of the tensor's
   absolute values over all calibration images (exactly ``np.percentile``'s linear rule), or the
-  range with the smallest clip + round error (``calibration='mse'``; the head unclipped);
+  range with the smallest clip + round error (``calibration='mse'``; the head unclipped), or per
+  tensor the candidate range that keeps the logits closest to the float model's, chosen greedily in
+  network order (``calibration='search'``, ``search_calibration.search_ranges``);
 * the two expand convs of a Fire share one output scale (the larger range), so concat is wiring;
 * requantisation ``mult``/``shift`` come from ``intmodel.requant_params``; a bypass add's two
   multipliers share one shift, chosen so the larger multiplier is normalised to 16 bits.
@@ -29,7 +31,7 @@ from .intmodel import MAX_SHIFT, MULT_BITS, IntModel, QAdd, QConv, QFire, QHead,
 
 __all__ = ["QuantizeError", "quantize", "calibration_ranges", "mse_range", "add_params", "quantize_weights"]
 
-CALIBRATIONS = ("percentile", "max", "mse")
+CALIBRATIONS = ("percentile", "max", "mse", "search")
 MSE_BINS = 2 ** 14            # histogram of |activation| per tensor, over [0, max]
 MSE_CANDIDATES = 1024         # candidate ranges max * k / MSE_CANDIDATES ...
 MSE_MIN_FRACTION = 1 / 64     # ... from max / 64 up (the grid step stays >= one histogram bin)
@@ -154,13 +156,22 @@ def _mse_ranges(net: Network, calib: np.ndarray, batch_size: int, progress: bool
 
 def calibration_ranges(net: Network, calib: np.ndarray, *, calibration: str = "percentile",
                        percentile: float = 99.99, batch_size: int = 16,
-                       progress: bool = True) -> dict[str, float]:
+                       progress: bool = True, search_log: list | None = None) -> dict[str, float]:
     """{trace name: range} over the float model's activations on ``calib`` (absolute values).
 
-    ``calibration``: 'max' (largest value), 'percentile' (of the absolute values) or 'mse' (the
-    range that minimises the tensor's clip + round error on its 8-bit grid, ``mse_range``)."""
+    ``calibration``: 'max' (largest value), 'percentile' (of the absolute values), 'mse' (the
+    range that minimises the tensor's clip + round error on its 8-bit grid, ``mse_range``) or
+    'search' (among mse, percentile, max and scaled mse ranges, the one whose fake-quantised
+    network's logits are closest to the float model's, tensor by tensor in network order;
+    ``search_calibration.search_ranges``; ``search_log``, a list, receives its per-tensor choices)."""
     if calibration not in CALIBRATIONS:
         raise QuantizeError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    if calibration == "search":
+        from .search_calibration import search_ranges
+        base = {c: calibration_ranges(net, calib, calibration=c, percentile=percentile,
+                                      batch_size=batch_size, progress=progress)
+                for c in ("mse", "percentile", "max")}
+        return search_ranges(net, calib, base=base, progress=progress, log=search_log)
     if calibration == "mse":
         return _mse_ranges(net, calib, batch_size, progress)
     n_img = len(calib)
@@ -330,9 +341,10 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
     if codebook is not None:
         shared, shared_info = _shared_weights(net, calib, codebook, hessians, batch_size, progress)
         w_bits = codebook.bits
+    search_log = [] if calibration == "search" and ranges is None else None
     if ranges is None:
         ranges = calibration_ranges(net, calib, calibration=calibration, percentile=percentile,
-                                    batch_size=batch_size, progress=progress)
+                                    batch_size=batch_size, progress=progress, search_log=search_log)
     dead = sorted(k for k, v in ranges.items() if not v > 0)
 
     def scale(name: str, signed: bool = False) -> float:
@@ -382,9 +394,11 @@ def quantize(net: Network, calib: np.ndarray, *, w_bits: int = 8, calibration: s
             raise QuantizeError(f"{layer.name}: the quantizer cannot handle {type(layer).__name__}")
     info = {"source": source or net.name, "w_bits": w_bits, "act_bits": 8,
             "calibration": {"method": calibration,
-                            "percentile": percentile if calibration == "percentile" else None,
+                            "percentile": percentile if calibration in ("percentile", "search") else None,
                             "images": int(len(calib))},
             "dead_tensors": dead}
+    if search_log:
+        info["calibration"]["search"] = {e["point"]: e["chosen"] for e in search_log}
     if codebook is not None:
         info["codebook"] = {**codebook.as_dict(), "layers": shared_info}
     if bias_correction:
