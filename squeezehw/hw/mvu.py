@@ -408,6 +408,7 @@ class MVU(wiring.Component):
             wsf = Signal(range(SF), name="wsf")                  # words written into the half
             wptr = Signal(range(2 * SF), name="wptr")            # = whalf*SF + wsf
             rbase = Signal(range(2 * SF), name="rbase")          # = rhalf*SF
+            raddr = Signal(range(2 * SF), name="raddr")          # = rbase + sf
             write = Signal()
             bypass = Signal()
             m.d.comb += [
@@ -418,8 +419,15 @@ class MVU(wiring.Component):
                 # is the one on the input port this cycle
                 bypass.eq((lead == 0) & (sf == wsf)),
                 fire.eq(can_issue & (~bypass | write)),
-                br.addr.eq(rbase + sf),
+                br.addr.eq(raddr),
             ]
+            # the read address rbase + sf is a register stepped with them (an adder in front of
+            # the LUT-RAM read was a ULX3S critical path at 97.99 MHz): the next step's word, or
+            # at a fold's last step the start of this half again or, after the vector's last
+            # fold, of the other half
+            with m.If(fire):
+                m.d.sync += raddr.eq(Mux(last_step, Mux(nf == NF - 1, Mux(rbase == 0, SF, 0), rbase),
+                                         raddr + 1))
             with m.If(write):
                 m.d.sync += [wsf.eq(Mux(wsf == SF - 1, 0, wsf + 1)),
                              wptr.eq(Mux(wptr == 2 * SF - 1, 0, wptr + 1))]
