@@ -187,18 +187,35 @@ class SlidingWindow(wiring.Component):
             wp.en.eq(self.i.valid & can_write),
         ]
         m.d.sync += wpix.eq(Mux(frame_done, 0, wpix + px_done))
-        with m.If(self.i.valid & can_write):
+        # The writer's pixel/row/frame completions come from flags registered a beat ahead (last
+        # beat of a pixel, last pixel of a row, last row), like the reader's events below, so the
+        # producer's valid reaches the `ahead` select through one gate (upstream valid -> wb/wx
+        # compares -> row completion -> ahead select was the ULX3S seed-3 critical path at 97.62 MHz).
+        write = Signal()
+        w_px_end = Signal(init=B == 1)
+        w_last_col = Signal(init=W == 1)
+        w_last_row = Signal(init=H == 1)
+        m.d.comb += [
+            write.eq(self.i.valid & can_write),
+            px_done.eq(write & w_px_end),
+            ahead_up.eq(px_done & w_last_col),
+            frame_done.eq(ahead_up & w_last_row),
+            lead_inc.eq(frame_done),
+        ]
+        with m.If(write):
+            m.d.sync += w_px_end.eq(Mux(w_px_end, B == 1, wb == B - 2))
+        with m.If(px_done):
+            m.d.sync += w_last_col.eq(Mux(w_last_col, W == 1, wx == W - 2))
+        with m.If(ahead_up):
+            m.d.sync += w_last_row.eq(Mux(w_last_row, H == 1, wy == H - 2))
+        with m.If(write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
             with m.If(wb == B - 1):
                 m.d.sync += wb.eq(0)
-                m.d.comb += px_done.eq(1)
                 with m.If(wx == W - 1):
                     m.d.sync += wx.eq(0)
-                    m.d.comb += ahead_up.eq(1)
                     with m.If(wy == H - 1):
                         m.d.sync += wy.eq(0)
-                        m.d.comb += frame_done.eq(1)
-                        m.d.comb += lead_inc.eq(1)
                     with m.Else():
                         m.d.sync += wy.eq(wy + 1)
                 with m.Else():
