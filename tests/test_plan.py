@@ -238,3 +238,14 @@ def test_weight_banks_follow_the_boards_block_ram():
         assert (m.weight_banks, m.fifo_depth) == (c.weight_banks, c.out_fifo_depth)
         assert c.out_fifo_depth == plain[c.name].out_fifo_depth + (c.weight_banks > 1)
         assert ("weight_banks" in c.row()) == (c.weight_banks > 1)
+
+
+def test_reset_tree_follows_the_board():
+    # iCE40: no reset tree (each lone tree flip-flop costs a logic cell, the UP5K member is at
+    # 99 % of its LCs); elsewhere, and with no board, the tree stays
+    from squeezehw.pipeline import default_int_model
+    model = default_int_model(progress=False)
+    fold = default_folding(model)
+    assert lower(model, fold, Target(board="icebreaker")).accelerator().reset_tree is False
+    assert lower(model, fold, Target(board="ulx3s-85f")).accelerator().reset_tree is True
+    assert lower(model, fold, Target()).accelerator().reset_tree is True

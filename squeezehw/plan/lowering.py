@@ -73,6 +73,17 @@ class Target:
                                             or self.bank_depth < 1):
             raise UserError(f"bank_depth {self.bank_depth!r} must be a positive number of weight words or None")
 
+    @property
+    def reset_tree(self) -> bool:
+        """Whether the blocks reset from a register tree (hw/reset_tree.py): not on iCE40 parts,
+        where the tree buys nothing at their clock (18 MHz on the UP5K) and each of its lone
+        flip-flops takes a logic cell (the iCEBreaker member no longer fitted by 6 LC with it)."""
+        if self.board is None:
+            return True
+        from .resources import FAMILY_BOARDS
+        from ..boards.registry import get_board
+        return get_board(FAMILY_BOARDS.get(self.board, self.board)).family != "ice40"
+
     def weight_bank_depth(self, width: int, depth: int) -> int | None:
         """Words per bank of a dense ``width`` x ``depth`` weight memory (None: one memory)."""
         if self.bank_depth is not None:
@@ -470,6 +481,7 @@ class Plan:
     def accelerator(self, **kw):
         """The whole design (hw/accelerator.py) built from this plan."""
         from ..hw.accelerator import Accelerator
+        kw.setdefault("reset_tree", self.target.reset_tree)
         return Accelerator(self, **kw)
 
     @cached_property
