@@ -43,25 +43,8 @@ MODELS = {"dc1.0": ("squeezenet1_0_deep_compression.npz", "squeezenet1_0"),
           "v1.1": ("squeezenet1_1.npz", "squeezenet1_1")}
 
 
-def quant_points(net):
-    """[(tensor name, ranges key(s), levels)] in network order: the tensors the quantizer puts on
-    an 8-bit grid.  A Fire's two expand convs are one point (one shared scale)."""
-    from squeezehw.frontend.ir import Conv, Fire, Head
-    pts = []
-    for layer in net.layers:
-        if isinstance(layer, Conv):
-            pts.append((layer.name, (layer.name,), 255))
-        elif isinstance(layer, Fire):
-            sq, e1, e3, *byp = layer.convs
-            pts.append((sq.name, (sq.name,), 255))
-            pts.append((f"{layer.name}.expand", (e1.name, e3.name), 255))
-            if byp:
-                pts.append((byp[0].name, (byp[0].name,), 127))
-            if layer.bypass != "none":
-                pts.append((f"{layer.name}.add", (layer.name,), 255))
-        elif isinstance(layer, Head):
-            pts.append((layer.name, (layer.name,), 255))
-    return pts
+# the quantizer's 8-bit points, as the product's search calibration enumerates them
+from squeezehw.quant.search_calibration import quant_points  # noqa: E402
 
 
 def fake_quant_logits(net, pixels, ranges: dict, quantised: set, batch_size: int = 25) -> np.ndarray:
