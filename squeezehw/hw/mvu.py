@@ -385,11 +385,19 @@ class MVU(wiring.Component):
         nf = Signal(range(NF), name="nf")
         if not banked:
             waddr = Signal(range(NF * SF), name="waddr")
-        first_step, last_step = sf == 0, sf == SF - 1
+        first_step = sf == 0
+        # The issue decision (`fire`) reads only flip-flops: the counters' compares (last step of
+        # a fold, last fold of a vector, a free credit, the bypass and ready conditions) are flags
+        # registered from their next values, so `fire` is one or two LUTs from the input's valid
+        # (window valid -> lead/sf compares -> fire -> nf/raddr enables was the ULX3S critical
+        # path at 99.61 MHz, c58d57a seed 1).
+        last_step = Signal(init=SF == 1, name="last_step")     # sf == SF - 1
+        last_fold = Signal(init=NF == 1, name="last_fold")     # nf == NF - 1
 
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
         credits_used = Signal(range(self.fifo_depth + 1))
-        can_issue = ~last_step | (credits_used < self.fifo_depth)
+        credit_free = Signal(init=1, name="credit_free")       # credits_used < fifo_depth
+        can_issue = ~last_step | credit_free
         if self.weight_code is not None:
             # compressed weights: a step issues only with its decoded weight vector (the decoder
             # keeps one per cycle in steady state, sparse_weights.choose_layout)
@@ -410,14 +418,14 @@ class MVU(wiring.Component):
             rbase = Signal(range(2 * SF), name="rbase")          # = rhalf*SF
             raddr = Signal(range(2 * SF), name="raddr")          # = rbase + sf
             write = Signal()
-            bypass = Signal()
+            # lead == 0: fold 0 runs behind the writer (sf <= wsf); at sf == wsf the word is the
+            # one on the input port this cycle.  Both flags are registered (see `last_step`).
+            bypass = Signal(init=1, name="bypass")               # (lead == 0) & (sf == wsf)
+            ready = Signal(init=1, name="ready")                 # lead != 2
             m.d.comb += [
-                self.i.ready.eq(lead != 2),
-                write.eq(self.i.valid & (lead != 2)),
+                self.i.ready.eq(ready),
+                write.eq(self.i.valid & ready),
                 bw.addr.eq(wptr), bw.data.eq(self.i.payload), bw.en.eq(write),
-                # lead == 0: fold 0 runs behind the writer (sf <= wsf); at sf == wsf the word
-                # is the one on the input port this cycle
-                bypass.eq((lead == 0) & (sf == wsf)),
                 fire.eq(can_issue & (~bypass | write)),
                 br.addr.eq(raddr),
             ]
@@ -426,19 +434,30 @@ class MVU(wiring.Component):
             # at a fold's last step the start of this half again or, after the vector's last
             # fold, of the other half
             with m.If(fire):
-                m.d.sync += raddr.eq(Mux(last_step, Mux(nf == NF - 1, Mux(rbase == 0, SF, 0), rbase),
+                m.d.sync += raddr.eq(Mux(last_step, Mux(last_fold, Mux(rbase == 0, SF, 0), rbase),
                                          raddr + 1))
             with m.If(write):
                 m.d.sync += [wsf.eq(Mux(wsf == SF - 1, 0, wsf + 1)),
                              wptr.eq(Mux(wptr == 2 * SF - 1, 0, wptr + 1))]
-            vec_in = write & (wsf == SF - 1)                    # writer completes a vector
-            vec_out = fire & last_step & (nf == NF - 1)        # reader issues a vector's last step
+            wsf_last = wsf == SF - 1
+            vec_in = write & wsf_last                           # writer completes a vector
+            vec_out = fire & last_step & last_fold             # reader issues a vector's last step
             with m.If(vec_out):
                 m.d.sync += rbase.eq(Mux(rbase == 0, SF, 0))
-            with m.If(vec_in & ~vec_out):
+            up, down = vec_in & ~vec_out, vec_out & ~vec_in
+            with m.If(up):
                 m.d.sync += lead.eq(lead + 1)
-            with m.Elif(vec_out & ~vec_in):
+            with m.Elif(down):
                 m.d.sync += lead.eq(lead - 1)
+            # the flags' next values: every case computed from registers, the late `fire` and
+            # `write` only select.  sf and wsf both count modulo SF, so stepping both keeps
+            # their equality.
+            sf_step = Mux(last_step, 0, sf + 1)
+            wsf_step = Mux(wsf_last, 0, wsf + 1)
+            same = Array([sf == wsf, sf_step == wsf, sf == wsf_step, sf == wsf])[Cat(fire, write)]
+            lead0_next = Mux(up, 0, Mux(down, lead == 1, lead == 0))
+            m.d.sync += [bypass.eq(lead0_next & same),
+                         ready.eq(Mux(up, lead != 1, Mux(down, 1, lead != 2)))]
             s1_bypass = Signal()
             m.d.sync += s1_bypass.eq(bypass)
             x_word = Mux(s1_bypass, s1_x, br.data)
@@ -452,16 +471,19 @@ class MVU(wiring.Component):
         taken = fifo.r_rdy & fifo.r_en      # a beat leaves the FIFO (for the output register)
         issued_out = fire & last_step
         with m.If(issued_out & ~taken):
-            m.d.sync += credits_used.eq(credits_used + 1)
+            m.d.sync += [credits_used.eq(credits_used + 1),
+                         credit_free.eq(credits_used < self.fifo_depth - 1)]
         with m.Elif(~issued_out & taken):
-            m.d.sync += credits_used.eq(credits_used - 1)
+            m.d.sync += [credits_used.eq(credits_used - 1), credit_free.eq(1)]
 
         with m.If(fire):
-            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1))]
+            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1)),
+                         last_step.eq(Mux(last_step, SF == 1, sf == SF - 2))]
             if not banked:
                 m.d.sync += [waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))]
             with m.If(last_step):
-                m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
+                m.d.sync += [nf.eq(Mux(last_fold, 0, nf + 1)),
+                             last_fold.eq(Mux(last_fold, NF == 1, nf == NF - 2))]
 
         if banked:
             w_rows, w_bank = self._banked_weights(m, fire)
