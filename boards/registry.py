@@ -194,9 +194,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           nextpnr_args=_ECP5_ARGS, platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
           clock="clk25", aliases=("ulx3s",), multiplier="ecp5", board_top="squeezehw.boards.top:ULX3STop",
           # router1 crawled on a 40k-LUT design (about 30 s per 1,000 of 119,200 arcs here) and
-          # stalled at ~46,000 overused arcs on the default model at 100 MHz; --tmg-ripup lets
-          # router2 rip up and reroute critical arcs (75-90 % of each failing 100 MHz path was routing)
-          board_nextpnr_args=("--router", "router2", "--tmg-ripup")),
+          # stalled at ~46,000 overused arcs on the default model at 100 MHz
+          board_nextpnr_args=("--router", "router2")),
     Board(name="icebreaker", family="ice40", device="iCE40UP5K", package="SG48",
           description="1BitSquared iCEBreaker with a Lattice iCE40 UltraPlus UP5K, 12 MHz oscillator",
           default_mhz=12.0, resources=_UP5K_SG48, synth_command="synth_ice40 -dsp",
