@@ -44,53 +44,7 @@ MODELS = {"dc1.0": ("squeezenet1_0_deep_compression.npz", "squeezenet1_0"),
 
 
 # the quantizer's 8-bit points, as the product's search calibration enumerates them
-from squeezehw.quant.search_calibration import quant_points  # noqa: E402
-
-
-def fake_quant_logits(net, pixels, ranges: dict, quantised: set, batch_size: int = 25) -> np.ndarray:
-    """Float logits with the tensors in ``quantised`` (quant_points names) fake-quantised."""
-    import torch
-    import torch.nn.functional as F
-
-    from squeezehw.frontend.float_model import _normalize_t
-    from squeezehw.frontend.ir import Conv, Fire, Head, MaxPool
-    w = {n: (torch.from_numpy(np.ascontiguousarray(a, np.float32)), torch.from_numpy(np.ascontiguousarray(b, np.float32)))
-         for n, (a, b) in net.weights.items()}
-
-    def q(t, point, keys, levels):
-        if point not in quantised:
-            return t
-        r = max(ranges[k] for k in keys)
-        s = (r if r > 0 else 1.0) / levels
-        lo = 0 if levels == 255 else -128
-        return torch.clamp(torch.round(t / s), lo, levels) * s
-
-    def conv(t, c):
-        y = F.conv2d(t, *w[c.name], stride=c.stride, padding=c.padding)
-        return F.relu(y) if c.relu else y
-
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            x = _normalize_t(net, torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size])))
-            for layer in net.layers:
-                if isinstance(layer, Conv):
-                    x = q(conv(x, layer), layer.name, (layer.name,), 255)
-                elif isinstance(layer, MaxPool):
-                    x = F.max_pool2d(x, layer.kernel, layer.stride, ceil_mode=True)
-                elif isinstance(layer, Fire):
-                    sq, e1, e3, *byp = layer.convs
-                    s = q(conv(x, sq), sq.name, (sq.name,), 255)
-                    y = q(torch.cat([conv(s, e1), conv(s, e3)], 1), f"{layer.name}.expand", (e1.name, e3.name), 255)
-                    if layer.bypass != "none":
-                        b = x if not byp else q(conv(x, byp[0]), byp[0].name, (byp[0].name,), 127)
-                        y = q(F.relu(y + b), f"{layer.name}.add", (layer.name,), 255)
-                    x = y
-                elif isinstance(layer, Head):
-                    x = q(conv(x, layer.conv), layer.name, (layer.name,), 255)
-                    out.append(x.mean(dim=(2, 3)).numpy())
-                    break
-    return np.concatenate(out)
+from squeezehw.quant.search_calibration import fake_quant_logits, quant_points  # noqa: E402
 
 
 def head_mse_range(net, calib) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
 
-__all__ = ["quant_points", "search_ranges", "SEARCH_SCALES"]
+__all__ = ["quant_points", "search_ranges", "fake_quant_logits", "SEARCH_SCALES"]
 
 SEARCH_SCALES = (0.8, 0.9, 1.1, 1.25)      # multiples of the mse range tried besides mse, percentile, max
 
@@ -120,6 +120,16 @@ class _FakeQuant:
                     x = self.layer(x, layer, ranges)
                 out.append(x)
         return out
+
+
+def fake_quant_logits(net: Network, pixels: np.ndarray, ranges: dict[str, float], quantised,
+                      batch_size: int = 25) -> np.ndarray:
+    """Float logits of ``pixels`` with the points in ``quantised`` (names from :func:`quant_points`)
+    rounded and clipped onto their grid; ``ranges``: {trace name: range} as from
+    ``calibration_ranges`` (a point's range is the largest of its trace names')."""
+    point_ranges = {p: max(ranges[k] for k in keys) for p, keys, _ in quant_points(net) if p in quantised}
+    fq = _FakeQuant(net, batch_size)
+    return np.concatenate([t.numpy() for t in fq.run(fq.inputs(pixels), 0, point_ranges)])
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
