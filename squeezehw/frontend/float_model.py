@@ -42,13 +42,15 @@ def _normalize_t(net: Network, p):
 
 
 def forward(net: Network, pixels: np.ndarray, trace: bool = False,
-            batch_size: int = 64) -> tuple[np.ndarray, dict]:
+            batch_size: int = 64, on_conv=None) -> tuple[np.ndarray, dict]:
     """Float32 logits (N, classes) -- the global average of the head's ReLU outputs -- for uint8
     ``pixels`` (N, C, H, W) or (C, H, W), and, with ``trace``, ``{name: float32 (N, C, H, W)}``:
     every layer's output under its name; for a Fire also ``NAME.squeeze``, ``NAME.expand1x1``,
     ``NAME.expand3x3`` and, with bypass, ``NAME.concat`` (before the add) and for complex bypass
     ``NAME.bypass`` (the 1x1 conv's output, no ReLU); for the head its conv output after ReLU,
-    before pooling.  Without ``trace`` the dict is empty."""
+    before pooling.  Without ``trace`` the dict is empty.  ``on_conv(conv, y)``, when given, is
+    called with every conv's output before its ReLU (a torch tensor of one batch), e.g. to gather
+    statistics (squeezehw.quant.bias_correction)."""
     import torch
     import torch.nn.functional as F
 
@@ -64,6 +66,8 @@ def forward(net: Network, pixels: np.ndarray, trace: bool = False,
 
     def conv(t, c: Conv):
         y = F.conv2d(t, *w[c.name], stride=c.stride, padding=c.padding)
+        if on_conv is not None:
+            on_conv(c, y)
         return F.relu(y) if c.relu else y
 
     logits, traces = [], {}

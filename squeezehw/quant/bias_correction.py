@@ -30,39 +30,15 @@ INT32_MAX = 2 ** 31 - 1          # |bias| limit, as in quantize
 def float_preactivation_means(net, calib: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
     """{conv name: float64 (out,)}: the float model's mean pre-activation (conv + bias, before
     ReLU) per output channel over all calibration images and pixels."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..frontend.float_model import _normalize_t
-    from ..frontend.ir import Conv, Fire, Head, MaxPool
-    w = {n: (torch.from_numpy(np.ascontiguousarray(a, np.float32)), torch.from_numpy(np.ascontiguousarray(b, np.float32)))
-         for n, (a, b) in net.weights.items()}
+    from ..frontend.float_model import forward
     sums: dict[str, np.ndarray] = {}
     count: dict[str, int] = {}
 
-    def conv(t, c: Conv):
-        y = F.conv2d(t, *w[c.name], stride=c.stride, padding=c.padding)
+    def gather(c, y):
         sums[c.name] = sums.get(c.name, 0) + y.double().sum(dim=(0, 2, 3)).numpy()
         count[c.name] = count.get(c.name, 0) + y.shape[0] * y.shape[2] * y.shape[3]
-        return F.relu(y) if c.relu else y
 
-    with torch.no_grad():
-        for start in range(0, len(calib), batch_size):
-            x = _normalize_t(net, torch.from_numpy(np.ascontiguousarray(calib[start:start + batch_size])))
-            for layer in net.layers:
-                if isinstance(layer, Conv):
-                    x = conv(x, layer)
-                elif isinstance(layer, MaxPool):
-                    x = F.max_pool2d(x, layer.kernel, layer.stride, ceil_mode=True)
-                elif isinstance(layer, Fire):
-                    sq, e1, e3, *byp = layer.convs
-                    s = conv(x, sq)
-                    y = torch.cat([conv(s, e1), conv(s, e3)], 1)
-                    if layer.bypass != "none":
-                        y = F.relu(y + (conv(x, byp[0]) if byp else x))
-                    x = y
-                elif isinstance(layer, Head):
-                    conv(x, layer.conv)
+    forward(net, calib, batch_size=batch_size, on_conv=gather)
     return {n: sums[n] / count[n] for n in sums}
 
 
