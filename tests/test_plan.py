@@ -249,3 +249,22 @@ def test_reset_tree_follows_the_board():
     assert lower(model, fold, Target(board="icebreaker")).accelerator().reset_tree is False
     assert lower(model, fold, Target(board="ulx3s-85f")).accelerator().reset_tree is True
     assert lower(model, fold, Target()).accelerator().reset_tree is True
+
+
+def test_fifo_output_register_follows_the_board():
+    # the block-RAM output register of every StreamFIFO (Fire FIFOs, pool output FIFO, pool banks)
+    # is built except on iCE40, for the reset tree's reason
+    from squeezehw.hw.fifo import StreamFIFO
+    from squeezehw.hw.fire import FireEngine
+    from squeezehw.hw.maxpool import MaxPool
+    from squeezehw.pipeline import default_int_model
+    model = default_int_model(progress=False)
+    fold = default_folding(model)
+    for board, want in (("icebreaker", False), ("ulx3s-85f", True), (None, True)):
+        plan = lower(model, fold, Target(board=board))
+        blocks = [b for s in plan.stages if s.kind in ("pool", "fire") for b in
+                  ((s.block(), s.fifo_block()) if s.kind == "pool" else (s.block(),))]
+        assert {type(b) for b in blocks} == {MaxPool, StreamFIFO, FireEngine}
+        for b in blocks:
+            flag = b.output_register if isinstance(b, StreamFIFO) else b.fifo_output_register
+            assert flag is want, (board, b)

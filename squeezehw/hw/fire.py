@@ -66,11 +66,13 @@ class FireEngine(wiring.Component):
     ``window_lanes`` the 3x3 window's.  ``fifo_depths`` = (expand1x1 skew FIFO, bypass FIFO),
     ``cat_fifo_depths`` = (expand1x1 -> concat, expand3x3 -> concat) FIFOs (0: none),
     ``out_buffers`` = extra output entries of (expand1x1, expand3x3).  ``requant`` and
-    ``multiplier``: every MVU's requantiser mode and multiplier primitive."""
+    ``multiplier``: every MVU's requantiser mode and multiplier primitive;
+    ``fifo_output_register``: the FIFOs' (hw/fifo.py ``output_register``)."""
 
     def __init__(self, *, fire: QFire, height: int, width: int, in_lanes: int, folds: dict,
                  out_lanes: int, window_lanes: int, fifo_depths: tuple, cat_fifo_depths: tuple,
-                 out_buffers: tuple, requant: str = "parallel", multiplier: str = "generic"):
+                 out_buffers: tuple, requant: str = "parallel", multiplier: str = "generic",
+                 fifo_output_register: bool = True):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
@@ -81,6 +83,7 @@ class FireEngine(wiring.Component):
         self.cat_fifo_depths = tuple(cat_fifo_depths)
         self.e1_out_buffer, self.e3_out_buffer = out_buffers
         self.requant, self.multiplier = requant, multiplier
+        self.fifo_output_register = fifo_output_register
         # levels of a reset tree inside (squeezehw/hw/reset_tree.py): set by the Accelerator, which
         # gates the ports; 0 when the Fire engine is used on its own
         self.reset_levels = 0
@@ -97,6 +100,9 @@ class FireEngine(wiring.Component):
         return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
                               multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None),
                               weight_bank_depth=getattr(fold, "weight_bank_depth", None))
+
+    def _fifo(self, width, depth):
+        return StreamFIFO(width=width, depth=depth, output_register=self.fifo_output_register)
 
     @property
     def bypass_lanes(self) -> int:
@@ -133,7 +139,7 @@ class FireEngine(wiring.Component):
         fk = c.add("fork", Fork(width=8 * self.f_sq.pe, n=2))
         wiring.connect(m, sq.o, fk.i)
         # expand1x1 branch, with the skew FIFO in front of the MVU
-        fifo1 = c.add("e1_fifo", StreamFIFO(width=8 * self.f_e1.simd, depth=self.e1_fifo_depth))
+        fifo1 = c.add("e1_fifo", self._fifo(8 * self.f_e1.simd, self.e1_fifo_depth))
         c.link(fk.o0, self.f_sq.pe, fifo1.i, self.f_e1.simd, s, "e1_in")
         x1 = c.add("expand1x1", self._mvu(f.expand1x1, self.f_e1, self.e1_out_buffer))
         wiring.connect(m, fifo1.o, x1.i)
@@ -154,7 +160,7 @@ class FireEngine(wiring.Component):
             if not depth:
                 wiring.connect(m, mvu.o, port)
                 continue
-            buf = c.add(f"cat_{side}_fifo", StreamFIFO(width=8 * lo, depth=depth))
+            buf = c.add(f"cat_{side}_fifo", self._fifo(8 * lo, depth))
             c.link(mvu.o, pe, buf.i, lo, ch, f"cat_{side}")
             wiring.connect(m, buf.o, port)
         if not self.mode:
@@ -164,7 +170,7 @@ class FireEngine(wiring.Component):
         add = c.add("add", BypassAdd.from_qadd(f.bypass, lanes=lo, multiplier=self.multiplier))
         wiring.connect(m, cat.o, add.a)
         bl = self.bypass_lanes
-        fifo_b = c.add("bypass_fifo", StreamFIFO(width=8 * bl, depth=self.bypass_fifo_depth))
+        fifo_b = c.add("bypass_fifo", self._fifo(8 * bl, self.bypass_fifo_depth))
         if self.mode == "simple":
             wiring.connect(m, fin.o1, fifo_b.i)
         else:

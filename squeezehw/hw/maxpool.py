@@ -84,7 +84,7 @@ class MaxPool(wiring.Component):
     """
 
     def __init__(self, *, channels: int, height: int, width: int, lanes: int, kernel: int = 3,
-                 stride: int = 2):
+                 stride: int = 2, fifo_output_register: bool = True):
         for name, v in (("channels", channels), ("height", height), ("width", width),
                         ("lanes", lanes), ("kernel", kernel), ("stride", stride)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -101,6 +101,7 @@ class MaxPool(wiring.Component):
                                f"input; pool a larger map or drop the pool")
         self.channels, self.height, self.width, self.lanes = channels, height, width, lanes
         self.kernel, self.stride = kernel, stride
+        self.fifo_output_register = fifo_output_register    # the banks' (hw/fifo.py output_register)
         self.out_height = pool_out_size(height, kernel, stride)
         self.out_width = pool_out_size(width, kernel, stride)
         self.beats_per_pixel = B = channels // lanes
@@ -200,7 +201,7 @@ class MaxPool(wiring.Component):
         # (ECP5 block RAM is slow to its output; this path set the ULX3S Fmax at 76 MHz).
         fifos = []
         for j in (0, 1):
-            f = StreamFIFO(width=8 * L, depth=self.fifo_depth)
+            f = StreamFIFO(width=8 * L, depth=self.fifo_depth, output_register=self.fifo_output_register)
             m.submodules[f"vbank{j}"] = f
             fifos.append(f)
         # every bank this beat pops must have its head, an emit needs ofree.  A push always fits:

@@ -84,6 +84,13 @@ class Target:
         from ..boards.registry import get_board
         return get_board(FAMILY_BOARDS.get(self.board, self.board)).family != "ice40"
 
+    @property
+    def fifo_output_register(self) -> bool:
+        """Whether a FIFO's block-RAM data goes into a plain register before its output skid
+        buffer (hw/fifo.py ``output_register``): not on iCE40 parts, for the reason of
+        :attr:`reset_tree` (their block RAM is not slow to its output at their clock)."""
+        return self.reset_tree
+
     def weight_bank_depth(self, width: int, depth: int) -> int | None:
         """Words per bank of a dense ``width`` x ``depth`` weight memory (None: one memory)."""
         if self.bank_depth is not None:
@@ -239,6 +246,7 @@ class PoolPlan:
     geometry: Stage
     lanes: int
     out_fifo_depth: int
+    fifo_output_register: bool = True     # Target.fifo_output_register
     kind: str = "pool"
 
     @property
@@ -267,11 +275,12 @@ class PoolPlan:
         from ..hw.maxpool import MaxPool
         g = self.geometry
         return MaxPool(channels=g.in_ch, height=g.in_hw[0], width=g.in_hw[1], lanes=self.lanes,
-                       kernel=g.kernel, stride=g.stride)
+                       kernel=g.kernel, stride=g.stride, fifo_output_register=self.fifo_output_register)
 
     def fifo_block(self):
         from ..hw.fifo import StreamFIFO
-        return StreamFIFO(width=8 * self.lanes, depth=self.out_fifo_depth)
+        return StreamFIFO(width=8 * self.lanes, depth=self.out_fifo_depth,
+                          output_register=self.fifo_output_register)
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,7 @@ class FirePlan:
     multiplier: str
     requant: str
     layer: QFire = field(compare=False, repr=False)
+    fifo_output_register: bool = True     # Target.fifo_output_register
     kind: str = "fire"
 
     @property
@@ -327,7 +337,8 @@ class FirePlan:
                           fifo_depths=(b.fifos.expand1x1_depth, b.fifos.bypass_depth),
                           cat_fifo_depths=(b.cat_a_depth, b.cat_b_depth),
                           out_buffers=(b.e1_out_buffer, b.e3_out_buffer),
-                          requant=self.requant, multiplier=self.multiplier)
+                          requant=self.requant, multiplier=self.multiplier,
+                          fifo_output_register=self.fifo_output_register)
 
 
 @dataclass(frozen=True)
@@ -401,7 +412,8 @@ def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dic
           if mode == "complex" else None)
     return FirePlan(name=f.name, height=height, width=width, in_ch=c, in_lanes=in_lanes, out_lanes=out_lanes,
                     squeeze=sq, expand1x1=e1, expand3x3=e3, bypass_conv=by, bypass=mode, buffers=buffers,
-                    multiplier=target.multiplier, requant=target.requant, layer=f)
+                    multiplier=target.multiplier, requant=target.requant, layer=f,
+                    fifo_output_register=target.fifo_output_register)
 
 
 @dataclass(frozen=True)
@@ -527,7 +539,7 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
             lanes = f[layer.name].simd
             rec = PoolPlan(name=layer.name, geometry=g, lanes=lanes, out_fifo_depth=pool_fifo_depth(
                 channels=g.in_ch, height=g.in_hw[0], width=g.in_hw[1], lanes=lanes, kernel=g.kernel,
-                stride=g.stride))
+                stride=g.stride), fifo_output_register=target.fifo_output_register)
             h, w = g.out_hw
         elif isinstance(layer, QFire):
             in_lanes = prev_lanes if prev_lanes is not None else f[layer.squeeze.name].simd

@@ -214,7 +214,9 @@ def block_logic(block) -> tuple[float, float]:
     if isinstance(block, window.SlidingWindow):
         return 450 + 4 * block.lanes, 130 + 10 * block.lanes
     if isinstance(block, fifo.StreamFIFO):
-        return (0, 0) if block.depth == 0 else (130 + block.width // 4, 50 + block.width)
+        # + the block-RAM output register's data and valid (hw/fifo.py output_register)
+        return (0, 0) if block.depth == 0 else (130 + block.width // 4,
+                                                50 + block.width + (block.width + 1) * block.output_register)
     if isinstance(block, maxpool.MaxPool):
         return 180 + 25 * block.lanes, 150 + block.register_bits
     if isinstance(block, global_pool.GlobalSumArgmax):

@@ -20,39 +20,45 @@ class _WithClock(StreamFIFO):
         return m
 
 
+@pytest.mark.parametrize("output_register", [True, False], ids=["outreg", "no_outreg"])
 @pytest.mark.parametrize("depth", [0, 1, 2, 5, 16])
 @pytest.mark.parametrize("traffic", [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2)],
                          ids=["smooth", "rough1", "rough2"])
-def test_fifo_order(depth, traffic):
+def test_fifo_order(depth, traffic, output_register):
     rng = random.Random(depth)
     beats = [rng.randrange(1 << 12) for _ in range(200)]
-    dut = (_WithClock if depth == 0 else StreamFIFO)(width=12, depth=depth)
+    dut = (_WithClock if depth == 0 else StreamFIFO)(width=12, depth=depth, output_register=output_register)
     got = simulate(dut, {"i": beats}, {"o": len(beats)}, traffic, extra_cycles=20)
     assert got["o"] == beats
     if traffic == Traffic.smooth():
-        # full throughput: 200 beats plus a few cycles of latency
-        assert got["_cycles"] <= len(beats) + 4 + 20  # + extra_cycles
+        # full throughput: 200 beats plus the latency (3, or 4 with the block-RAM output register)
+        assert dut.latency == (0 if depth == 0 else 3 + output_register)
+        assert got["_cycles"] <= len(beats) + dut.latency + 1 + 20  # + extra_cycles
 
 
-def test_fifo_level_and_memory_bits():
-    dut = StreamFIFO(width=8, depth=4)
+@pytest.mark.parametrize("output_register", [True, False], ids=["outreg", "no_outreg"])
+def test_fifo_level_and_memory_bits(output_register):
+    dut = StreamFIFO(width=8, depth=4, output_register=output_register)
     assert dut.memory_bits == 32
+    full = dut.depth + output_register + StreamRegister.CAPACITY
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    levels = []
+    levels, readies = [], []
 
     async def tb(ctx):
         ctx.set(dut.o.ready, 0)
         ctx.set(dut.i.valid, 1)
-        for v in range(6):
+        for v in range(full + 2):
             ctx.set(dut.i.payload, v)
+            readies.append(ctx.get(dut.i.ready))
             await ctx.tick()
             levels.append(ctx.get(dut.level))
         assert ctx.get(dut.i.ready) == 0  # full
     sim.add_testbench(tb)
     sim.run()
-    # depth entries in the FIFO proper plus the output register's two slots
-    assert levels[-1] == dut.depth + StreamRegister.CAPACITY and levels[0] == 1
+    # depth entries in the FIFO proper, the block-RAM output register's one, the skid buffer's two
+    assert levels[-1] == full and levels[0] == 1
+    assert sum(readies) == full
 
 
 def test_fifo_small_depths_are_full_rate():
