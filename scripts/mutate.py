@@ -108,7 +108,7 @@ MUTANTS = [
     ("fork-offers-taken-beat-again", "squeezehw/hw/fork.py",
      "o.valid.eq(self.i.valid & ~t)", "o.valid.eq(self.i.valid)", hw("fork", "Fork")),
     ("fifo-level-misses-output-register", "squeezehw/hw/fifo.py",
-     "self.level.eq(fifo.level + out.held)", "self.level.eq(fifo.level)", hw("fifo", "FIFO")),
+     "self.level.eq(fifo.level + r_valid + out.held)", "self.level.eq(fifo.level + out.held)", hw("fifo", "FIFO")),
     ("stream-register-skid-keeps-old-beat", "squeezehw/hw/stream_register.py",
      "skid_data.eq(self.i.payload)", "skid_data.eq(main_data)", hw("stream_register", "FIFO")),
     ("resize-widen-swaps-lanes", "squeezehw/hw/resize.py",

@@ -368,6 +368,11 @@ def _fifo():
     return StreamFIFO(width=4, depth=4)
 
 
+def _fifo_plain():      # without the block-RAM output register (iCE40 builds)
+    from ..hw.fifo import StreamFIFO
+    return StreamFIFO(width=4, depth=4, output_register=False)
+
+
 def _concat(ca, cb):
     def make():
         from ..hw.concat import Concat
@@ -493,10 +498,18 @@ CASES: list[FormalCase] = [
     FormalCase("StreamFIFO(w4,d4)", "protocol+level", _fifo, ("i",), ("o",), props=(fifo_level,),
                modes=("bmc", "prove"), depth=12, full_depth=30),
     FormalCase("StreamFIFO(w4,d4)", "scoreboard", _fifo, ("i",), ("o",),
-               # depth 4 in the FIFO proper plus the two slots of its output register (skid buffer)
+               # depth 4 in the FIFO proper, the block-RAM output register's slot and the two slots
+               # of the skid buffer
+               props=(scoreboard("i", "o", lane_bits=4, in_lanes=1, out_lanes=1, capacity=4 + 1 + 2),),
+               depth=10, full_depth=12),
+    FormalCase("StreamFIFO(w4,d4,plain)", "protocol+level", _fifo_plain, ("i",), ("o",), props=(fifo_level,),
+               modes=("bmc", "prove"), depth=12, full_depth=30),
+    FormalCase("StreamFIFO(w4,d4,plain)", "scoreboard", _fifo_plain, ("i",), ("o",),
                props=(scoreboard("i", "o", lane_bits=4, in_lanes=1, out_lanes=1, capacity=4 + 2),),
                depth=10, full_depth=12),
-    FormalCase("StreamFIFO(w4,d4)", "liveness<=4", _fifo, ("i",), ("o",),
+    FormalCase("StreamFIFO(w4,d4)", "liveness<=5", _fifo, ("i",), ("o",),      # latency 4
+               props=(live_bound({"i": 4, "o": 5}),), live=True, depth=12, full_depth=30),
+    FormalCase("StreamFIFO(w4,d4,plain)", "liveness<=4", _fifo_plain, ("i",), ("o",),
                props=(live_bound({"i": 4, "o": 4}),), live=True, depth=12, full_depth=30),
     # asymmetric both ways: a Concat that split by the other side's beat count passes 2+2
     FormalCase("Concat(l1,1+3)", "protocol+order", _concat(1, 3), ("a", "b"), ("o",),

@@ -46,7 +46,7 @@ MUTANTS = [
              width=4),
      ("i",), ("o",), (), False, True, 8),
     ("fifo-level-misses-output-register",
-     _mutant("fifo", "StreamFIFO", "self.level.eq(fifo.level + out.held)", "self.level.eq(fifo.level)",
+     _mutant("fifo", "StreamFIFO", "self.level.eq(fifo.level + r_valid + out.held)", "self.level.eq(fifo.level + out.held)",
              width=4, depth=4),
      ("i",), ("o",), (formal.fifo_level,), False, True, 8),
     ("resize-widen-swaps-lanes",
