@@ -48,13 +48,11 @@ from squeezehw.toolchain.build import board_bitstream, write_design  # noqa: E40
 OUT = REPO / "build" / "boards_fit"
 
 
-def tiny_up5k_model(conv1_kernel: int = 3):
-    """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below);
-    ``conv1_kernel=1`` drops conv1's sliding window (``tiny_family_up5k_k1``)."""
+def tiny_up5k_model():
+    """conv1 + one Fire + head: the smallest useful SqueezeNet-family member (FamilyConfig below)."""
     from squeezehw.frontend.family import FamilyConfig
-    name = "tiny_family_up5k" if conv1_kernel == 3 else f"tiny_family_up5k_k{conv1_kernel}"
-    cfg = FamilyConfig(name=name, base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
-                       conv1_channels=8, conv1_kernel=conv1_kernel, conv1_stride=1, conv1_padding=0, pool_after=(),
+    cfg = FamilyConfig(name="tiny_family_up5k", base_e=8, incr_e=0, pct3x3=0.5, sr=0.25, freq=1, num_fire=1,
+                       conv1_channels=8, conv1_kernel=3, conv1_stride=1, conv1_padding=0, pool_after=(),
                        input_size=10, in_channels=1, classes=4, mean=(0.5,), std=(0.25,))
     return cfg, _random_member(cfg, seed=7)
 
@@ -75,12 +73,9 @@ def _random_member(cfg, seed):
 
 
 def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: int,
-          large_mult: int = 48, large_base_e: int = 64, large_max_bram: int | None = None,
-          ice40_conv1_kernel: int = 3) -> dict:
+          large_mult: int = 48, large_base_e: int = 64, large_max_bram: int | None = None) -> dict:
     cfg = None
     out_name = which if which != "ulx3s-large" or large_base_e == 64 else f"{which}-e{large_base_e}"
-    if which == "icebreaker" and ice40_conv1_kernel != 3:
-        out_name = f"{which}-k{ice40_conv1_kernel}"
     (OUT / out_name).mkdir(parents=True, exist_ok=True)
     if which == "ulx3s":
         # the default model with its default folding (not auto-folded for the board's DSPs)
@@ -88,7 +83,7 @@ def build(which: str, *, ulx3s_mhz: float, ice40_mhz: float, seed: int, baud: in
         config = BuildConfig(model="default", fold={"layers": fold["layers"]}, board="ulx3s-85f",
                              clock_mhz=ulx3s_mhz)
     else:
-        cfg, model = large_ulx3s_model(large_base_e) if which == "ulx3s-large" else tiny_up5k_model(ice40_conv1_kernel)
+        cfg, model = large_ulx3s_model(large_base_e) if which == "ulx3s-large" else tiny_up5k_model()
         path = OUT / out_name / f"{model.name}.npz"
         model.save(path)
         if which == "ulx3s-large":
@@ -166,9 +161,6 @@ def main(argv=None):
                     help="block-RAM budget of the ulx3s-large build's estimate check (--max-bram): "
                          "squeezehw.plan.resources.estimate overcounts ECP5 DP16KD (base_e 80: 244 "
                          "estimated, 190 placed at 971916f), so nextpnr decides whether it fits")
-    ap.add_argument("--ice40-conv1-kernel", type=int, default=3, choices=(1, 3),
-                    help="conv1 kernel of the icebreaker member (1: no conv1 window; results in "
-                         "build/boards_fit/icebreaker-k1)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")          # Amaranth's UnusedElaboratable noise from the plan stage
     OUT.mkdir(parents=True, exist_ok=True)
@@ -177,11 +169,8 @@ def main(argv=None):
         if args.only in (None, which):
             results[which] = build(which, ulx3s_mhz=args.ulx3s_mhz, ice40_mhz=args.ice40_mhz, seed=args.seed,
                                    baud=args.baud, large_mult=args.large_max_multipliers,
-                                   large_base_e=args.large_base_e, large_max_bram=args.large_max_bram,
-                                   ice40_conv1_kernel=args.ice40_conv1_kernel)
+                                   large_base_e=args.large_base_e, large_max_bram=args.large_max_bram)
             suffix = f"-e{args.large_base_e}" if which == "ulx3s-large" and args.large_base_e != 64 else ""
-            if which == "icebreaker" and args.ice40_conv1_kernel != 3:
-                suffix = f"-k{args.ice40_conv1_kernel}"
             (OUT / f"summary_{which}{suffix}.json").write_text(json.dumps(results[which], indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
