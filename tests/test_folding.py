@@ -16,6 +16,20 @@ def test_window_lanes_rule():
     assert window_lanes(16, 8) == 8        # divides the channels: the window feeds the MVU directly
     assert window_lanes(16, 12) == 16      # does not: a tap per beat, then a Resize to 12 lanes
     assert window_lanes(3, 9) == 3
+    # 40 -> 3 would be the Resize's shift design: gcd(40, 3) = 1 lane when the MVU has >= 3 folds
+    assert window_lanes(40, 3, folds=160) == 1 and window_lanes(40, 3, folds=2) == 40
+    assert window_lanes(8, 9, folds=100) == 8     # 8 -> 9 is a ring: unchanged
+    assert window_lanes(40, 6, folds=3) == 2 and window_lanes(40, 6, folds=2) == 40   # gcd 2: 3x the beats
+    assert window_lanes(40, 12, folds=100) == 40  # 40 -> 12 is a ring: unchanged
+
+
+def test_resize_design_choice():
+    from squeezehw.hw.resize import Resize
+    assert Resize.design(4, 4) == ("identity", 0)
+    assert Resize.design(1, 3) == ("widen", 5) and Resize.design(6, 3) == ("narrow", 6)
+    assert Resize.design(8, 9) == ("ring", 72) and Resize.design(40, 3) == ("shift", 45)
+    r = Resize(in_lanes=40, out_lanes=3, channels=120)
+    assert (r.ring, r.widen, r.narrow, r.identity, r.cap_lanes) == (False, False, False, False, 45)
 
 
 def test_kxk_simd_may_divide_the_vector():

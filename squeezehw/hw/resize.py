@@ -66,33 +66,36 @@ class Resize(wiring.Component):
         self.in_lanes = in_lanes
         self.out_lanes = out_lanes
         self.channels = channels
-        self.identity = in_lanes == out_lanes
-        self.widen = not self.identity and out_lanes % in_lanes == 0
-        self.narrow = not self.identity and in_lanes % out_lanes == 0
-        self.ring = False
-        if self.identity:
-            self.cap_lanes = 0
-        elif self.widen:
-            self.cap_lanes = 2 * out_lanes - in_lanes       # k-1 collected beats + the output beat
-        elif self.narrow:
-            self.cap_lanes = in_lanes
-        else:
-            shift_lanes = in_lanes + 2 * out_lanes - 1
-            period = lcm(in_lanes, out_lanes)
-            ring_lanes = period * -(-(in_lanes + out_lanes + min(in_lanes, out_lanes) - 1) // period)
-            # the ring's read mux has ring/out_lanes inputs per output lane, the shift design's
-            # insert mux at most min(in_lanes, insert positions): the ring where its mux is no
-            # wider (a 40 -> 3 ring had a 40:1 read mux over 960 flip-flops, the large ULX3S
-            # member's critical path at 65.8 MHz; the shift design inserts at 6 positions there)
-            self.ring = (ring_lanes <= 4 * shift_lanes and
-                         ring_lanes // out_lanes <= min(in_lanes, shift_lanes - in_lanes + 1))
-            self.cap_lanes = ring_lanes if self.ring else shift_lanes
+        design, self.cap_lanes = self.design(in_lanes, out_lanes)
+        self.identity, self.widen, self.narrow, self.ring = (design == d for d in
+                                                             ("identity", "widen", "narrow", "ring"))
         self.memory_bits = 8 * self.cap_lanes
         self.latency = 0 if self.identity else 1
         super().__init__({
             "i": In(stream.Signature(8 * in_lanes)),
             "o": Out(stream.Signature(8 * out_lanes)),
         })
+
+    @staticmethod
+    def design(in_lanes: int, out_lanes: int) -> tuple[str, int]:
+        """(design, lanes held at most) for a converter from ``in_lanes`` to ``out_lanes``: "identity",
+        "widen", "narrow", "ring" or "shift" (module docstring)."""
+        if in_lanes == out_lanes:
+            return "identity", 0
+        if out_lanes % in_lanes == 0:
+            return "widen", 2 * out_lanes - in_lanes       # k-1 collected beats + the output beat
+        if in_lanes % out_lanes == 0:
+            return "narrow", in_lanes
+        shift_lanes = in_lanes + 2 * out_lanes - 1
+        period = lcm(in_lanes, out_lanes)
+        ring_lanes = period * -(-(in_lanes + out_lanes + min(in_lanes, out_lanes) - 1) // period)
+        # the ring's read mux has ring/out_lanes inputs per output lane, the shift design's
+        # insert mux at most min(in_lanes, insert positions): the ring where its mux is no
+        # wider (a 40 -> 3 ring had a 40:1 read mux over 960 flip-flops, the large ULX3S
+        # member's critical path at 65.8 MHz; the shift design inserts at 6 positions there)
+        if ring_lanes <= 4 * shift_lanes and ring_lanes // out_lanes <= min(in_lanes, shift_lanes - in_lanes + 1):
+            return "ring", ring_lanes
+        return "shift", shift_lanes
 
     def elaborate(self, platform):
         m = Module()

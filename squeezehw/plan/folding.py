@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from math import gcd
 from pathlib import Path
 
 from ..errors import UserError
@@ -49,16 +50,27 @@ def fire_out_lanes(fire, folds) -> int:
     return min(wide) if wide else max(common)
 
 
-def window_lanes(channels: int, simd: int) -> int:
-    """Lanes of the sliding window in front of a KxK conv whose MVU takes ``simd`` lanes.
+def window_lanes(channels: int, simd: int, folds: int = 1) -> int:
+    """Lanes of the sliding window in front of a KxK conv whose MVU takes ``simd`` lanes and
+    computes each input vector in ``folds`` (= out_channels / pe) passes.
 
     ``simd`` itself when it divides the channels (the window feeds the MVU directly); otherwise
     every channel (one kernel tap per beat), and a Resize regroups the ``K*K*C`` window vector
     into ``simd``-lane beats.  So a KxK conv's SIMD may be any divisor of ``K*K*C``: with
     power-of-two channel counts the divisors of ``C`` alone step by 2x, which left up to half of
     a layer's multipliers idle once the pipeline was balanced (e.g. 9 or 12 for a 3x3 conv on 16
-    channels)."""
-    return simd if channels % simd == 0 else channels
+    channels).  Where that Resize would need the general shift design (hw/resize.py, e.g. 40 ->
+    3 lanes: a 45-lane shift buffer, the large ULX3S member's critical path at 75.39 MHz), the
+    window takes ``gcd(C, simd)`` lanes instead, so the Resize only widens, if the MVU's folds
+    leave the window time for its ``simd / gcd`` times more beats (``simd / gcd <= folds``: then
+    the MVU, not the window, still sets the stage's rate)."""
+    if channels % simd == 0:
+        return simd
+    from ..hw.resize import Resize
+    lanes = gcd(channels, simd)
+    if Resize.design(channels, simd)[0] == "shift" and simd // lanes <= folds:
+        return lanes
+    return channels
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,7 @@ class Stage:
             return mvu
         # a sliding window takes every input beat (matters for stride 2) and emits K*K beats per
         # output pixel at its own lane count, one beat per cycle
-        lanes = window_lanes(self.in_ch, simd)
+        lanes = window_lanes(self.in_ch, simd, self.out_ch // pe)
         in_beats = self.in_hw[0] * self.in_hw[1] * (self.in_ch // lanes)
         window_beats = self.out_pixels * self.kernel * self.kernel * (self.in_ch // lanes)
         return max(mvu, in_beats, window_beats)

@@ -377,7 +377,7 @@ def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, 
     # compressed weights are read through a WeightDecoder: never banked
     bank_depth = None if code is not None else target.weight_bank_depth(fold.pe * fold.simd * w_bits, depth)
     return ConvPlan(name=q.name, geometry=geo, simd=fold.simd, pe=fold.pe,
-                    window_lanes=window_lanes(geo.in_ch, fold.simd) if geo.windowed else 0,
+                    window_lanes=window_lanes(geo.in_ch, fold.simd, geo.out_ch // fold.pe) if geo.windowed else 0,
                     acc_bits=acc_bits, w_bits=w_bits, in_signed=bool(q.in_signed), requant=target.requant,
                     multiplier=target.multiplier, out_buffer=out_buffer, layer=q,
                     weight_code=code, weight_bank_depth=bank_depth)

@@ -80,6 +80,23 @@ def test_fire_matches_golden(bypass, folds, in_lanes, hw, traffic):
     assert first_difference(got, want) is None, first_difference(got, want)
 
 
+@pytest.mark.parametrize("e3_fold,window", [((3, 2), 1), ((3, 8), 10)], ids=["gcd-lanes", "shift-resize"])
+def test_fire_window_lanes_avoid_the_shift_resize(e3_fold, window):
+    """10 squeeze channels, expand3x3 SIMD 3: a 10 -> 3 Resize would be the general shift design, so
+    the window takes gcd(10, 3) = 1 lane when the MVU's 4 folds leave it time (then a 1 -> 3 widen),
+    and all 10 channels when they do not (1 fold: the shift design stays); bit-exact either way."""
+    from squeezehw.plan.folding import window_lanes
+    f, rng = make("none", seed=2, s=10)
+    fl = {f.squeeze.name: LayerFold(1, 2), f.expand1x1.name: LayerFold(2, 2), f.expand3x3.name: LayerFold(*e3_fold)}
+    assert window_lanes(10, 3, 8 // e3_fold[1]) == window
+    x = rng.integers(0, 256, size=(2, f.squeeze.in_ch, 4, 3), dtype=np.uint8)
+    dut = engine(f, 4, 3, 1, fl)
+    assert dut.window.lanes == window
+    got = run_fire(dut, x, Traffic.rough(5))
+    want = fire_golden(f, x)
+    assert first_difference(got, want) is None, first_difference(got, want)
+
+
 @pytest.mark.parametrize("e1,e3,bypass", [(4, 12, "none"), (12, 4, "simple")])
 def test_fire_unequal_expands(e1, e3, bypass):
     """expand1x1 and expand3x3 with different channel counts (the default Fire has e1 == e3, where a
