@@ -132,7 +132,7 @@ MUTANTS = [
      hw("fire")),
     # the accelerator's blocks are built from the build plan's records (squeezehw/plan/lowering.py)
     ("plan-pool-stride-is-kernel", "squeezehw/plan/lowering.py",
-     "kernel=g.kernel, stride=g.stride)", "kernel=g.kernel, stride=g.kernel)",
+     "kernel=g.kernel, stride=g.stride, fifo_output_register", "kernel=g.kernel, stride=g.kernel, fifo_output_register",
      ["tests/test_board_top.py", "-k", "accelerator_serial_requant and parallel"]),
     # quantizer integer parts
     ("requant-params-truncates", "squeezehw/quant/intmodel.py",
