@@ -44,7 +44,7 @@ MODELS = {"dc1.0": ("squeezenet1_0_deep_compression.npz", "squeezenet1_0"),
 
 
 # the quantizer's 8-bit points, as the product's search calibration enumerates them
-from squeezehw.quant.search_calibration import fake_quant_logits, quant_points  # noqa: E402
+from squeezehw.quant.search_calibration import fake_quant_logits, kl_mnat, log_softmax, quant_points  # noqa: E402
 
 
 def head_mse_range(net, calib) -> float:
@@ -60,12 +60,8 @@ def head_mse_range(net, calib) -> float:
 
 
 def compare(ref: np.ndarray, logits: np.ndarray) -> dict:
-    def log_softmax(z):
-        z = z - z.max(1, keepdims=True)
-        return z - np.log(np.exp(z).sum(1, keepdims=True))
-    lp, lq = log_softmax(ref.astype(np.float64)), log_softmax(logits.astype(np.float64))
-    kl = (np.exp(lp) * (lp - lq)).sum(1).mean()
-    return {"agree": float((ref.argmax(1) == logits.argmax(1)).mean()), "kl_mnat": float(1000 * kl)}
+    return {"agree": float((ref.argmax(1) == logits.argmax(1)).mean()),
+            "kl_mnat": kl_mnat(log_softmax(ref), logits)}
 
 
 def out_path(args) -> Path:

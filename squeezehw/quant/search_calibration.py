@@ -30,7 +30,7 @@ import numpy as np
 
 from ..frontend.ir import Conv, Fire, Head, MaxPool, Network
 
-__all__ = ["quant_points", "search_ranges", "fake_quant_logits", "SEARCH_SCALES"]
+__all__ = ["quant_points", "search_ranges", "fake_quant_logits", "log_softmax", "kl_mnat", "SEARCH_SCALES"]
 
 SEARCH_SCALES = (0.8, 0.9, 1.1, 1.25)      # multiples of the mse range tried besides mse, percentile, max
 
@@ -132,14 +132,14 @@ def fake_quant_logits(net: Network, pixels: np.ndarray, ranges: dict[str, float]
     return np.concatenate([t.numpy() for t in fq.run(fq.inputs(pixels), 0, point_ranges)])
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64) - z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
 
 
-def _kl_mnat(ref_logp: np.ndarray, logits: np.ndarray) -> float:
+def kl_mnat(ref_logp: np.ndarray, logits: np.ndarray) -> float:
     """Mean KL(p_ref || softmax(logits)) in millinats; ``ref_logp`` is log_softmax of the reference."""
-    return float(1000 * (np.exp(ref_logp) * (ref_logp - _log_softmax(logits))).sum(1).mean())
+    return float(1000 * (np.exp(ref_logp) * (ref_logp - log_softmax(logits))).sum(1).mean())
 
 
 def candidate_ranges(mse: float, pct: float, top: float, scales=SEARCH_SCALES) -> list[tuple[str, float]]:
@@ -179,7 +179,7 @@ def search_ranges(net: Network, calib: np.ndarray, *, base: dict[str, dict[str, 
     layer_of = {p: i for i, layer in enumerate(net.layers)   # point -> index of its layer
                 for p, _, _ in quant_points(_OneLayer(layer))}
     xs = fq.inputs(calib)
-    ref_logp = _log_softmax(np.concatenate([t.numpy() for t in fq.run(xs, 0, {})]))
+    ref_logp = log_softmax(np.concatenate([t.numpy() for t in fq.run(xs, 0, {})]))
     ranges = dict(base["mse"])
     chosen: dict[str, float] = {}                   # point -> range (the decided points)
     head = pts[-1][0] if isinstance(net.layers[-1], Head) else None
@@ -198,7 +198,7 @@ def search_ranges(net: Network, calib: np.ndarray, *, base: dict[str, dict[str, 
         if not top > 0:                             # never active on the calibration images
             continue
         cands = candidate_ranges(mse, pct, top, scales)
-        kls = [_kl_mnat(ref_logp, np.concatenate([t.numpy() for t in fq.run(cur_x, i, {**chosen, p: r})]))
+        kls = [kl_mnat(ref_logp, np.concatenate([t.numpy() for t in fq.run(cur_x, i, {**chosen, p: r})]))
                for _, r in cands]
         best = int(np.argmin(kls))                  # first minimum: ties keep the earlier candidate
         chosen[p] = cands[best][1]
