@@ -61,6 +61,16 @@ class Resources:
     # whether the fabric has LUT RAM (the iCE40 has none: Yosys puts every RAM, however small, in a
     # block RAM; only small ROMs become logic)
     lut_ram: bool = True
+    # memories built from logic instead of block RAM on a part short of block RAM: boxes
+    # (kind, max depth, max width), kind "rom" (initialised, never written: LUTs, about one LUT4
+    # per 16 bits) or "ram" (flip-flops and a read mux).  The synthesis script marks them
+    # (squeezehw.toolchain.synth.logic_memory_commands) and the estimate counts them the same way.
+    logic_memories: tuple = ()
+
+    def in_logic(self, rom: bool, depth: int, width: int) -> bool:
+        """Whether a ``width`` x ``depth`` memory is one of :attr:`logic_memories`."""
+        kind = "rom" if rom else "ram"
+        return any(k == kind and depth <= d and width <= w for k, d, w in self.logic_memories)
 
     def __post_init__(self):
         for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io", "bram_data_bits"):
@@ -178,7 +188,15 @@ _BSRAM_MODES = _DP16KD_MODES
 _GW5AST_138C = Resources(lut=138_240, lut_inputs=4, ff=138_240, dsp=596, dsp_cell="MULT12X12",
                          bram=340, bram_bits=18_432, bram_cell="BSRAM", io=324,
                          bram_modes=_BSRAM_MODES, bram_data_bits=16_384, dsp_operand_bits=(12, 12),
-                         dsp_wide_operand_bits=(27, 18), dsp_wide_cells=2, dsp_inferred=False)
+                         dsp_wide_operand_bits=(27, 18), dsp_wide_cells=2, dsp_inferred=False,
+                         # No LUT RAM: the GW5A series has only ROM16 (a plain LUT) of the Gowin
+                         # shadow-RAM modes (Apycula's maintainer, YosysHQ/nextpnr#1542 and
+                         # YosysHQ/apicula#378), although nextpnr 0.11's database still offers
+                         # RAM16SDP4 cells; so synth_command has -nolutram.  Block RAM is the
+                         # scarce resource on this part for a whole ImageNet network: per-channel
+                         # parameter ROMs (<= 256 deep, 10 Kbit) become LUTs and the MVUs'
+                         # 15-deep output FIFOs flip-flops instead of taking a BSRAM each.
+                         lut_ram=False, logic_memories=(("rom", 256, 40), ("ram", 16, 16)))
 _GW2A_18C = Resources(lut=20_736, lut_inputs=4, ff=15_552, dsp=96, dsp_cell="MULT9X9",
                       bram=46, bram_bits=18_432, bram_cell="BSRAM", io=384,
                       bram_modes=_BSRAM_MODES, bram_data_bits=16_384, dsp_operand_bits=(9, 9),
@@ -211,7 +229,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           nextpnr_args=_UP5K_ARGS, aliases=("ice40up5k",)),
     Board(name="tang-mega-138k-pro", family="gowin", device="GW5AST-LV138FPG676AC1/I0", package="FPG676A",
           description="Sipeed Tang Mega 138K Pro Dock with a Gowin GW5AST-138C, 50 MHz oscillator",
-          default_mhz=50.0, resources=_GW5AST_138C, synth_command="synth_gowin -family gw5a",
+          default_mhz=50.0, resources=_GW5AST_138C, synth_command="synth_gowin -family gw5a -nolutram",
           nextpnr_args=("--device", "GW5AST-LV138FPG676AC1/I0", "--vopt", "family=GW5AST-138C"),
           platform="squeezehw.boards.gowin:TangMega138kProPlatform", clock="clk50", chipdb="GW5AST-138C",
           multiplier="gw5a", board_top="squeezehw.boards.top:TangMega138KTop", aliases=("tang-mega-138k", "gw5ast-138c")),

@@ -287,7 +287,9 @@ def test_gowin_platforms_build_script(board):
     assert "--vopt cst=top.cst" in script and "--family" not in script
     assert f'"$GOWIN_PACK" -d {b.chipdb}' in script and "NEXTPNR_HIMBAECHEL" in script
     assert f"synth_gowin {b.synth_command.split(maxsplit=1)[1]} -top top" in plan.files["top.ys"]
-    assert b.synth_command.endswith("-family gw5a" if board == "tang-mega-138k-pro" else "-family gw2a")
+    assert b.synth_command.split()[1:3] == ["-family", "gw5a" if board == "tang-mega-138k-pro" else "gw2a"]
+    # the GW5A has no LUT RAM (only ROM16) although nextpnr's database offers RAM16SDP4
+    assert ("-nolutram" in b.synth_command) == (board == "tang-mega-138k-pro")
 
 
 class MulChain(wiring.Component):
@@ -329,6 +331,43 @@ def test_gowin_netlist_holds_the_dsp_cells(tmp_path, family, cell, expected):
     assert r.utilization.get(cell, {"used": 0})["used"] == expected and r.dsp == expected
     if family != "generic":
         assert r.lut < 200      # no multiplier left in the fabric
+
+
+class SmallMemories(wiring.Component):
+    """A 256 x 30 parameter ROM and a 15 x 8 RAM (an MVU's output FIFO storage), and a 512 x 30 ROM."""
+
+    def __init__(self):
+        super().__init__({"a": In(9), "wa": In(4), "wd": In(8), "we": In(1), "y": Out(30), "z": Out(30),
+                          "q": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, depth, out in (("params", 256, self.y), ("deep", 512, self.z)):
+            rom = m.submodules[name] = Memory(shape=30, depth=depth, init=[(i * 2654435761) % (1 << 30)
+                                                                          for i in range(depth)])
+            rp = rom.read_port()
+            m.d.comb += [rp.addr.eq(self.a), out.eq(rp.data)]
+        ram = m.submodules.fifo = Memory(shape=8, depth=15, init=[])
+        wp, rp = ram.write_port(), ram.read_port()
+        m.d.comb += [wp.addr.eq(self.wa), wp.data.eq(self.wd), wp.en.eq(self.we), rp.addr.eq(self.a[:4]),
+                     self.q.eq(rp.data)]
+        return m
+
+
+def test_gowin_logic_memories_stay_out_of_block_ram(tmp_path):
+    """Yosys only: on the GW5AST-138C the memories inside Resources.logic_memories (the 256-deep ROM,
+    the 15-deep RAM) become logic, the 512-deep ROM takes a BSRAM, as the estimate counts them;
+    without the script Yosys would put the 256 x 30 ROM in a BSRAM as well."""
+    _require("yosys")
+    from squeezehw.plan.resources import MemoryUse
+    res = get_board("tang-mega-138k-pro").resources
+    assert [res.in_logic(m.rom, m.depth, m.width) for m in
+            (MemoryUse("p", 30, 256, rom=True), MemoryUse("f", 8, 15), MemoryUse("d", 30, 512, rom=True))] \
+        == [True, True, False]
+    r = synthesize(SmallMemories(), board="tang-mega-138k-pro", out_dir=tmp_path, top="mems",
+                   place_and_route=False, progress=False)
+    assert r.bram == 1
+    assert r.ff >= 15 * 8           # the RAM's bits in flip-flops
 
 
 def test_gowin_fit_errors_name_the_resource(tmp_path):

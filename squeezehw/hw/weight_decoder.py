@@ -15,7 +15,7 @@ registered state:
 - *read*: a word is requested iff ``count + inflight*W + W <= C`` (``inflight``: the word requested
   last cycle arrives from the memory now), so a word never lands on unconsumed bits;
 - *decode*: the head vector needs ``need`` bits (dense-index: ``L*k``; bitmap: ``L + k*popcount``
-  of its ``L`` mask bits, from registers refilled from a ROM of the period's vector lengths, so
+  of its ``L`` mask bits, from registers refilled from a ROM of the period's popcounts, so
   the read pointer's update does not wait for the popcount), plus the pad bits after the period's last vector; it is
   decoded iff ``count >= need`` and the output stage advances;
 - ``rptr <= (rptr + consumed) mod C``, ``count <= count - consumed + inflight*W``.
@@ -87,6 +87,8 @@ class WeightDecoder(wiring.Component):
         self.word_bits, self.buffer_bits, self.depth = packed.word_bits, packed.buffer_bits, packed.depth
         self.vectors = s.vectors
         self.need = _vector_need(s, packed.pad_bits)
+        # bitmap: set mask bits per vector (its length is L + k * popcount, + the pad for the last)
+        self.popcounts = [(b - self.lanes) // self.k for b in s.vector_bits] if self.fmt == "bitmap" else []
         if self.buffer_bits % self.word_bits or self.buffer_bits < max(self.need) + self.word_bits:
             self._MustUse__silence = True
             raise UserError(f"{name}: buffer of {self.buffer_bits} bits must be whole {self.word_bits}-bit "
@@ -115,7 +117,7 @@ class WeightDecoder(wiring.Component):
         whole vectors), the bitmap's per-lane index muxes (lane j picks one
         of j+1 k-bit fields: a LUT4 per input bit) and prefix popcounts, the zeroing of masked
         lanes, the codebook ROM in logic (per lane and bit a LUT4 per 16 entries and one per 64 for
-        the wider mux) and a word memory (and the bitmap's vector-length ROM) of at most
+        the wider mux) and a word memory (and the bitmap's popcount ROM) of at most
         ``ROM_LOGIC_DEPTH`` entries in logic.  Block RAM: those memories in the family's blocks
         when deeper (Yosys mapped 64 words to logic, 128
         and more to DP16KD; it kept the codebooks, up to 256 entries, in logic)."""
@@ -137,8 +139,8 @@ class WeightDecoder(wiring.Component):
         lut += L * B * (ceil(d / 16) + d // 64)
         lut += 3 * bits(C + 1) + 2 * bits(self.depth) + bits(self.vectors) + 20     # counters, compares
         blocks = 0
-        roms = [(W, self.depth)] + ([(max(self.need).bit_length(), self.vectors)] if bitmap else [])
-        for width, depth in roms:           # the words, and the bitmap's vector-length ROM
+        roms = [(W, self.depth)] + ([(max(1, max(self.popcounts).bit_length()), self.vectors)] if bitmap else [])
+        for width, depth in roms:           # the words, and the bitmap's popcount ROM
             if depth <= self.ROM_LOGIC_DEPTH:
                 lut += width * ceil(depth / 16)
             else:
@@ -206,16 +208,20 @@ class WeightDecoder(wiring.Component):
                 run = (run + mask[j])[:max(1, (j + 1).bit_length())]
             # The vector's length is not taken from its mask: rptr -> rotator -> popcount -> rptr
             # was the critical loop (ECP5: 47 MHz at 8 lanes).  The lengths are known at build
-            # time: ``need`` and ``need_after`` are registers holding the head vector's and the
-            # next one's, refilled from a ROM that is read two vectors ahead (entry a = length of
-            # vector a + 2), so the ROM's slow block-RAM output only feeds a register (it fed the
-            # compare and set 58.6 MHz at 16 lanes).
-            nb = max(self.need).bit_length()
-            sizes = m.submodules.sizes = Memory(shape=unsigned(nb), depth=V,
-                                                init=[self.need[(a + 2) % V] for a in range(V)])
+            # time: ``need`` is a register holding the head vector's length and ``count_after``
+            # the next vector's popcount, refilled from a ROM of popcounts that is read two
+            # vectors ahead (entry a = popcount of vector a + 2), so the ROM's slow block-RAM
+            # output only feeds a register (it fed the compare and set 58.6 MHz at 16 lanes).
+            # The ROM holds popcounts, not lengths (L + k*popcount, + the pad after the period's
+            # last vector): about 40 % fewer bits (DC SqueezeNet v1.0 on the Tang Mega: 50 of the
+            # BSRAMs were these ROMs); the length is formed on the way from ``count_after`` to ``need``.
+            pops = self.popcounts
+            pb = max(1, max(pops).bit_length())
+            sizes = m.submodules.sizes = Memory(shape=unsigned(pb), depth=V,
+                                                init=[pops[(a + 2) % V] for a in range(V)])
             size_port = sizes.read_port()
-            need = Signal(nb, name="need", init=self.need[0])
-            need_after = Signal(nb, name="need_after", init=self.need[1 % V])
+            need = Signal(max(self.need).bit_length(), name="need", init=self.need[0])
+            count_after = Signal(pb, name="count_after", init=pops[1 % V])
             # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the window
             # belong to no vector of this stream: the window holds the largest one)
             idx = []
@@ -242,8 +248,11 @@ class WeightDecoder(wiring.Component):
         if bitmap:
             # size_port.data = length of vector vidx + 2 (address vidx_next in the previous cycle)
             m.d.comb += size_port.addr.eq(vidx_next)
+            # the vector after the head is the period's last one: its length includes the pad
+            after_is_last = vidx == (V - 2) % V
             with m.If(emit):
-                m.d.sync += [need.eq(need_after), need_after.eq(size_port.data)]
+                m.d.sync += [need.eq(L + k * count_after + Mux(after_is_last, pad, 0)),
+                             count_after.eq(size_port.data)]
 
         if bitmap:
             # mask and lane indices registered before the codebook: head_q -> prefix popcount ->

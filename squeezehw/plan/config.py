@@ -100,7 +100,8 @@ class BuildConfig:
     def weight_codes(self, model, folding) -> dict:
         """{conv name: PackedWeights} of the convs stored compressed (``weights="auto"``)."""
         from ..quant.sparse_weights import model_weight_codes
-        return model_weight_codes(model, folding, self.weights)
+        b = self.board_entry()
+        return model_weight_codes(model, folding, self.weights, board=b.name if b is not None else None)
 
     # --- files ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -68,7 +68,7 @@ def window_lanes(channels: int, simd: int, folds: int = 1) -> int:
         return simd
     from ..hw.resize import Resize
     lanes = gcd(channels, simd)
-    if Resize.design(channels, simd)[0] == "shift" and simd // lanes <= folds:
+    if Resize.design(channels, simd)[0] in ("shift", "ring") and simd // lanes <= folds:
         return lanes
     return channels
 

@@ -232,6 +232,15 @@ def block_logic(block) -> tuple[float, float]:
     return 0, 0
 
 
+def logic_memory_cost(m: MemoryUse) -> tuple[float, float]:
+    """(LUT4, FF) of a memory the synthesis script builds from logic (Resources.logic_memories);
+    Yosys synth_gowin -family gw5a on single memories: a 256 x 30 ROM took 480 LUT4 (one per 16
+    bits) + 30 FF for its read register, a 15 x 8 RAM 120 FF + 141 LUT (write decode, read mux)."""
+    if m.rom:
+        return m.bits / 16, m.width
+    return 1.2 * m.bits, m.bits + m.width
+
+
 def family_of(board) -> str:
     """The registry name the estimate counts a squeezehw.boards.registry.Board in (kept for old callers)."""
     return board.name
@@ -251,11 +260,12 @@ def estimate(plan, target="ecp5-85f") -> dict:
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory
-    lut_ram = _resources(target).lut_ram
-    dist = [m.distributed(lut_ram) for m in mems]
+    res = _resources(target)
+    in_logic = [res.in_logic(m.rom, m.depth, m.width) and not m.distributed(res.lut_ram) for m in mems]
+    dist = [m.distributed(res.lut_ram) or g for m, g in zip(mems, in_logic)]
     blocks = sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d)
     dist_bits = sum(m.bits for m, d in zip(mems, dist) if d)
-    logic = [block_logic(b) for b in blocks_in]
+    logic = [block_logic(b) for b in blocks_in] + [logic_memory_cost(m) for m, g in zip(mems, in_logic) if g]
     mults = plan.multipliers()
     return {"target": name, "family": name, "block_ram": blocks, "block_ram_cell": cell,
             "block_ram_bits": sum(m.bits for m, d in zip(mems, dist) if not d),

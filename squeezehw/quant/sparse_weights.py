@@ -305,9 +305,34 @@ def _min_slots(stream: WeightStream, W: int, lo: int, hi: int):
     return hi
 
 
+def _word_widths(stream: WeightStream, lo: int, hi: int, board) -> list[int]:
+    """Word widths to try, in order: narrowest first; with a ``board`` (registry name), the widths
+    whose word memory takes the fewest of its block RAMs first (ties: narrowest).
+
+    A stream's narrowest full-rate width rarely tiles the block RAM well (e.g. 65 bits x 20,471
+    words: 80 Tang Mega BSRAMs in 36-bit columns, 71 bits: 74).  Only widths up to twice the
+    narrowest are considered (the decoder's ring grows with W), and a memory shallow enough to
+    stay in logic (WeightDecoder.ROM_LOGIC_DEPTH) keeps the narrowest width."""
+    widths = list(range(lo, hi + 1))
+    if board is None:
+        return widths
+    from ..hw.weight_decoder import WeightDecoder
+    from ..plan.resources import blocks_for
+    P = stream.total_bits
+
+    def blocks(W):
+        depth = max(1, -(-P // W))
+        return 0 if depth <= WeightDecoder.ROM_LOGIC_DEPTH else blocks_for(W, depth, board)
+    if blocks(lo) == 0:
+        return widths
+    first = sorted(range(lo, min(hi, 2 * lo) + 1), key=lambda W: (blocks(W), W))
+    return first + [W for W in widths if W not in set(first)]
+
+
 def choose_layout(stream: WeightStream, *, word_bits: int | None = None,
-                  max_word_bits: int | None = None) -> PackedWeights:
-    """The narrowest memory word ``W`` (or the given ``word_bits``) and the smallest bit buffer
+                  max_word_bits: int | None = None, board=None) -> PackedWeights:
+    """The narrowest memory word ``W`` (or the given ``word_bits``; with a ``board``, the one whose
+    memory takes the fewest of its block RAMs, :func:`_word_widths`) and the smallest bit buffer
     ``C`` at which the decoder provably emits one vector per cycle in steady state (:func:`pace`).
 
     ``W`` starts at the mean bits per vector (a word per cycle at most) and grows; ``C`` is searched
@@ -315,7 +340,7 @@ def choose_layout(stream: WeightStream, *, word_bits: int | None = None,
     vector plus a word (the least that can work) and that plus 4 words."""
     V, P = stream.vectors, stream.total_bits
     top = max_word_bits or max(stream.max_vector_bits, 1) * 2 + 64
-    widths = [int(word_bits)] if word_bits else range(max(1, -(-P // V)), top + 1)
+    widths = [int(word_bits)] if word_bits else _word_widths(stream, max(1, -(-P // V)), top, board)
     for W in widths:
         lo = -(-max(_vector_need(stream, (-P) % W)) // W) + 1
         n = _min_slots(stream, W, lo, lo + 4)
@@ -329,7 +354,7 @@ def choose_layout(stream: WeightStream, *, word_bits: int | None = None,
 
 
 def encode_for_mvu(weights, codebook, *, k: int, pe: int, simd: int, fmt: str = "bitmap",
-                   word_bits: int | None = None) -> PackedWeights:
+                   word_bits: int | None = None, board=None) -> PackedWeights:
     """Dense (O, N) integer weights -> the packed, decodable stream an MVU with this PE/SIMD reads.
 
     ``fmt``: "bitmap", "dense-index" or "auto" (the one with fewer bits)."""
@@ -341,17 +366,18 @@ def encode_for_mvu(weights, codebook, *, k: int, pe: int, simd: int, fmt: str = 
         s = min(streams, key=lambda st: st.total_bits)
     else:
         s = encode_stream(vec, codebook, k, fmt)
-    return choose_layout(s, word_bits=word_bits)
+    return choose_layout(s, word_bits=word_bits, board=board)
 
 
 def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = None,
-                 k: int | None = None, layers=None) -> dict:
+                 k: int | None = None, layers=None, board=None) -> dict:
     """{conv name: PackedWeights} for ``layers`` (default: every conv) of an integer model at a
     folding, ready for ``squeezehw.plan.lowering.lower(..., weight_codes=...)`` / ``simulate_frames(weight_codes=...)``.
 
     ``codebooks``: {conv name: entries} (the quantizer's); default: the layer's distinct weight
     values (0 left out for bitmap, where it is implicit).  ``k``: index bits; default: the fewest
-    that index the codebook.  ``fmt="auto"``: per layer the format with fewer bits."""
+    that index the codebook.  ``fmt="auto"``: per layer the format with fewer bits.  ``board``: the
+    registry name whose block RAM the word memories are shaped for (:func:`choose_layout`)."""
     if fmt not in FORMATS + ("auto",):
         raise UserError(f"weight format {fmt!r} must be one of {', '.join(FORMATS + ('auto',))}")
     convs = {c.name: c for c in model.convs()}
@@ -369,17 +395,18 @@ def encode_model(model, folding, *, fmt: str = "auto", codebooks: dict | None = 
             else:
                 cb = sorted(set(np.unique(w).tolist()) - ({0} if f == "bitmap" else set()))
             candidates.append(encode_for_mvu(w, cb, k=k or max(1, (len(cb) - 1).bit_length()),
-                                             pe=fold.pe, simd=fold.simd, fmt=f))
+                                             pe=fold.pe, simd=fold.simd, fmt=f, board=board))
         out[name] = min(candidates, key=lambda p: p.stream.total_bits)
     return out
 
 
-def model_weight_codes(model, folding, storage: str = "auto") -> dict:
+def model_weight_codes(model, folding, storage: str = "auto", board=None) -> dict:
     """{conv name: PackedWeights} for the convs of an integer model that carry a per-layer codebook
     (``squeezehw quantize --codebook``): their own entries, index width and encoding, packed for
     the MVU at this folding.  A per-output-channel codebook (Deep Compression v1.0's conv1) is left
     dense: the decoder holds one codebook per layer.  ``storage="dense"`` (``--weights dense``):
-    none, every weight in a dense memory."""
+    none, every weight in a dense memory.  ``board``: the registry name the design is built for
+    (its block RAM shapes the word memories, :func:`choose_layout`); None: the narrowest words."""
     if storage == "dense":
         return {}
     codes = {}
@@ -389,5 +416,5 @@ def model_weight_codes(model, folding, storage: str = "auto") -> dict:
         entries = [int(v) for v in np.asarray(q.codebook)[0][:int(np.asarray(q.codebook_size)[0])]]
         fmt = q.encoding if q.encoding in FORMATS else "auto"
         codes.update(encode_model(model, folding, fmt=fmt, codebooks={q.name: entries}, k=q.index_bits,
-                                  layers=[q.name]))
+                                  layers=[q.name], board=board))
     return codes

@@ -527,8 +527,10 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     stat_path = out / "stat.json"
     script = out / "synth.ys"
     reads = "\n".join(f"read_verilog -sv {json.dumps(f.relative_to(out).as_posix())}" for f in files)
-    # proc, then keep the reset tree's registers apart (squeezehw/hw/reset_tree.py)
-    script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{b.synth_command} -top {top}\n"
+    # proc, then keep the reset tree's registers apart (squeezehw/hw/reset_tree.py) and mark the
+    # memories the part builds from logic (Resources.logic_memories)
+    script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{logic_memory_commands(b.resources)}"
+                      f"{b.synth_command} -top {top}\n"
                       f"write_json {netlist.name}\n"
                       f"tee -q -o {stat_path.name} stat -json\n")
     logs["yosys"] = str(out / "yosys.log")
@@ -627,6 +629,22 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     return report
 
 
+def logic_memory_commands(resources, proc: bool = False) -> str:
+    """Yosys commands (run before the synth command) that build the memories of
+    ``Resources.logic_memories`` from logic: ``rom_style``/``ram_style`` "logic", which
+    ``memory_libmap`` obeys, on the memory cells inside the boxes; "" when the part has none.
+    The attributes go on ``$mem_v2`` cells, so the memories are collected first (``proc`` first
+    when the design was just read: ``proc=True``)."""
+    if not resources.logic_memories:
+        return ""
+    lines = (["proc"] if proc else []) + ["memory_collect"]
+    for kind, depth, width in resources.logic_memories:
+        ports = "r:WR_PORTS=0" if kind == "rom" else "r:WR_PORTS>=1"
+        lines.append(f'setattr -set {kind}_style "logic" t:$mem_v2 {ports} %i r:SIZE<={depth} %i '
+                     f"r:WIDTH<={width} %i")
+    return "\n".join(lines) + "\n"
+
+
 # --- board-level builds --------------------------------------------------------------------------
 
 def board_synth_opts(board) -> str:
@@ -688,7 +706,8 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         print(f"synth [1/1] {b.name}: yosys + {pnr_tool} + {pack_tool} via amaranth-boards ...",
               file=sys.stderr, flush=True)
     plan = platform.prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
-                            synth_opts=board_synth_opts(b), script_after_read=RESET_TREE_KEEP,
+                            synth_opts=board_synth_opts(b),
+                            script_after_read=RESET_TREE_KEEP + "\n" + logic_memory_commands(b.resources, proc=True),
                             script_after_synth="tee -q -o stat.json stat -json")
     t0 = time.monotonic()
     try:

@@ -86,6 +86,45 @@ def test_decoder_matches_reference(pe, simd, k, density, fmt):
         check(decoded(dut, r["o"]), expected, f"{fmt} pe={pe} simd={simd} k={k} seed={seed}")
 
 
+@pytest.mark.parametrize("vectors", [1, 2, 3])
+def test_bitmap_short_periods(vectors):
+    """Periods of 1-3 vectors: the popcount ROM is read two vectors ahead (modulo the period) and
+    the pad joins the last vector's length; every vector still comes exactly once, in order."""
+    rng = np.random.default_rng(40 + vectors)
+    cb = random_codebook(rng, 3)
+    w = sparse_weights(rng, 2, 3 * vectors, cb, 0.5, 2, 3)
+    packed = encode_for_mvu(w, cb, k=3, pe=2, simd=3, fmt="bitmap")
+    assert packed.stream.vectors == vectors
+    n = 4 * vectors + 1
+    expected = decode_words(packed, n)
+    assert np.array_equal(expected, np.concatenate([mvu_vectors(w, 2, 3)] * 5)[:n])
+    dut = WeightDecoder(packed)
+    check(decoded(dut, simulate(dut, {}, {"o": n}, traffic=Traffic.rough(vectors))["o"]), expected,
+          f"{vectors} vectors")
+
+
+def test_layout_shaped_for_the_boards_block_ram():
+    """With a board, the word width is the one whose memory takes the fewest of its block RAMs
+    (never more than the narrowest width's), still at full rate, and the decoder reads it exactly."""
+    from squeezehw.plan.resources import blocks_for
+    rng = np.random.default_rng(5)
+    cb = random_codebook(rng, 6)
+    w = sparse_weights(rng, 8, 20 * 120, cb, 0.3, 1, 20)       # 960 vectors of 20 lanes
+    narrow = encode_for_mvu(w, cb, k=6, pe=1, simd=20, fmt="bitmap")
+    shaped = encode_for_mvu(w, cb, k=6, pe=1, simd=20, fmt="bitmap", board="tang-mega-138k-pro")
+    blocks = lambda p: blocks_for(p.word_bits, p.depth, "tang-mega-138k-pro")  # noqa: E731
+    assert shaped.pace.full_rate and shaped.word_bits >= narrow.word_bits
+    assert blocks(shaped) < blocks(narrow)      # here: 58 x 939 words, 4 BSRAMs; 107 x 509, 3
+    # no width up to twice the narrowest takes fewer blocks
+    P = narrow.stream.total_bits
+    assert blocks(shaped) == min(blocks_for(W, -(-P // W), "tang-mega-138k-pro")
+                                 for W in range(narrow.word_bits, 2 * narrow.word_bits + 1))
+    n = narrow.stream.vectors + 3
+    dut = WeightDecoder(shaped)
+    check(decoded(dut, simulate(dut, {}, {"o": n}, traffic=Traffic.rough(3))["o"]),
+          np.concatenate([mvu_vectors(w, 1, 20)] * 2)[:n], "board-shaped words")
+
+
 def _transfer_cycles(dut, n):
     """Cycles (from reset) of the first ``n`` transfers on ``o`` with ``o.ready`` always high."""
     stamps = []

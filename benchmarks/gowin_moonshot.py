@@ -1,0 +1,173 @@
+"""The Gowin moonshot (issue 13): full ImageNet SqueezeNet with every weight on-chip on the Tang Mega
+138K Pro's GW5AST-138C (340 BSRAM of 18 Kbit, 138,240 LUT4, 298 DSP blocks).  A benchmark, not CI.
+
+Model: Deep Compression SqueezeNet v1.0 re-clustered to 6-bit codebooks with GPTQ rounding and
+``--calibration search`` (benchmarks/dc_fullsize.py ``quantized_dc(gptq6=True)``): 0.606 top-1 on the
+900 held-out sample photos against 0.614 for the float model (docs/compression.md).  Folded with
+``auto_fold(max_multipliers=--multipliers)``, compressed weights shaped for the part's BSRAM
+(``model_weight_codes(..., board=...)``), planned for the board (``Target(board=..., multiplier="gw5a")``).
+
+Stages, each adding to one JSON summary (``--stop-after`` ends early):
+
+* ``plan``: cycles per frame (cost model), frames/s at ``--mhz``, weight stream Mbit, the cost model's
+  BSRAM by kind of memory and its LUT/FF/DSP (squeezehw.plan.resources.estimate), about 1 min;
+* ``yosys``: the accelerator core through Yosys ``synth_gowin -family gw5a -nolutram`` with the part's
+  logic-memory script (squeezehw.toolchain.synth.synthesize, place_and_route=False): Yosys's own
+  BSRAM/LUT/FF/DSP counts and whether they fit;
+* ``board``: TangMega138KTop (UART, 50 MHz oscillator) through Yosys + nextpnr-himbaechel (``--freq
+  --mhz``) + gowin_pack: nextpnr's resources and Fmax, timing met or not, the bitstream.  Hours here.
+
+    nice -n 10 .venv/bin/python benchmarks/gowin_moonshot.py --multipliers 133 --stop-after yosys
+
+Writes docs/results/gowin_moonshot_<stage>.json (``--out``) after every stage.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BOARD = "tang-mega-138k-pro"
+STAGES = ("plan", "yosys", "board")
+
+
+def memory_kind(path: str) -> str:
+    """The kind of memory an elaborated memory path is, for the BSRAM breakdown."""
+    leaf = path.rsplit(".", 1)[-1]
+    if leaf in ("words", "sizes", "inbuf", "params") or leaf.startswith("codebook"):
+        return {"words": "weight streams", "sizes": "popcount ROMs"}.get(leaf, leaf)
+    if path.endswith(".weights"):
+        return "dense weights"
+    if "window" in path:
+        return "line buffers (windows)"
+    if "vbank" in path:
+        return "pool line FIFOs"
+    if "fifo" in path:
+        return "FIFOs"
+    return "other"
+
+
+def plan_stage(args) -> tuple[dict, object, object]:
+    from dc_fullsize import quantized_dc
+
+    from squeezehw.boards.registry import get_board
+    from squeezehw.plan.folding import auto_fold
+    from squeezehw.plan.lowering import Target, lower
+    from squeezehw.plan.resources import estimate
+    from squeezehw.quant.sparse_weights import model_weight_codes
+    t0 = time.monotonic()
+    model = quantized_dc(progress=not args.json, gptq6=True)
+    fold = auto_fold(model, max_multipliers=args.multipliers)
+    codes = model_weight_codes(model, fold, board=BOARD)
+    b = get_board(BOARD)
+    plan = lower(model, fold, Target(multiplier=b.multiplier, board=BOARD), weight_codes=codes)
+    est = estimate(plan, BOARD)
+    summ = fold.summary(model)
+    kinds, kbits = collections.Counter(), collections.Counter()
+    for m in est["memories"]:
+        if m["blocks"]:
+            kinds[memory_kind(m["path"])] += m["blocks"]
+            kbits[memory_kind(m["path"])] += m["width"] * m["depth"]
+    cyc = summ["expected_cycles_per_frame"]
+    stream_bits = sum(p.stream.total_bits for p in codes.values())
+    dense_bits = sum(q.weight.size * q.w_bits for q in model.convs() if q.name not in codes)
+    out = {
+        "benchmark": "gowin_moonshot", "board": BOARD, "device": b.device,
+        "model": "squeezenet1_0 Deep Compression, 6-bit codebooks + GPTQ, search calibration, 224x224",
+        "accuracy": "0.606 top-1 (float 0.614) on the 900 held-out sample photos: docs/compression.md",
+        "budget_multipliers": args.multipliers, "multipliers": summ["multipliers"],
+        "folding": {k: [v.simd, v.pe] for k, v in fold.layers.items()},
+        "cost_model_cycles_per_frame": cyc, "clock_mhz": args.mhz,
+        "frames_per_second_at_clock": round(args.mhz * 1e6 / cyc, 2),
+        "mac_efficiency": summ["expected_mac_efficiency"],
+        "weight_stream_mbit": round(stream_bits / 1e6, 3), "dense_weight_mbit": round(dense_bits / 1e6, 3),
+        "compressed_convs": len(codes), "convs": len(model.convs()),
+        "estimate": {"bsram": est["block_ram"], "lut": est["lut"], "ff": est["ff"], "dsp": est["dsp"],
+                     "bsram_by_kind": dict(kinds.most_common()),
+                     "kbit_by_kind": {k: round(kbits[k] / 1e3, 1) for k in kinds},
+                     "available": {"bsram": b.resources.bram, "lut": b.resources.lut, "ff": b.resources.ff,
+                                   "dsp": b.resources.dsp}},
+        "plan_seconds": round(time.monotonic() - t0, 1),
+    }
+    over = {k: out["estimate"][k] - v for k, v in out["estimate"]["available"].items() if out["estimate"][k] > v}
+    out["estimate"]["fits"] = not over
+    out["estimate"]["over_by"] = over
+    return out, plan, codes
+
+
+def yosys_stage(args, plan) -> dict:
+    from squeezehw.toolchain.synth import synthesize
+    out_dir = REPO / "build" / "gowin_moonshot" / f"yosys_m{args.multipliers}"
+    t0 = time.monotonic()
+    rep = synthesize(plan.accelerator(), board=BOARD, out_dir=out_dir, place_and_route=False,
+                     progress=not args.json)
+    avail = rep.available
+    over = {k: getattr(rep, k) - avail[k] for k in ("lut", "ff", "dsp", "bram") if getattr(rep, k) > avail.get(k, 1 << 60)}
+    return {"yosys": {"lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bsram": rep.bram, "available": avail,
+                      "fits": not over, "over_by": over, "utilization": rep.utilization, "tools": rep.tools},
+            "yosys_dir": str(out_dir), "yosys_seconds": round(time.monotonic() - t0, 1)}
+
+
+def board_stage(args, plan, cyc: int) -> dict:
+    from boards_fit import critical_path
+
+    from squeezehw.boards.top import TangMega138KTop
+    from squeezehw.errors import UserError
+    from squeezehw.toolchain.synth import build_board
+    out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}"
+    top = TangMega138KTop(plan.accelerator())
+    t0 = time.monotonic()
+    try:
+        rep = build_board(top, board=BOARD, out_dir=out_dir, seed=args.seed, target_mhz=args.mhz,
+                          progress=not args.json)
+    except UserError as e:
+        return {"board_build": {"fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
+    return {"board_build": {
+        "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bsram": rep.bram,
+        "fmax_mhz": rep.fmax_mhz, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
+        "frames_per_second_at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 2) if rep.fmax_mhz else None,
+        "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
+        "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
+        "tools": rep.tools, "seed": args.seed, "seconds": round(time.monotonic() - t0, 1)}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--multipliers", type=int, default=133, help="MAC multiplier budget for auto folding")
+    ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
+    ap.add_argument("--stop-after", choices=STAGES, default="board")
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default docs/results/gowin_moonshot_<stage>.json)")
+    ap.add_argument("--json", action="store_true", help="no progress output")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from dc_fullsize import DATA, WEIGHTS
+    if not WEIGHTS.is_file() or not (DATA / "sample").is_dir():
+        print(f"benchmark needs {WEIGHTS} and {DATA / 'sample'}; not found", file=sys.stderr)
+        return 2
+    warnings.simplefilter("ignore")          # Amaranth's UnusedElaboratable noise from the plan stage
+    path = args.out or REPO / "docs" / "results" / f"gowin_moonshot_{args.stop_after}.json"
+
+    def save(res):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1) + "\n")
+
+    res, plan, _ = plan_stage(args)
+    save(res)
+    if args.stop_after != "plan":
+        res.update(yosys_stage(args, plan))
+        save(res)
+    if args.stop_after == "board":
+        res.update(board_stage(args, plan, res["cost_model_cycles_per_frame"]))
+        save(res)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
