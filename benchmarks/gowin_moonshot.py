@@ -11,6 +11,9 @@ Stages, each adding to one JSON summary (``--stop-after`` ends early):
 
 * ``plan``: cycles per frame (cost model), frames/s at ``--mhz``, weight stream Mbit, the cost model's
   BSRAM by kind of memory and its LUT/FF/DSP (squeezehw.plan.resources.estimate), about 1 min;
+* ``sim``: Verilator, ``--frames`` real photos (not calibration photos) back to back through exactly
+  this design (the same plan: Gowin DSP primitives through their behavioural models), every logit
+  compared with the golden model; measured cycles per frame against the cost model;
 * ``yosys``: the accelerator core through Yosys ``synth_gowin -family gw5a -nolutram`` with the part's
   logic-memory script (squeezehw.toolchain.synth.synthesize, place_and_route=False): Yosys's own
   BSRAM/LUT/FF/DSP counts and whether they fit;
@@ -18,6 +21,7 @@ Stages, each adding to one JSON summary (``--stop-after`` ends early):
   --mhz``) + gowin_pack: nextpnr's resources and Fmax, timing met or not, the bitstream.  Hours here.
 
     nice -n 10 .venv/bin/python benchmarks/gowin_moonshot.py --multipliers 133 --stop-after yosys
+    nice -n 10 .venv/bin/python benchmarks/gowin_moonshot.py --stop-after sim --frames 2
 
 Writes docs/results/gowin_moonshot_<stage>.json (``--out``) after every stage.
 """
@@ -33,7 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BOARD = "tang-mega-138k-pro"
-STAGES = ("plan", "yosys", "board")
+STAGES = ("plan", "sim", "yosys", "board")
 
 
 def memory_kind(path: str) -> str:
@@ -97,7 +101,31 @@ def plan_stage(args) -> tuple[dict, object, object]:
     over = {k: out["estimate"][k] - v for k, v in out["estimate"]["available"].items() if out["estimate"][k] > v}
     out["estimate"]["fits"] = not over
     out["estimate"]["over_by"] = over
-    return out, plan, codes
+    return out, plan, (model, fold, codes)
+
+
+def sim_stage(args, model, fold, codes) -> dict:
+    from squeezehw.boards.registry import get_board
+    from squeezehw.frontend.images import list_image_folder, load_images
+    from squeezehw.plan.lowering import Target
+    from squeezehw.sim.simulate import simulate_frames
+
+    from dc_fullsize import DATA
+    files, labels, _ = list_image_folder(DATA / "sample")
+    pick = [i for i in range(len(files)) if i % 10 == 5][:args.frames]      # not calibration photos
+    x, _, _ = load_images([files[i] for i in pick], height=model.height, width=model.width,
+                          channels=model.in_ch, resize=model.resize, progress=False)
+    t0 = time.monotonic()
+    rep = simulate_frames(model, fold, x, progress=not args.json, weight_codes=codes,
+                          target=Target(multiplier=get_board(BOARD).multiplier, board=BOARD))
+    return {"sim": {"bit_exact": rep.bit_exact, "frames": rep.frames, "mismatches": rep.mismatches[:5],
+                    "photos": [str(files[i].relative_to(DATA)) for i in pick], "labels": [int(labels[i]) for i in pick],
+                    "classes": rep.classes, "golden_classes": rep.golden_classes,
+                    "cycles_per_frame": rep.cycles_per_frame,
+                    "cost_model_cycles_per_frame": rep.expected_cycles_per_frame,
+                    "mac_efficiency": rep.mac_efficiency, "latency_cycles": rep.latency_cycles,
+                    "verilator_build_seconds": rep.build_seconds, "build_cached": rep.build_cached,
+                    "simulation_seconds": rep.sim_seconds, "wall_seconds": round(time.monotonic() - t0, 1)}}
 
 
 def yosys_stage(args, plan) -> dict:
@@ -142,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
     ap.add_argument("--stop-after", choices=STAGES, default="board")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
+    ap.add_argument("--skip", choices=STAGES[1:], action="append", default=[],
+                    help="leave out this stage (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default docs/results/gowin_moonshot_<stage>.json)")
     ap.add_argument("--json", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
@@ -157,14 +188,24 @@ def main(argv=None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res, indent=1) + "\n")
 
-    res, plan, _ = plan_stage(args)
+    if args.frames < 2:
+        print("--frames must be at least 2 (cycles per frame are measured between frames)", file=sys.stderr)
+        return 2
+    res, plan, (model, fold, codes) = plan_stage(args)
     save(res)
-    if args.stop_after != "plan":
-        res.update(yosys_stage(args, plan))
+    last = STAGES.index(args.stop_after)
+    for stage in STAGES[1:last + 1]:
+        if stage in args.skip:
+            continue
+        if stage == "sim":
+            res.update(sim_stage(args, model, fold, codes))
+        elif stage == "yosys":
+            res.update(yosys_stage(args, plan))
+        else:
+            res.update(board_stage(args, plan, res["cost_model_cycles_per_frame"]))
         save(res)
-    if args.stop_after == "board":
-        res.update(board_stage(args, plan, res["cost_model_cycles_per_frame"]))
-        save(res)
+        if stage == "sim" and not res["sim"]["bit_exact"]:
+            break                       # a mismatch is the finding; stop there
     print(json.dumps(res, indent=1))
     return 0
 
