@@ -89,6 +89,11 @@ class WeightDecoder(wiring.Component):
         self.need = _vector_need(s, packed.pad_bits)
         # bitmap: set mask bits per vector (its length is L + k * popcount, + the pad for the last)
         self.popcounts = [(b - self.lanes) // self.k for b in s.vector_bits] if self.fmt == "bitmap" else []
+        # their lookahead ROM: as many popcounts per row as fill 36 bits (the widest row of an
+        # 18-Kbit block RAM), ``popcount_rows`` rows
+        self.popcount_bits = max(1, max(self.popcounts, default=0).bit_length())
+        self.pops_per_word = max(1, min(36 // self.popcount_bits, self.vectors))
+        self.popcount_rows = -(-self.vectors // self.pops_per_word)
         if self.buffer_bits % self.word_bits or self.buffer_bits < max(self.need) + self.word_bits:
             self._MustUse__silence = True
             raise UserError(f"{name}: buffer of {self.buffer_bits} bits must be whole {self.word_bits}-bit "
@@ -131,6 +136,7 @@ class WeightDecoder(wiring.Component):
         ff += self.window_bits + 1 + L * B                                # head, output stage
         if bitmap:
             ff += 2 * L + L * k + 1 + 2 * max(self.need).bit_length()     # masks, indices, lengths
+            ff += self.pops_per_word * self.popcount_bits + bits(self.popcount_rows)  # popcount row
         stages = bits(C // self.rptr_step)                  # the pointer's low bits are constant
         lut = (2 if bitmap else 1) * (self.window_bits * stages + (1 << stages))
         if bitmap:
@@ -139,7 +145,7 @@ class WeightDecoder(wiring.Component):
         lut += L * B * (ceil(d / 16) + d // 64)
         lut += 3 * bits(C + 1) + 2 * bits(self.depth) + bits(self.vectors) + 20     # counters, compares
         blocks = 0
-        roms = [(W, self.depth)] + ([(max(1, max(self.popcounts).bit_length()), self.vectors)] if bitmap else [])
+        roms = [(W, self.depth)] + ([(self.pops_per_word * self.popcount_bits, self.popcount_rows)] if bitmap else [])
         for width, depth in roms:           # the words, and the bitmap's popcount ROM
             if depth <= self.ROM_LOGIC_DEPTH:
                 lut += width * ceil(depth / 16)
@@ -215,11 +221,19 @@ class WeightDecoder(wiring.Component):
             # The ROM holds popcounts, not lengths (L + k*popcount, + the pad after the period's
             # last vector): about 40 % fewer bits (DC SqueezeNet v1.0 on the Tang Mega: 50 of the
             # BSRAMs were these ROMs); the length is formed on the way from ``count_after`` to ``need``.
-            pops = self.popcounts
-            pb = max(1, max(pops).bit_length())
-            sizes = m.submodules.sizes = Memory(shape=unsigned(pb), depth=V,
-                                                init=[pops[(a + 2) % V] for a in range(V)])
+            # ``pops_per_word`` popcounts share a ROM word (a whole 36-bit block RAM row rather
+            # than a 4- or 5-bit one: 13 -> 8 Tang Mega BSRAMs for the 25,600 vectors of DC v1.0's
+            # classifier); ``cur`` holds the rest of the current word, the next one waits on the
+            # read port (addressed a cycle ahead, as ``vidx_next`` did for one popcount a word).
+            pops, n, pb = self.popcounts, self.pops_per_word, self.popcount_bits
+            ahead = [pops[(a + 2) % V] for a in range(V)]      # entry a: popcount of vector a + 2
+            rows = [sum(v << (pb * t) for t, v in enumerate(ahead[j * n:(j + 1) * n]))
+                    for j in range(self.popcount_rows)]
+            sizes = m.submodules.sizes = Memory(shape=unsigned(n * pb), depth=len(rows), init=rows)
             size_port = sizes.read_port()
+            cur = Signal(n * pb, name="pop_word", init=rows[0])
+            slot = Signal(range(n), name="pop_slot")
+            wnext = Signal(range(len(rows)), name="pop_row_next", init=1 % len(rows))
             need = Signal(max(self.need).bit_length(), name="need", init=self.need[0])
             count_after = Signal(pb, name="count_after", init=pops[1 % V])
             # lane j's index: the prefix_j-th k-bit field after the mask (fields beyond the window
@@ -246,13 +260,22 @@ class WeightDecoder(wiring.Component):
         vidx_next = Mux(emit, Mux(last, 0, vidx + 1), vidx)
         m.d.sync += vidx.eq(vidx_next)
         if bitmap:
-            # size_port.data = length of vector vidx + 2 (address vidx_next in the previous cycle)
-            m.d.comb += size_port.addr.eq(vidx_next)
+            # at an emit the popcount of vector vidx + 2 leaves ``cur``; the row ends after its
+            # n-th entry or the period's last vector (the last row may be partial)
+            row_end = (slot == n - 1) | last
+            load = emit & row_end
+            wnext_next = Mux(load, Mux(wnext == len(rows) - 1, 0, wnext + 1), wnext)
+            m.d.sync += wnext.eq(wnext_next)
+            m.d.comb += size_port.addr.eq(wnext_next)   # so the port holds row wnext next cycle
             # the vector after the head is the period's last one: its length includes the pad
             after_is_last = vidx == (V - 2) % V
             with m.If(emit):
                 m.d.sync += [need.eq(L + k * count_after + Mux(after_is_last, pad, 0)),
-                             count_after.eq(size_port.data)]
+                             count_after.eq(cur[:pb])]
+                with m.If(row_end):
+                    m.d.sync += [cur.eq(size_port.data), slot.eq(0)]
+                with m.Else():
+                    m.d.sync += [cur.eq(cur >> pb), slot.eq(slot + 1)]
 
         if bitmap:
             # mask and lane indices registered before the codebook: head_q -> prefix popcount ->
