@@ -119,6 +119,13 @@ MUTANTS = [
      "rsel.eq(rsel.rotate_left(1))", "rsel.eq(rsel.rotate_left(2))", hw("resize", "Resize")),
     ("window-kernel-row-stays-on-row", "squeezehw/hw/window.py",
      "raddr.eq(kslot_up + ix0b)", "raddr.eq(kslot + ix0b)", hw("window", "SlidingWindow")),
+    # the builds without timing registers (iCE40: Target.timing_registers)
+    ("window-comb-pixel-ends-at-kernel-row", "squeezehw/hw/window.py",
+     "pix_end = (b == B - 1) & (kx == K - 1) & (ky == K - 1)", "pix_end = (b == B - 1) & (kx == K - 1)",
+     hw("window", "SlidingWindow", "comb")),
+    ("mvu-comb-credit-one-too-many", "squeezehw/hw/mvu.py",
+     "credit_free = credits_used < self.fifo_depth", "credit_free = credits_used <= self.fifo_depth",
+     hw("mvu", "MVU", "comb and (backpressure or rough)")),
     ("global-pool-highest-index-wins-tie", "squeezehw/hw/global_pool.py",
      "(k == 0) | (v > best)", "(k == 0) | (v >= best)", hw("global_pool")),
     ("global-pool-drops-second-forward", "squeezehw/hw/global_pool.py",

@@ -408,10 +408,11 @@ def _maxpool():
     return MaxPool(channels=1, height=4, width=4, lanes=1)
 
 
-def _window(size=3):
+def _window(size=3, timing_registers=True):
     def make():
         from ..hw.window import SlidingWindow
-        return SlidingWindow(channels=1, height=size, width=size, kernel=3, stride=1, padding=1, lanes=1)
+        return SlidingWindow(channels=1, height=size, width=size, kernel=3, stride=1, padding=1, lanes=1,
+                             timing_registers=timing_registers)
     return make
 
 
@@ -420,10 +421,15 @@ def _mvu_latency() -> int:
     return MVU_FIFO_LATENCY
 
 
-def _mvu():
+def _mvu(timing_registers=True):
     from ..hw.mvu import MVU
     return MVU(weights=[[3, -2], [-1, 4]], bias=[5, -7], mult=[40000, 50000], shift=[17, 18],
-               simd=1, pe=1, relu=True)
+               simd=1, pe=1, relu=True, timing_registers=timing_registers)
+
+
+def _mvu_comb():
+    """The MVU without its timing registers (iCE40 builds: Target.timing_registers)."""
+    return _mvu(timing_registers=False)
 
 
 def _pool_need(H, W, K, S, Ho, Wo, B=1):
@@ -565,6 +571,21 @@ CASES: list[FormalCase] = [
     FormalCase("MVU(N2,O2,s1,p1)", "liveness", _mvu, ("i",), ("o",),
                # o: the unit's latency (issue of a vector's last step -> its beat on o) + 3, the
                # margin this bound had when it was set (16 at latency 13)
+               props=(live_bound({"i": 6, "o": _mvu_latency() + 3}),), live=True, depth=24, full_depth=40),
+    # the same window and MVU cases without the blocks' timing registers (iCE40 builds)
+    FormalCase("SlidingWindow(c1,3x3,k3p1,comb)", "protocol+causality", _window(3, False), ("i",), ("o",),
+               props=(needs_inputs("i", "o", need=_window_need(3, 3, 3, 1, 1, 3, 3),
+                                   in_per_frame=9),), depth=14, full_depth=40),
+    FormalCase("SlidingWindow(c1,2x2,k3p1,comb)", "values", _window(2, False), ("i",), ("o",),
+               props=(frame_values("i", "o", sources=_window_sources(2, 2, 3, 1, 1, 2, 2), in_per_frame=4,
+                                   reduce="copy"),), protocol=False, depth=16, full_depth=30),
+    FormalCase("SlidingWindow(c1,3x3,k3p1,comb)", "liveness", _window(3, False), ("i",), ("o",),
+               props=(live_bound({"i": 64, "o": 10}),), live=True, depth=20, full_depth=100,
+               fast=False),
+    FormalCase("MVU(N2,O2,s1,p1,comb)", "protocol+count", _mvu_comb, ("i",), ("o",),
+               props=(vector_count("i", "o", in_per_vec=2, out_per_vec=2),), depth=20,
+               full_depth=30),
+    FormalCase("MVU(N2,O2,s1,p1,comb)", "liveness", _mvu_comb, ("i",), ("o",),
                props=(live_bound({"i": 6, "o": _mvu_latency() + 3}),), live=True, depth=24, full_depth=40),
 ]
 

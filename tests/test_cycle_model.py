@@ -107,3 +107,16 @@ def test_banked_weight_memories():
     model = random_model(rng, size=10, classes=6)
     x = rng.integers(0, 256, size=(FRAMES, 1, 10, 10), dtype=np.uint8)
     check(model, default_folding(model), x, target=Target(bank_depth=32))
+
+
+def test_ice40_build_without_timing_registers():
+    """An iCE40 build (Target board icebreaker: no reset tree, no FIFO output registers, windows
+    and MVUs without their timing registers; serial requantiser as on the iCEBreaker): bit-exact,
+    and the frame time is still the cost model's."""
+    from squeezehw.plan.lowering import Target
+    rng = np.random.default_rng(11)
+    model = random_model(rng, size=10, classes=6)
+    x = rng.integers(0, 256, size=(FRAMES, 1, 10, 10), dtype=np.uint8)
+    target = Target(board="icebreaker", requant="serial")
+    assert not target.timing_registers
+    check(model, default_folding(model), x, target=target)

@@ -87,6 +87,17 @@ MUTANTS = [
              weights=[[3, -2], [-1, 4]], bias=[5, -7], mult=[40000, 50000], shift=[17, 18],
              simd=1, pe=1, relu=True),
      ("i",), ("o",), _case("MVU(N2,O2,s1,p1):protocol+count").props, False, True, 20),
+    # the builds without timing registers (iCE40)
+    ("window-comb-issues-a-pixel-early",
+     _mutant("window", "SlidingWindow", "(gt | (px_done & eq))", "(gt | eq)",
+             channels=1, height=3, width=3, kernel=3, stride=1, padding=1, lanes=1, timing_registers=False),
+     ("i",), ("o",), _case("SlidingWindow(c1,3x3,k3p1,comb):protocol+causality").props, False, True, 14),
+    ("mvu-comb-never-bypasses",          # fold 0 reads buffer words not yet written
+     _mutant("mvu", "MVU", "bypass, ready = rbase + sf, (lead == 0) & (sf == wsf), lead != 2",
+             "bypass, ready = rbase + sf, (lead == 3) & (sf == wsf), lead != 2",
+             weights=[[3, -2], [-1, 4]], bias=[5, -7], mult=[40000, 50000], shift=[17, 18],
+             simd=1, pe=1, relu=True, timing_registers=False),
+     ("i",), ("o",), _case("MVU(N2,O2,s1,p1,comb):protocol+count").props, False, True, 20),
 ]
 
 

@@ -251,6 +251,20 @@ def test_reset_tree_follows_the_board():
     assert lower(model, fold, Target()).accelerator().reset_tree is True
 
 
+def test_timing_registers_follow_the_board():
+    # the windows' and MVUs' issue-flag / address registers (the ULX3S 100 MHz work) are left out
+    # on iCE40 only, for the reset tree's reason; every window and MVU of the design gets the flag
+    from squeezehw.pipeline import default_int_model
+    model = default_int_model(progress=False)
+    fold = default_folding(model)
+    for board, want in (("icebreaker", False), ("ulx3s-85f", True), (None, True)):
+        target = Target(board=board)
+        assert target.timing_registers is want
+        blocks = hw_blocks(lower(model, fold, target))
+        assert blocks["MVU"] and blocks["SlidingWindow"]
+        assert {b.timing_registers for b in blocks["MVU"] + blocks["SlidingWindow"]} == {want}, board
+
+
 def test_fifo_output_register_follows_the_board():
     # the block-RAM output register of every StreamFIFO (Fire FIFOs, pool output FIFO, pool banks)
     # is built except on iCE40, for the reset tree's reason

@@ -67,12 +67,13 @@ class FireEngine(wiring.Component):
     ``cat_fifo_depths`` = (expand1x1 -> concat, expand3x3 -> concat) FIFOs (0: none),
     ``out_buffers`` = extra output entries of (expand1x1, expand3x3).  ``requant`` and
     ``multiplier``: every MVU's requantiser mode and multiplier primitive;
-    ``fifo_output_register``: the FIFOs' (hw/fifo.py ``output_register``)."""
+    ``fifo_output_register``: the FIFOs' (hw/fifo.py ``output_register``); ``timing_registers``:
+    the window's and the MVUs' (hw/window.py, hw/mvu.py)."""
 
     def __init__(self, *, fire: QFire, height: int, width: int, in_lanes: int, folds: dict,
                  out_lanes: int, window_lanes: int, fifo_depths: tuple, cat_fifo_depths: tuple,
                  out_buffers: tuple, requant: str = "parallel", multiplier: str = "generic",
-                 fifo_output_register: bool = True):
+                 fifo_output_register: bool = True, timing_registers: bool = True):
         self.fire, self.height, self.width, self.in_lanes = fire, height, width, in_lanes
         f = fire
         self.f_sq, self.f_e1, self.f_e3 = folds[f.squeeze.name], folds[f.expand1x1.name], folds[f.expand3x3.name]
@@ -84,11 +85,12 @@ class FireEngine(wiring.Component):
         self.e1_out_buffer, self.e3_out_buffer = out_buffers
         self.requant, self.multiplier = requant, multiplier
         self.fifo_output_register = fifo_output_register
+        self.timing_registers = timing_registers
         # levels of a reset tree inside (squeezehw/hw/reset_tree.py): set by the Accelerator, which
         # gates the ports; 0 when the Fire engine is used on its own
         self.reset_levels = 0
         self.window = SlidingWindow(channels=f.squeeze.out_ch, height=height, width=width, kernel=3, stride=1,
-                                    padding=1, lanes=window_lanes)
+                                    padding=1, lanes=window_lanes, timing_registers=timing_registers)
         super().__init__({
             "i": In(stream.Signature(8 * in_lanes)),
             "o": Out(stream.Signature(8 * self.out_lanes)),
@@ -99,7 +101,8 @@ class FireEngine(wiring.Component):
         # or a banked weight memory's bank depth
         return MVU.from_qconv(q, simd=fold.simd, pe=fold.pe, out_buffer=out_buffer, requant=self.requant,
                               multiplier=self.multiplier, weight_code=getattr(fold, "weight_code", None),
-                              weight_bank_depth=getattr(fold, "weight_bank_depth", None))
+                              weight_bank_depth=getattr(fold, "weight_bank_depth", None),
+                              timing_registers=self.timing_registers)
 
     def _fifo(self, width, depth):
         return StreamFIFO(width=width, depth=depth, output_register=self.fifo_output_register)

@@ -21,10 +21,11 @@ __all__ = ["Head"]
 
 class Head(wiring.Component):
     """MVU(head conv, ReLU) -> GlobalSumArgmax.  ``pixels``: the head conv's output pixels (H*W).
-    ``requant``, ``multiplier``: the MVU's requantiser mode and multiplier primitive (hw/mvu.py)."""
+    ``requant``, ``multiplier``, ``timing_registers``: the MVU's requantiser mode, multiplier
+    primitive and issue-flag registers (hw/mvu.py)."""
 
     def __init__(self, *, qhead: QHead, pixels, simd, pe, requant="parallel", multiplier="generic",
-                 weight_code=None, weight_bank_depth=None):
+                 weight_code=None, weight_bank_depth=None, timing_registers=True):
         try:
             if not isinstance(qhead, QHead):
                 raise UserError(f"Head: qhead must be a QHead, got {type(qhead).__name__}")
@@ -35,7 +36,8 @@ class Head(wiring.Component):
                 raise UserError(f"{qhead.name}: pixels must be a positive integer, got {pixels!r}")
             self.mvu = MVU.from_qconv(qhead.conv, simd=simd, pe=pe, name=qhead.conv.name, requant=requant,
                                       multiplier=multiplier, weight_code=weight_code,
-                                      weight_bank_depth=weight_bank_depth)
+                                      weight_bank_depth=weight_bank_depth,
+                                      timing_registers=timing_registers)
             self.pool = GlobalSumArgmax(channels=qhead.classes, lanes=pe, pixels=pixels,
                                         logit_bits=(255 * pixels).bit_length())
         except UserError:

@@ -159,13 +159,19 @@ class MVU(wiring.Component):
 
     ``multiplier``: the primitive every RegisteredMultiplier is built as (hw/multiplier.py).
     Both come from the build plan (squeezehw/plan/lowering.py) as explicit arguments.
+
+    ``timing_registers`` (default True): the issue logic's flags (last step, last fold, free
+    credit, bypass, ready) and the input buffer's read address are registers computed a cycle
+    ahead (see ``elaborate``).  False computes them with plain compares and an adder instead, as
+    before the ULX3S 100 MHz work: the same cycle behaviour with fewer logic cells, for iCE40
+    builds (``squeezehw.plan.lowering.Target.timing_registers``), whose clock does not need them.
     """
 
     REQUANT_MODES = ("parallel", "serial")
 
     def __init__(self, *, weights, bias, mult, shift, simd, pe, relu, in_signed=False, name="mvu",
                  out_buffer=0, requant="parallel", multiplier="generic", weight_code=None,
-                 weight_bank_depth=None):
+                 weight_bank_depth=None, timing_registers=True):
         try:
             if isinstance(out_buffer, bool) or not isinstance(out_buffer, (int, np.integer)) or out_buffer < 0:
                 raise UserError(f"{name}: out_buffer={out_buffer!r} must be an integer >= 0 (output beats)")
@@ -174,6 +180,7 @@ class MVU(wiring.Component):
             self.out_buffer = int(out_buffer)
             self.requant = requant
             self.multiplier = check_primitive(multiplier)
+            self.timing_registers = bool(timing_registers)
             self._configure(weights, bias, mult, shift, simd, pe, relu, in_signed, name)
             self.weight_code = self._check_weight_code(weight_code)
             self._configure_banks(weight_bank_depth)
@@ -291,14 +298,14 @@ class MVU(wiring.Component):
 
     @classmethod
     def from_qconv(cls, q, *, simd, pe, name=None, out_buffer=0, requant="parallel", multiplier="generic",
-                   weight_code=None, weight_bank_depth=None):
+                   weight_code=None, weight_bank_depth=None, timing_registers=True):
         """An MVU for a QConv; its weights are reordered to the sliding window's (ky, kx, c) order."""
         K = q.kernel
         w = np.asarray(q.weight).transpose(0, 2, 3, 1).reshape(q.out_ch, K * K * q.in_ch)
         return cls(weights=w, bias=q.bias, mult=q.mult, shift=q.shift, simd=simd, pe=pe,
                    relu=q.relu, in_signed=q.in_signed, name=name or q.name, out_buffer=out_buffer,
                    requant=requant, multiplier=multiplier, weight_code=weight_code,
-                   weight_bank_depth=weight_bank_depth)
+                   weight_bank_depth=weight_bank_depth, timing_registers=timing_registers)
 
     # --- compressed weights (optional weight source) ------------------------------------------
     def _check_weight_code(self, code):
@@ -390,13 +397,17 @@ class MVU(wiring.Component):
         # a fold, last fold of a vector, a free credit, the bypass and ready conditions) are flags
         # registered from their next values, so `fire` is one or two LUTs from the input's valid
         # (window valid -> lead/sf compares -> fire -> nf/raddr enables was the ULX3S critical
-        # path at 99.61 MHz, c58d57a seed 1).
-        last_step = Signal(init=SF == 1, name="last_step")     # sf == SF - 1
-        last_fold = Signal(init=NF == 1, name="last_fold")     # nf == NF - 1
-
+        # path at 99.61 MHz, c58d57a seed 1).  Without timing registers they are the compares.
+        tr = self.timing_registers
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=8 * PE, depth=self.fifo_depth)
         credits_used = Signal(range(self.fifo_depth + 1))
-        credit_free = Signal(init=1, name="credit_free")       # credits_used < fifo_depth
+        if tr:
+            last_step = Signal(init=SF == 1, name="last_step")     # sf == SF - 1
+            last_fold = Signal(init=NF == 1, name="last_fold")     # nf == NF - 1
+            credit_free = Signal(init=1, name="credit_free")       # credits_used < fifo_depth
+        else:
+            last_step, last_fold = sf == SF - 1, nf == NF - 1
+            credit_free = credits_used < self.fifo_depth
         can_issue = ~last_step | credit_free
         if self.weight_code is not None:
             # compressed weights: a step issues only with its decoded weight vector (the decoder
@@ -416,12 +427,15 @@ class MVU(wiring.Component):
             wsf = Signal(range(SF), name="wsf")                  # words written into the half
             wptr = Signal(range(2 * SF), name="wptr")            # = whalf*SF + wsf
             rbase = Signal(range(2 * SF), name="rbase")          # = rhalf*SF
-            raddr = Signal(range(2 * SF), name="raddr")          # = rbase + sf
             write = Signal()
             # lead == 0: fold 0 runs behind the writer (sf <= wsf); at sf == wsf the word is the
             # one on the input port this cycle.  Both flags are registered (see `last_step`).
-            bypass = Signal(init=1, name="bypass")               # (lead == 0) & (sf == wsf)
-            ready = Signal(init=1, name="ready")                 # lead != 2
+            if tr:
+                raddr = Signal(range(2 * SF), name="raddr")      # = rbase + sf
+                bypass = Signal(init=1, name="bypass")           # (lead == 0) & (sf == wsf)
+                ready = Signal(init=1, name="ready")             # lead != 2
+            else:
+                raddr, bypass, ready = rbase + sf, (lead == 0) & (sf == wsf), lead != 2
             m.d.comb += [
                 self.i.ready.eq(ready),
                 write.eq(self.i.valid & ready),
@@ -433,9 +447,10 @@ class MVU(wiring.Component):
             # the LUT-RAM read was a ULX3S critical path at 97.99 MHz): the next step's word, or
             # at a fold's last step the start of this half again or, after the vector's last
             # fold, of the other half
-            with m.If(fire):
-                m.d.sync += raddr.eq(Mux(last_step, Mux(last_fold, Mux(rbase == 0, SF, 0), rbase),
-                                         raddr + 1))
+            if tr:
+                with m.If(fire):
+                    m.d.sync += raddr.eq(Mux(last_step, Mux(last_fold, Mux(rbase == 0, SF, 0), rbase),
+                                             raddr + 1))
             with m.If(write):
                 m.d.sync += [wsf.eq(Mux(wsf == SF - 1, 0, wsf + 1)),
                              wptr.eq(Mux(wptr == 2 * SF - 1, 0, wptr + 1))]
@@ -452,12 +467,13 @@ class MVU(wiring.Component):
             # the flags' next values: every case computed from registers, the late `fire` and
             # `write` only select.  sf and wsf both count modulo SF, so stepping both keeps
             # their equality.
-            sf_step = Mux(last_step, 0, sf + 1)
-            wsf_step = Mux(wsf_last, 0, wsf + 1)
-            same = Array([sf == wsf, sf_step == wsf, sf == wsf_step, sf == wsf])[Cat(fire, write)]
-            lead0_next = Mux(up, 0, Mux(down, lead == 1, lead == 0))
-            m.d.sync += [bypass.eq(lead0_next & same),
-                         ready.eq(Mux(up, lead != 1, Mux(down, 1, lead != 2)))]
+            if tr:
+                sf_step = Mux(last_step, 0, sf + 1)
+                wsf_step = Mux(wsf_last, 0, wsf + 1)
+                same = Array([sf == wsf, sf_step == wsf, sf == wsf_step, sf == wsf])[Cat(fire, write)]
+                lead0_next = Mux(up, 0, Mux(down, lead == 1, lead == 0))
+                m.d.sync += [bypass.eq(lead0_next & same),
+                             ready.eq(Mux(up, lead != 1, Mux(down, 1, lead != 2)))]
             s1_bypass = Signal()
             m.d.sync += s1_bypass.eq(bypass)
             x_word = Mux(s1_bypass, s1_x, br.data)
@@ -471,19 +487,24 @@ class MVU(wiring.Component):
         taken = fifo.r_rdy & fifo.r_en      # a beat leaves the FIFO (for the output register)
         issued_out = fire & last_step
         with m.If(issued_out & ~taken):
-            m.d.sync += [credits_used.eq(credits_used + 1),
-                         credit_free.eq(credits_used < self.fifo_depth - 1)]
+            m.d.sync += credits_used.eq(credits_used + 1)
+            if tr:
+                m.d.sync += credit_free.eq(credits_used < self.fifo_depth - 1)
         with m.Elif(~issued_out & taken):
-            m.d.sync += [credits_used.eq(credits_used - 1), credit_free.eq(1)]
+            m.d.sync += credits_used.eq(credits_used - 1)
+            if tr:
+                m.d.sync += credit_free.eq(1)
 
         with m.If(fire):
-            m.d.sync += [sf.eq(Mux(last_step, 0, sf + 1)),
-                         last_step.eq(Mux(last_step, SF == 1, sf == SF - 2))]
+            m.d.sync += sf.eq(Mux(last_step, 0, sf + 1))
+            if tr:
+                m.d.sync += last_step.eq(Mux(last_step, SF == 1, sf == SF - 2))
             if not banked:
                 m.d.sync += [waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))]
             with m.If(last_step):
-                m.d.sync += [nf.eq(Mux(last_fold, 0, nf + 1)),
-                             last_fold.eq(Mux(last_fold, NF == 1, nf == NF - 2))]
+                m.d.sync += nf.eq(Mux(last_fold, 0, nf + 1))
+                if tr:
+                    m.d.sync += last_fold.eq(Mux(last_fold, NF == 1, nf == NF - 2))
 
         if banked:
             w_rows, w_bank = self._banked_weights(m, fire)

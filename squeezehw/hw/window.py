@@ -57,11 +57,17 @@ class SlidingWindow(wiring.Component):
     input rate), ``input_skew_pixels`` (0: output pixel ``(oy, ox)`` needs no input beyond pixel
     ``(oy*S-P+K-1, ox*S-P+K-1)``, clamped into the input), ``max_input_lead_rows`` (how many input
     rows the writer may run ahead of the first row of the current output row: ``rows``).
+
+    ``timing_registers`` (default True): the reader's and writer's event flags and the wrapped
+    slot bases, which the ULX3S 100 MHz work registers a step ahead (see ``elaborate``).  False
+    computes them with plain compares and adders instead, as before that work (the read address is
+    still loaded from its candidates): the same cycle behaviour with fewer logic cells, for iCE40
+    builds (``squeezehw.plan.lowering.Target.timing_registers``), whose clock does not need them.
     """
 
     def __init__(self, *, channels: int, height: int, width: int, kernel: int, stride: int,
                  padding: int, lanes: int, out_height: int | None = None,
-                 out_width: int | None = None):
+                 out_width: int | None = None, timing_registers: bool = True):
         for name, v, lo in (("channels", channels, 1), ("height", height, 1), ("width", width, 1),
                             ("kernel", kernel, 1), ("stride", stride, 1), ("padding", padding, 0),
                             ("lanes", lanes, 1)):
@@ -92,6 +98,7 @@ class SlidingWindow(wiring.Component):
         self.channels, self.height, self.width = channels, height, width
         self.kernel, self.stride, self.padding, self.lanes = kernel, stride, padding, lanes
         self.out_height, self.out_width = out_height, out_width
+        self.timing_registers = bool(timing_registers)
         self.beats_per_pixel = channels // lanes
         self.rows = kernel + stride + max(0, height - out_height * stride)
         self.depth = self.rows * width * self.beats_per_pixel
@@ -192,9 +199,18 @@ class SlidingWindow(wiring.Component):
         # producer's valid reaches the `ahead` select through one gate (upstream valid -> wb/wx
         # compares -> row completion -> ahead select was the ULX3S seed-3 critical path at 97.62 MHz).
         write = Signal()
-        w_px_end = Signal(init=B == 1)
-        w_last_col = Signal(init=W == 1)
-        w_last_row = Signal(init=H == 1)
+        if self.timing_registers:
+            w_px_end = Signal(init=B == 1)
+            w_last_col = Signal(init=W == 1)
+            w_last_row = Signal(init=H == 1)
+            with m.If(write):
+                m.d.sync += w_px_end.eq(Mux(w_px_end, B == 1, wb == B - 2))
+            with m.If(px_done):
+                m.d.sync += w_last_col.eq(Mux(w_last_col, W == 1, wx == W - 2))
+            with m.If(ahead_up):
+                m.d.sync += w_last_row.eq(Mux(w_last_row, H == 1, wy == H - 2))
+        else:
+            w_px_end, w_last_col, w_last_row = wb == B - 1, wx == W - 1, wy == H - 1
         m.d.comb += [
             write.eq(self.i.valid & can_write),
             px_done.eq(write & w_px_end),
@@ -202,12 +218,6 @@ class SlidingWindow(wiring.Component):
             frame_done.eq(ahead_up & w_last_row),
             lead_inc.eq(frame_done),
         ]
-        with m.If(write):
-            m.d.sync += w_px_end.eq(Mux(w_px_end, B == 1, wb == B - 2))
-        with m.If(px_done):
-            m.d.sync += w_last_col.eq(Mux(w_last_col, W == 1, wx == W - 2))
-        with m.If(ahead_up):
-            m.d.sync += w_last_row.eq(Mux(w_last_row, H == 1, wy == H - 2))
         with m.If(write):
             m.d.sync += waddr.eq(Mux(waddr == self.depth - 1, 0, waddr + 1))
             with m.If(wb == B - 1):
@@ -266,8 +276,8 @@ class SlidingWindow(wiring.Component):
         # slot bases the steps move to (kslot + W*B, rbase + S*W*B, the next frame's) are
         # registers computed a cycle after their operands change: a kernel-row step comes at
         # least K*B >= 2 issues after kslot last changed, a row or frame step later still.  With
-        # K*B == 1 (no kernel rows) they stay combinational.
-        lag = K * B >= 2
+        # K*B == 1 (no kernel rows), or without timing registers, they stay combinational.
+        lag = self.timing_registers and K * B >= 2
 
         def mod_r(v):  # a slot base advanced by less than R slots, wrapped into the buffer
             return Mux(v >= self.depth, v - self.depth, v)
@@ -337,20 +347,25 @@ class SlidingWindow(wiring.Component):
         # tap of a pixel, the last pixel of a row, the last row of a frame), so the issue decision
         # reaches the `ahead`/`need` selects through one gate instead of the counters' compares
         # (ox -> ox == Wo-1 -> row event -> ahead select was the ULX3S seed-1 critical path at
-        # 94.16 MHz).  They step with the counters of the if-tree above.
-        taps = K * K * B
-        taps_left = Signal(range(taps), init=taps - 1)
-        pix_end = Signal(init=taps == 1)
-        last_px = Signal(init=Wo == 1)
-        last_row = Signal(init=Ho == 1)
+        # 94.16 MHz).  They step with the counters of the if-tree above.  Without timing registers
+        # they are the counters' compares.
         pix_ev = Signal()
-        with m.If(issue):
-            m.d.sync += [taps_left.eq(Mux(pix_end, taps - 1, taps_left - 1)),
-                         pix_end.eq(Mux(pix_end, taps == 1, taps_left == 1))]
-        with m.If(pix_ev):
-            m.d.sync += last_px.eq(Mux(last_px, Wo == 1, ox == Wo - 2))
-            with m.If(last_px):
-                m.d.sync += last_row.eq(Mux(last_row, Ho == 1, oy == Ho - 2))
+        if self.timing_registers:
+            taps = K * K * B
+            taps_left = Signal(range(taps), init=taps - 1)
+            pix_end = Signal(init=taps == 1)
+            last_px = Signal(init=Wo == 1)
+            last_row = Signal(init=Ho == 1)
+            with m.If(issue):
+                m.d.sync += [taps_left.eq(Mux(pix_end, taps - 1, taps_left - 1)),
+                             pix_end.eq(Mux(pix_end, taps == 1, taps_left == 1))]
+            with m.If(pix_ev):
+                m.d.sync += last_px.eq(Mux(last_px, Wo == 1, ox == Wo - 2))
+                with m.If(last_px):
+                    m.d.sync += last_row.eq(Mux(last_row, Ho == 1, oy == Ho - 2))
+        else:
+            pix_end = (b == B - 1) & (kx == K - 1) & (ky == K - 1)
+            last_px, last_row = ox == Wo - 1, oy == Ho - 1
         m.d.comb += [
             pix_ev.eq(issue & pix_end),
             row_ev.eq(pix_ev & last_px & ~last_row),

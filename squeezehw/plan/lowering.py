@@ -91,6 +91,14 @@ class Target:
         :attr:`reset_tree` (their block RAM is not slow to its output at their clock)."""
         return self.reset_tree
 
+    @property
+    def timing_registers(self) -> bool:
+        """Whether the sliding windows and MVUs register their issue flags, slot bases and read
+        addresses a cycle ahead (hw/window.py, hw/mvu.py ``timing_registers``; the ULX3S 100 MHz
+        work): not on iCE40 parts, for the reason of :attr:`reset_tree` (the iCEBreaker member no
+        longer fitted with them: 5,347 / 5,280 LC at 3792562)."""
+        return self.reset_tree
+
     def weight_bank_depth(self, width: int, depth: int) -> int | None:
         """Words per bank of a dense ``width`` x ``depth`` weight memory (None: one memory)."""
         if self.bank_depth is not None:
@@ -155,6 +163,7 @@ class ConvPlan:
     weight_code: object = field(default=None, compare=False, repr=False)
     # words per bank of a banked dense weight memory (hw/mvu.py; Target.weight_bank_depth), None: one
     weight_bank_depth: int | None = None
+    timing_registers: bool = True        # Target.timing_registers (the MVU's and the window's)
 
     @property
     def in_lanes(self) -> int:
@@ -228,7 +237,7 @@ class ConvPlan:
         from ..hw.mvu import MVU
         return MVU.from_qconv(self.layer, simd=self.simd, pe=self.pe, out_buffer=self.out_buffer,
                               requant=self.requant, multiplier=self.multiplier, weight_code=self.weight_code,
-                              weight_bank_depth=self.weight_bank_depth)
+                              weight_bank_depth=self.weight_bank_depth, timing_registers=self.timing_registers)
 
     def window_block(self):
         from ..hw.window import SlidingWindow
@@ -236,7 +245,8 @@ class ConvPlan:
             return None
         g, q = self.geometry, self.layer
         return SlidingWindow(channels=g.in_ch, height=g.in_hw[0], width=g.in_hw[1], kernel=q.kernel,
-                             stride=q.stride, padding=q.padding, lanes=self.window_lanes)
+                             stride=q.stride, padding=q.padding, lanes=self.window_lanes,
+                             timing_registers=self.timing_registers)
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,7 @@ class FirePlan:
     requant: str
     layer: QFire = field(compare=False, repr=False)
     fifo_output_register: bool = True     # Target.fifo_output_register
+    timing_registers: bool = True         # Target.timing_registers
     kind: str = "fire"
 
     @property
@@ -338,7 +349,8 @@ class FirePlan:
                           cat_fifo_depths=(b.cat_a_depth, b.cat_b_depth),
                           out_buffers=(b.e1_out_buffer, b.e3_out_buffer),
                           requant=self.requant, multiplier=self.multiplier,
-                          fifo_output_register=self.fifo_output_register)
+                          fifo_output_register=self.fifo_output_register,
+                          timing_registers=self.timing_registers)
 
 
 @dataclass(frozen=True)
@@ -366,7 +378,8 @@ class HeadPlan:
         from ..hw.head import Head
         c = self.conv
         return Head(qhead=self.layer, pixels=self.pixels, simd=c.simd, pe=c.pe, requant=c.requant,
-                    multiplier=c.multiplier, weight_code=c.weight_code, weight_bank_depth=c.weight_bank_depth)
+                    multiplier=c.multiplier, weight_code=c.weight_code, weight_bank_depth=c.weight_bank_depth,
+                    timing_registers=c.timing_registers)
 
 
 def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, facts=None,
@@ -380,7 +393,7 @@ def _conv_plan(q: QConv, geo: Stage, fold, target: Target, out_buffer: int = 0, 
                     window_lanes=window_lanes(geo.in_ch, fold.simd, geo.out_ch // fold.pe) if geo.windowed else 0,
                     acc_bits=acc_bits, w_bits=w_bits, in_signed=bool(q.in_signed), requant=target.requant,
                     multiplier=target.multiplier, out_buffer=out_buffer, layer=q,
-                    weight_code=code, weight_bank_depth=bank_depth)
+                    weight_code=code, weight_bank_depth=bank_depth, timing_registers=target.timing_registers)
 
 
 def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dict, target: Target = Target(),
@@ -413,7 +426,8 @@ def fire_plan(fire: QFire, *, height: int, width: int, in_lanes: int, folds: dic
     return FirePlan(name=f.name, height=height, width=width, in_ch=c, in_lanes=in_lanes, out_lanes=out_lanes,
                     squeeze=sq, expand1x1=e1, expand3x3=e3, bypass_conv=by, bypass=mode, buffers=buffers,
                     multiplier=target.multiplier, requant=target.requant, layer=f,
-                    fifo_output_register=target.fifo_output_register)
+                    fifo_output_register=target.fifo_output_register,
+                    timing_registers=target.timing_registers)
 
 
 @dataclass(frozen=True)

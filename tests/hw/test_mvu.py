@@ -16,6 +16,9 @@ from squeezehw.quant.intmodel import QConv
 # property tests build MVUs without simulating them
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
+# both builds: with the timing registers (the default) and without (iCE40: Target.timing_registers)
+TR = pytest.mark.parametrize("tr", [True, False], ids=["treg", "comb"])
+
 
 def make_qconv(rng, in_ch, out_ch, k=1, padding=0, relu=True, in_signed=False, wmax=127,
                bias_range=2000, name="conv", weight=None, bias=None):
@@ -210,10 +213,11 @@ def timed_run(dut: MVU, vectors, consumer_ready=lambda cycle: True, period=1, bl
 
 @pytest.mark.parametrize("N,O,simd,pe", [(8, 6, 2, 2), (8, 6, 8, 6), (8, 6, 8, 2), (8, 6, 1, 6),
                                          (4, 4, 4, 4), (4, 8, 4, 1), (6, 4, 1, 1)])
-def test_throughput_exact(N, O, simd, pe):
+@TR
+def test_throughput_exact(N, O, simd, pe, tr):
     rng = np.random.default_rng(N * 100 + O * 10 + simd + pe)
     q = make_qconv(rng, N, O)
-    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe, timing_registers=tr)
     x = rand_inputs(rng, 6, N)
     in_c, out_c, got = timed_run(dut, x)
     check(got, golden_1x1(q, x), "throughput run")
@@ -238,14 +242,15 @@ def test_throughput_exact(N, O, simd, pe):
 
 @pytest.mark.parametrize("N,O,simd,pe", [(8, 6, 1, 1), (12, 8, 2, 2), (9, 4, 3, 1), (4, 6, 4, 3)])
 @pytest.mark.parametrize("slack", [0, 1])
-def test_input_taken_during_later_folds(N, O, simd, pe, slack):
+@TR
+def test_input_taken_during_later_folds(N, O, simd, pe, slack, tr):
     """A producer that delivers one beat every NF (+ slack) cycles, i.e. exactly (or a little
     below) the compute rate, is never refused: the unit takes the next vector into the free half
     while it computes folds 1..NF-1 of the current one (the old fold-0-only input would block such
     a producer for (NF-1)*SF cycles per vector)."""
     rng = np.random.default_rng(N * 7 + O + simd + pe + slack)
     q = make_qconv(rng, N, O)
-    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe, timing_registers=tr)
     SF, NF = N // simd, O // pe
     assert dut.buffer_depth == 2 * SF and dut.buffer_bits == 2 * SF * 8 * simd
     x = rand_inputs(rng, 8, N)
@@ -260,13 +265,14 @@ def test_input_taken_during_later_folds(N, O, simd, pe, slack):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_pingpong_rough_traffic(seed):
+@TR
+def test_pingpong_rough_traffic(seed, tr):
     """Long random input gaps and output stalls around the ping-pong buffer: exact, in order,
     no beat lost or duplicated (run_mvu checks for extra output beats)."""
     rng = np.random.default_rng(100 + seed)
     N, O, simd, pe = [(12, 8, 2, 2), (6, 6, 1, 2), (8, 4, 8, 1), (3, 9, 1, 3)][seed]
     q = make_qconv(rng, N, O)
-    dut = MVU.from_qconv(q, simd=simd, pe=pe)
+    dut = MVU.from_qconv(q, simd=simd, pe=pe, timing_registers=tr)
     x = rand_inputs(rng, 12, N)
     for traffic in (Traffic(gap=0.5, stall=0.1, burst=20, seed=seed),
                     Traffic(gap=0.05, stall=0.6, burst=9, seed=seed + 10),
@@ -275,15 +281,35 @@ def test_pingpong_rough_traffic(seed):
 
 
 @pytest.mark.parametrize("period", [2, 3, 7])
-def test_backpressure_periodic(period):
+@TR
+def test_backpressure_periodic(period, tr):
     rng = np.random.default_rng(period)
     q = make_qconv(rng, 4, 4, relu=False)
-    dut = MVU.from_qconv(q, simd=4, pe=4)        # one output beat per cycle: hardest case
+    dut = MVU.from_qconv(q, simd=4, pe=4, timing_registers=tr)        # one output beat per cycle: hardest case
     x = rand_inputs(rng, 30, 4)
     _, out_c, got = timed_run(dut, x, consumer_ready=lambda c: c % period == 0)
     check(got, golden_1x1(q, x), f"periodic ready {period}")
     # when the consumer takes one beat every `period` cycles, the MVU keeps up exactly
     assert list(np.diff(out_c[5:])) == [period] * (len(out_c) - 6)
+
+
+@pytest.mark.parametrize("N,O,simd,pe,requant,bank_depth", [
+    (8, 6, 2, 2, "parallel", None), (6, 4, 1, 1, "parallel", None), (4, 4, 4, 4, "parallel", None),
+    (4, 8, 4, 1, "parallel", None), (16, 4, 1, 2, "serial", None), (9, 1, 1, 1, "serial", None),
+    (8, 6, 2, 2, "parallel", 3)])
+def test_timing_registers_keep_cycles(N, O, simd, pe, requant, bank_depth):
+    """The build without timing registers (iCE40) takes and gives every beat in the same cycle as
+    the default build, with output stalls and a producer slower than the unit or not."""
+    rng = np.random.default_rng(N + O + simd + pe)
+    q = make_qconv(rng, N, O)
+    x = rand_inputs(rng, 8, N)
+    stall = rng.random(100000) < 0.4
+    for period in (1, 2):
+        runs = [timed_run(MVU.from_qconv(q, simd=simd, pe=pe, requant=requant, weight_bank_depth=bank_depth,
+                                         timing_registers=tr), x,
+                          consumer_ready=lambda c: not stall[c], period=period) for tr in (True, False)]
+        check(runs[1][2], golden_1x1(q, x), "without timing registers")
+        assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
 
 
 # ---- properties, validation, Verilog --------------------------------------------------------
@@ -368,13 +394,14 @@ def test_random_shapes(data):
 @pytest.mark.parametrize("N,O,simd,pe,k", [(16, 4, 1, 2, 1), (17, 3, 1, 3, 1), (4, 6, 1, 2, 3),
                                            (8, 4, 1, 1, 1), (8, 6, 2, 3, 1), (2, 4, 1, 2, 3),
                                            (6, 4, 6, 2, 1), (3, 6, 1, 6, 1)])
-def test_serial_requant_exact_rough_traffic(N, O, simd, pe, k):
+@TR
+def test_serial_requant_exact_rough_traffic(N, O, simd, pe, k, tr):
     """Bit-exact against the golden model under random input gaps and output stalls, for digit
     widths 1 (N/SIMD >= 16) up to 16 (N/SIMD == 1)."""
     rng = np.random.default_rng(N * 1000 + O * 100 + simd * 10 + pe + k)
     for relu in (True, False):
         q = make_qconv(rng, N, O, k=k, padding=k // 2, relu=relu)
-        dut = MVU.from_qconv(q, simd=simd, pe=pe, requant="serial")
+        dut = MVU.from_qconv(q, simd=simd, pe=pe, requant="serial", timing_registers=tr)
         assert dut.requant_cycles <= dut.SF and dut.requant_multipliers == 0
         if k == 1:
             x = rand_inputs(rng, 10, N)

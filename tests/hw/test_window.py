@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.sim import Simulator
 from squeezehw.sim.streamsim import Traffic, pack_lanes, simulate, unpack_lanes
 
 from squeezehw.errors import UserError
@@ -27,10 +28,11 @@ def im2col_beats(fm, k, s, p, lanes, ho, wo):
     return out
 
 
-def check(c, h, w, k, s, p, lanes, traffic, frames=2, out_hw=None, seed=0):
+def check(c, h, w, k, s, p, lanes, traffic, frames=2, out_hw=None, seed=0, tr=True):
     rng = np.random.default_rng(seed)
     kw = {} if out_hw is None else dict(out_height=out_hw[0], out_width=out_hw[1])
-    dut = SlidingWindow(channels=c, height=h, width=w, kernel=k, stride=s, padding=p, lanes=lanes, **kw)
+    dut = SlidingWindow(channels=c, height=h, width=w, kernel=k, stride=s, padding=p, lanes=lanes,
+                        timing_registers=tr, **kw)
     ho, wo = dut.out_height, dut.out_width
     fms = [rng.integers(1, 256, (c, h, w)) for _ in range(frames)]  # nonzero: padding shows as 0
     inp = sum((to_beats(f, lanes) for f in fms), [])
@@ -48,6 +50,9 @@ def check(c, h, w, k, s, p, lanes, traffic, frames=2, out_hw=None, seed=0):
                                  f"{beat * lanes}..: got {unpack_lanes(g, lanes)} want {unpack_lanes(e, lanes)}")
     return dut, got
 
+
+# both builds: with the timing registers (the default) and without (iCE40: Target.timing_registers)
+TR = pytest.mark.parametrize("tr", [True, False], ids=["treg", "comb"])
 
 CASES = [  # c, h, w, k, s, p, lanes, out_hw
     (2, 5, 6, 3, 1, 1, 1, None),      # expand3x3 style
@@ -67,12 +72,13 @@ CASES = [  # c, h, w, k, s, p, lanes, out_hw
 ]
 
 
+@TR
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
 @pytest.mark.parametrize("traffic", [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2)],
                          ids=["smooth", "rough1", "rough2"])
-def test_window_matches_im2col(case, traffic):
+def test_window_matches_im2col(case, traffic, tr):
     c, h, w, k, s, p, lanes, out_hw = case
-    dut, got = check(c, h, w, k, s, p, lanes, traffic, out_hw=out_hw, seed=h * w + k)
+    dut, got = check(c, h, w, k, s, p, lanes, traffic, out_hw=out_hw, seed=h * w + k, tr=tr)
 
 
 SLOW_IN = Traffic(gap=0.7, stall=0.0, burst=8, seed=5)     # reader keeps catching up with the writer
@@ -84,9 +90,10 @@ SLOW_OUT = Traffic(gap=0.0, stall=0.8, burst=8, seed=6)    # writer keeps runnin
     (2, 6, 5, 3, 1, 1, 1, None), (1, 9, 8, 3, 2, 0, 1, (4, 4)), (2, 4, 6, 2, 2, 0, 2, None),
     # trailing rows no window uses: the reader finishes a frame before the writer does
     (2, 8, 8, 3, 2, 0, 1, None), (2, 8, 1, 1, 2, 0, 1, (4, 1)), (1, 7, 5, 1, 3, 0, 1, None)])
-def test_window_one_sided_traffic(case, traffic):
+@TR
+def test_window_one_sided_traffic(case, traffic, tr):
     c, h, w, k, s, p, lanes, out_hw = case
-    check(c, h, w, k, s, p, lanes, traffic, frames=3, out_hw=out_hw)
+    check(c, h, w, k, s, p, lanes, traffic, frames=3, out_hw=out_hw, tr=tr)
 
 
 def _random_cases(n, seed):
@@ -111,21 +118,84 @@ def _random_cases(n, seed):
 
 
 @pytest.mark.parametrize("case", _random_cases(12, 7), ids=str)
-def test_window_random_shapes(case):
+@TR
+def test_window_random_shapes(case, tr):
     c, h, w, k, s, p, lanes, out_hw = case
-    check(c, h, w, k, s, p, lanes, Traffic.rough(sum(case[:7])), frames=2, out_hw=out_hw)
+    check(c, h, w, k, s, p, lanes, Traffic.rough(sum(case[:7])), frames=2, out_hw=out_hw, tr=tr)
 
 
 @pytest.mark.parametrize("case", [(4, 6, 6, 3, 1, 1, 2, None), (2, 9, 9, 3, 2, 0, 1, None),
                                   (1, 13, 13, 7, 2, 0, 1, None), (2, 8, 8, 3, 2, 0, 1, (4, 4))])
-def test_window_full_throughput(case):
+@TR
+def test_window_full_throughput(case, tr):
     """Smooth traffic, 3 back-to-back frames: one output beat per cycle, apart from the first
     frame's fill (the input rows the first output row needs) and a few cycles of latency."""
     c, h, w, k, s, p, lanes, out_hw = case
     frames = 3
-    dut, got = check(c, h, w, k, s, p, lanes, Traffic.smooth(), frames=frames, out_hw=out_hw)
+    dut, got = check(c, h, w, k, s, p, lanes, Traffic.smooth(), frames=frames, out_hw=out_hw, tr=tr)
     fill = min(h, k - p) * w * (c // lanes)
     assert got["_cycles"] - 20 <= frames * dut.out_beats_per_frame + fill + 4, got["_cycles"]
+
+
+def transfer_cycles(dut, beats, n_out, seed, p_in=0.7, p_out=0.6):
+    """Cycles of every input and output transfer (and the output payloads) under valid/ready
+    patterns fixed per cycle (the same for any block): beat j is offered from the first cycle the
+    input pattern allows after beat j-1 was taken, and held until taken."""
+    rng = np.random.default_rng(seed)
+    limit = 20 * (len(beats) + n_out) + 200
+    gate_in, gate_out = rng.random(limit) < p_in, rng.random(limit) < p_out
+    ins, outs = [], []
+
+    async def producer(ctx):
+        cycle = 0
+        for beat in beats:
+            while not gate_in[cycle]:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                if ready:
+                    ins.append(cycle - 1)
+                    break
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        cycle = 0
+        while len(outs) < n_out:
+            assert cycle < limit - 1
+            rdy = bool(gate_out[cycle])
+            ctx.set(dut.o.ready, rdy)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and rdy:
+                outs.append((cycle, payload))
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    return ins, outs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+def test_window_timing_registers_keep_cycles(case):
+    """The build without timing registers (iCE40) takes and gives every beat in the same cycle as
+    the default build, under random input gaps and output stalls, over 2 frames."""
+    c, h, w, k, s, p, lanes, out_hw = case
+    kw = {} if out_hw is None else dict(out_height=out_hw[0], out_width=out_hw[1])
+    rng = np.random.default_rng(h * w + k)
+    inp = sum((to_beats(rng.integers(1, 256, (c, h, w)), lanes) for _ in range(2)), [])
+    runs = []
+    for tr in (True, False):
+        dut = SlidingWindow(channels=c, height=h, width=w, kernel=k, stride=s, padding=p, lanes=lanes,
+                            timing_registers=tr, **kw)
+        runs.append(transfer_cycles(dut, inp, 2 * dut.out_beats_per_frame, seed=h + w + k + s))
+    assert runs[0] == runs[1]
 
 
 def test_window_attributes():
