@@ -14,9 +14,12 @@ Stages, each adding to one JSON summary (``--stop-after`` ends early):
 * ``sim``: Verilator, ``--frames`` real photos (not calibration photos) back to back through exactly
   this design (the same plan: Gowin DSP primitives through their behavioural models), every logit
   compared with the golden model; measured cycles per frame against the cost model;
-* ``yosys``: the accelerator core through Yosys ``synth_gowin -family gw5a -nolutram`` with the part's
-  logic-memory script (squeezehw.toolchain.synth.synthesize, place_and_route=False): Yosys's own
-  BSRAM/LUT/FF/DSP counts and whether they fit;
+* ``yosys``: the accelerator core through Yosys ``synth_gowin -family gw5a -nolutram -noflatten`` with
+  the part's logic-memory script (squeezehw.toolchain.synth.synthesize, place_and_route=False):
+  Yosys's own BSRAM/LUT/FF/DSP counts and whether they fit.  Not flattened: YoWASP's Yosys is
+  WebAssembly with 4 GB of memory and threw (a Wasm trap) right after flattening this design, 25
+  min in; per-module synthesis misses cross-module constant propagation, so its LUTs are an upper
+  bound;
 * ``board``: TangMega138KTop (UART, 50 MHz oscillator) through Yosys + nextpnr-himbaechel (``--freq
   --mhz``) + gowin_pack: nextpnr's resources and Fmax, timing met or not, the bitstream.  Hours here.
 
@@ -132,8 +135,9 @@ def yosys_stage(args, plan) -> dict:
     from squeezehw.toolchain.synth import synthesize
     out_dir = REPO / "build" / "gowin_moonshot" / f"yosys_m{args.multipliers}"
     t0 = time.monotonic()
+    # not flattened: YoWASP's Yosys (WebAssembly, 4 GB) threw after flattening this design
     rep = synthesize(plan.accelerator(), board=BOARD, out_dir=out_dir, place_and_route=False,
-                     progress=not args.json)
+                     progress=not args.json, flatten=False)
     avail = rep.available
     over = {k: getattr(rep, k) - avail[k] for k in ("lut", "ff", "dsp", "bram") if getattr(rep, k) > avail.get(k, 1 << 60)}
     return {"yosys": {"lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bsram": rep.bram, "available": avail,

@@ -469,7 +469,7 @@ def _prepare_design(design, top: str | None, out_dir: Path) -> tuple[list[Path],
 
 def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: float | None = None,
                seed: int = 1, bitstream: bool = False, out_of_context: bool | None = None,
-               progress: bool = True, place_and_route: bool = True) -> SynthReport:
+               progress: bool = True, place_and_route: bool = True, flatten: bool = True) -> SynthReport:
     """Synthesise (and place and route, where an open flow exists) ``design`` for ``board``.
 
     ``design`` is a ``wiring.Component`` (converted to Verilog with ``emit_src=False``, module ``top``,
@@ -478,7 +478,9 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     to nextpnr as ``--freq``.  ``out_of_context`` (ECP5 only) defaults to True unless a ``bitstream``
     is requested.  Outputs, tool logs and ``report.json`` (written last) go to ``out_dir``.
     ``place_and_route=False`` stops after Yosys (flow "synthesis-only": Yosys's cell counts, no Fmax),
-    e.g. for a quick check of DSP mapping.
+    e.g. for a quick check of DSP mapping.  ``flatten=False`` (with ``place_and_route=False``) keeps the
+    hierarchy (``-noflatten``): YoWASP's Yosys is WebAssembly with at most 4 GB of memory, which a
+    whole ImageNet network exceeds once flattened (benchmarks/gowin_moonshot.py).
 
     Raises UserError when the design does not fit (naming the resource and by how much), when a
     tool fails, or on bad arguments; ToolMissingError when a tool is not installed.
@@ -529,8 +531,12 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     reads = "\n".join(f"read_verilog -sv {json.dumps(f.relative_to(out).as_posix())}" for f in files)
     # proc, then keep the reset tree's registers apart (squeezehw/hw/reset_tree.py) and mark the
     # memories the part builds from logic (Resources.logic_memories)
+    if not flatten and b.pnr:
+        raise UserError("flatten=False is for synthesis-only runs (place_and_route=False): "
+                        "place-and-route needs the flat netlist")
+    synth_cmd = b.synth_command + ("" if flatten else " -noflatten")
     script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{logic_memory_commands(b.resources)}"
-                      f"{b.synth_command} -top {top}\n"
+                      f"{synth_cmd} -top {top}\n"
                       f"write_json {netlist.name}\n"
                       f"tee -q -o {stat_path.name} stat -json\n")
     logs["yosys"] = str(out / "yosys.log")
@@ -539,8 +545,14 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
                   lambda: _run_tool("yosys", ["-q", "-l", "yosys.full.log", "-s", script.name],
                                     log=out / "yosys.log", cwd=out))
     except _ToolFailed as e:
+        trapped = "wasmtime._trap.Trap" in (out / "yosys.log").read_text(errors="replace") \
+            if (out / "yosys.log").exists() else False
+        hint = ("\nYosys (YoWASP, WebAssembly) stopped with a trap: most likely it ran out of its 4 GB of "
+                "memory on a design this large; synthesise without flattening (synthesize(..., "
+                "place_and_route=False, flatten=False)) or use a native Yosys (YOSYS=/path/to/yosys)"
+                if trapped else "")
         raise UserError(f"Yosys failed to synthesise '{top}' (status {e.returncode}); see "
-                        f"{out / 'yosys.full.log'}:\n{_log_tail(out / 'yosys.full.log')}") from None
+                        f"{out / 'yosys.full.log'}:\n{_log_tail(out / 'yosys.full.log')}{hint}") from None
     logs["yosys"] = str(out / "yosys.full.log")
     stat = json.loads(stat_path.read_text())
     cells = {k: int(v) for k, v in stat["design"].get("num_cells_by_type", {}).items()}
