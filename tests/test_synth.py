@@ -368,6 +368,13 @@ def test_gowin_logic_memories_stay_out_of_block_ram(tmp_path):
                    place_and_route=False, progress=False)
     assert r.bram == 1
     assert r.ff >= 15 * 8           # the RAM's bits in flip-flops
+    # the same per module (flatten=False, for designs too large for YoWASP's 4 GB when flat)
+    r = synthesize(SmallMemories(), board="tang-mega-138k-pro", out_dir=tmp_path / "nf", top="mems",
+                   place_and_route=False, progress=False, flatten=False)
+    assert "-noflatten" in (tmp_path / "nf" / "synth.ys").read_text() and r.bram == 1
+    with pytest.raises(UserError, match="synthesis-only"):
+        synthesize(SmallMemories(), board="tang-mega-138k-pro", out_dir=tmp_path / "x", top="mems",
+                   progress=False, flatten=False)
 
 
 def test_gowin_fit_errors_name_the_resource(tmp_path):
