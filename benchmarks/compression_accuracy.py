@@ -51,6 +51,8 @@ def configs():
             ("DC v1.0, 6-bit codebook + GPTQ, mse calibration + bias correction", DC, "cluster-mse-bc", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, per-tensor pick of percentile/mse", DC, "cluster-pick", 6, False),
             ("DC v1.0, 6-bit codebook + GPTQ, search calibration", DC, "cluster-search", 6, False),
+            # the Gowin moonshot's candidate for fewer BSRAMs (docs/boards.md)
+            ("DC v1.0, 5-bit codebook + GPTQ, search calibration", DC, "cluster-search", 5, False),
             ("DC v1.0, 8-bit linear per channel", DC, "linear", 8, False)]
     for k in (6, 4, 5, 8):
         rows.append((f"v1.1, {k}-bit codebook + GPTQ", V11, "cluster", k, False))
