@@ -18,9 +18,11 @@ def test_window_lanes_rule():
     assert window_lanes(3, 9) == 3
     # 40 -> 3 would be the Resize's shift design: gcd(40, 3) = 1 lane when the MVU has >= 3 folds
     assert window_lanes(40, 3, folds=160) == 1 and window_lanes(40, 3, folds=2) == 40
-    assert window_lanes(8, 9, folds=100) == 8     # 8 -> 9 is a ring: unchanged
     assert window_lanes(40, 6, folds=3) == 2 and window_lanes(40, 6, folds=2) == 40   # gcd 2: 3x the beats
-    assert window_lanes(40, 12, folds=100) == 40  # 40 -> 12 is a ring: unchanged
+    # a ring Resize too: its line buffer would be a wide, shallow memory (8 -> 9, 40 -> 12, 64 -> 24)
+    assert window_lanes(8, 9, folds=100) == 1 and window_lanes(8, 9, folds=8) == 8
+    assert window_lanes(40, 12, folds=100) == 4 and window_lanes(40, 12, folds=2) == 40
+    assert window_lanes(64, 24, folds=256) == 8
 
 
 def test_resize_design_choice():

@@ -63,7 +63,10 @@ def window_lanes(channels: int, simd: int, folds: int = 1) -> int:
     3 lanes: a 45-lane shift buffer, the large ULX3S member's critical path at 75.39 MHz), the
     window takes ``gcd(C, simd)`` lanes instead, so the Resize only widens, if the MVU's folds
     leave the window time for its ``simd / gcd`` times more beats (``simd / gcd <= folds``: then
-    the MVU, not the window, still sets the stage's rate)."""
+    the MVU, not the window, still sets the stage's rate).  The same where the Resize would be a
+    ring: a window of every channel keeps its line buffer ``C`` lanes wide and only a few words
+    deep (64 channels at 27 pixels: 512 bits x 108 words, 15 Tang Mega BSRAMs for 55 Kbit; at 8
+    lanes 4), and the ring's slot register is ``lcm``-sized."""
     if channels % simd == 0:
         return simd
     from ..hw.resize import Resize
