@@ -88,7 +88,7 @@ def weight_memory_conv(path: str) -> str | None:
 
 
 def memory_part(path: str) -> str:
-    """'words' (packed stream or dense weights), 'sizes' (bitmap vector lengths) or 'codebook'."""
+    """'words' (packed stream or dense weights), 'sizes' (the bitmap decoder's popcount ROM) or 'codebook'."""
     if ".weight_decoder." not in path:
         return "words"
     leaf = path.rsplit(".", 1)[1]
@@ -97,7 +97,7 @@ def memory_part(path: str) -> str:
 
 def weight_memories(model, plan) -> dict:
     """Per conv: format, weight_memory_bits (ConvPlan), and per board the block RAMs of its
-    weight memories (words / vector-length ROM / codebook copies) from resources.estimate."""
+    weight memories (words / popcount ROM / codebook copies) from resources.estimate."""
     from squeezehw.boards.registry import get_board
     from squeezehw.hw.weight_decoder import WeightDecoder
     from squeezehw.plan.lowering import ConvPlan
