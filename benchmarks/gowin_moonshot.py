@@ -146,7 +146,7 @@ def yosys_stage(args, plan) -> dict:
     right after flattening it (25 min in), and unflattened it was still in ABC9 (322 of ~700
     modules) after 65 min; one Fire takes about 100 s.  Only the stream glue between the stages
     (the Resizes of Chain.link, a few registers) is left out."""
-    from squeezehw.plan.resources import block_logic, blocks_for, design_inventory, logic_memory_cost
+    from squeezehw.plan.resources import design_inventory, inventory_estimate
     from squeezehw.boards.registry import get_board
     from squeezehw.toolchain.synth import synthesize
     res = get_board(BOARD).resources
@@ -155,25 +155,11 @@ def yosys_stage(args, plan) -> dict:
     per, total = {}, collections.Counter()
     for r in plan.stages:
         for (name, block), (_, fresh) in zip(record_blocks(r), record_blocks(r)):  # a block elaborates once
-            mems, blocks = design_inventory(block)
-            est = collections.Counter()
-            for m in mems:
-                if m.distributed(res.lut_ram):
-                    continue
-                if res.in_logic(m.rom, m.depth, m.width):
-                    lut, ff = logic_memory_cost(m)
-                    est["lut"] += lut
-                    est["ff"] += ff
-                else:
-                    est["bsram"] += blocks_for(m.width, m.depth, BOARD)
-            for b in blocks:
-                lut, ff = block_logic(b)
-                est["lut"] += lut
-                est["ff"] += ff
+            est = inventory_estimate(*design_inventory(block), BOARD)
             rep = synthesize(fresh, board=BOARD, out_dir=root / name.replace(".", "_"), top="top",
                              place_and_route=False, progress=not args.json, flatten=False)
             got = {"bsram": rep.bram, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp}
-            per[name] = {"yosys": got, "estimate": {k: int(est[k]) for k in ("bsram", "lut", "ff")},
+            per[name] = {"yosys": got, "estimate": {"bsram": est["block_ram"], "lut": est["lut"], "ff": est["ff"]},
                          "seconds": rep.seconds}
             total.update(got)
             if not args.json:

@@ -260,19 +260,25 @@ def estimate(plan, target="ecp5-85f") -> dict:
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory
+    mults = plan.multipliers()
+    return {"target": name, "family": name, "block_ram_cell": cell,
+            **inventory_estimate(mems, blocks_in, target),
+            "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
+            "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
+            "dsp": dsp_cells(mults, target)}
+
+
+def inventory_estimate(mems, blocks_in, target) -> dict:
+    """Block RAM, LUT and FF of an inventory (:func:`design_inventory`: the memories and squeezehw
+    blocks of a design or of one block) on ``target``: what :func:`estimate` counts for a whole
+    plan, usable per block (benchmarks/gowin_moonshot.py compares it with Yosys stage by stage)."""
     res = _resources(target)
     in_logic = [res.in_logic(m.rom, m.depth, m.width) and not m.distributed(res.lut_ram) for m in mems]
     dist = [m.distributed(res.lut_ram) or g for m, g in zip(mems, in_logic)]
-    blocks = sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d)
-    dist_bits = sum(m.bits for m, d in zip(mems, dist) if d)
     logic = [block_logic(b) for b in blocks_in] + [logic_memory_cost(m) for m, g in zip(mems, in_logic) if g]
-    mults = plan.multipliers()
-    return {"target": name, "family": name, "block_ram": blocks, "block_ram_cell": cell,
+    return {"block_ram": sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d),
             "block_ram_bits": sum(m.bits for m, d in zip(mems, dist) if not d),
-            "distributed_ram_bits": dist_bits,
-            "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
-            "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
-            "dsp": dsp_cells(mults, target),
+            "distributed_ram_bits": sum(m.bits for m, d in zip(mems, dist) if d),
             "lut": int(sum(x for x, _ in logic)), "ff": int(sum(y for _, y in logic)),
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
                           "blocks": 0 if d else blocks_for(m.width, m.depth, target)}
