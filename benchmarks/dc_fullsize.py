@@ -75,6 +75,18 @@ def quantized_dc(progress: bool, int8: bool = False, gptq6: bool = False):
     return model
 
 
+def held_out_photos(model, frames: int):
+    """The first ``frames`` sample photos that calibration does not use (every 10th from the 6th;
+    calibration takes every 10th from the 1st), at ``model``'s input: (images, their paths
+    relative to DATA, their labels)."""
+    from squeezehw.frontend.images import list_image_folder, load_images
+    files, labels, _ = list_image_folder(DATA / "sample")
+    pick = [i for i in range(len(files)) if i % 10 == 5][:frames]
+    x, _, _ = load_images([files[i] for i in pick], height=model.height, width=model.width,
+                          channels=model.in_ch, resize=model.resize, progress=False)
+    return x, [str(files[i].relative_to(DATA)) for i in pick], [int(labels[i]) for i in pick]
+
+
 def weight_memory_conv(path: str) -> str | None:
     """The conv a memory of the elaborated design stores weights for, from its path
     ('features_3.expand3x3.weight_decoder.words' -> 'features.3.expand3x3',
@@ -209,7 +221,6 @@ def main(argv=None) -> int:
     if args.frames < 2:
         print("--frames must be at least 2 (cycles per frame are measured between frames)", file=sys.stderr)
         return 2
-    from squeezehw.frontend.images import list_image_folder, load_images
     from squeezehw.plan.folding import auto_fold
     from squeezehw.plan.lowering import lower
     from squeezehw.quant.sparse_weights import model_weight_codes
@@ -218,10 +229,7 @@ def main(argv=None) -> int:
     model = quantized_dc(progress)
     fold = auto_fold(model, max_multipliers=args.multipliers, speed_slack=args.speed_slack / 100)
     codes = model_weight_codes(model, fold)
-    files, labels, _ = list_image_folder(DATA / "sample")
-    pick = [i for i in range(len(files)) if i % 10 == 5][:args.frames]     # not calibration photos
-    x, _, _ = load_images([files[i] for i in pick], height=model.height, width=model.width,
-                          channels=model.in_ch, resize=model.resize, progress=False)
+    x, photos, labels = held_out_photos(model, args.frames)
     fsum = fold.summary(model)
     int8 = quantized_dc(progress, int8=True)
     int8_mem = weight_memories(int8, lower(int8, fold))
@@ -230,7 +238,7 @@ def main(argv=None) -> int:
         "model": "squeezenet1_0 Deep Compression, --codebook keep (8-bit indices, 16-bit entries), 224x224",
         "weights": WEIGHTS.name, "budget_multipliers": args.multipliers, "speed_slack_pct": args.speed_slack,
         "calibration": "sample photos 0, 10, 20, ... (100)",
-        "photos": [str(files[i].relative_to(DATA)) for i in pick], "labels": [int(labels[i]) for i in pick],
+        "photos": photos, "labels": labels,
         "multipliers": fsum["multipliers"], "cost_model_cycles_per_frame": fsum["expected_cycles_per_frame"],
         "dense_macs_per_frame": fsum["macs_per_frame"], "nonzero_weight_macs_per_frame": nonzero_macs(model),
         "cost_model_mac_efficiency": fsum["expected_mac_efficiency"], "clock_mhz": args.clock,

@@ -106,21 +106,17 @@ def plan_stage(args) -> tuple[dict, object, object]:
 
 
 def sim_stage(args, model, fold, codes) -> dict:
+    from dc_fullsize import held_out_photos
+
     from squeezehw.boards.registry import get_board
-    from squeezehw.frontend.images import list_image_folder, load_images
     from squeezehw.plan.lowering import Target
     from squeezehw.sim.simulate import simulate_frames
-
-    from dc_fullsize import DATA
-    files, labels, _ = list_image_folder(DATA / "sample")
-    pick = [i for i in range(len(files)) if i % 10 == 5][:args.frames]      # not calibration photos
-    x, _, _ = load_images([files[i] for i in pick], height=model.height, width=model.width,
-                          channels=model.in_ch, resize=model.resize, progress=False)
+    x, photos, labels = held_out_photos(model, args.frames)
     t0 = time.monotonic()
     rep = simulate_frames(model, fold, x, progress=not args.json, weight_codes=codes,
                           target=Target(multiplier=get_board(BOARD).multiplier, board=BOARD))
     return {"sim": {"bit_exact": rep.bit_exact, "frames": rep.frames, "mismatches": rep.mismatches[:5],
-                    "photos": [str(files[i].relative_to(DATA)) for i in pick], "labels": [int(labels[i]) for i in pick],
+                    "photos": photos, "labels": labels,
                     "classes": rep.classes, "golden_classes": rep.golden_classes,
                     "cycles_per_frame": rep.cycles_per_frame,
                     "cost_model_cycles_per_frame": rep.expected_cycles_per_frame,

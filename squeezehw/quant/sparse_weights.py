@@ -326,7 +326,7 @@ def _word_widths(stream: WeightStream, lo: int, hi: int, board) -> list[int]:
     if blocks(lo) == 0:
         return widths
     first = sorted(range(lo, min(hi, 2 * lo) + 1), key=lambda W: (blocks(W), W))
-    return first + [W for W in widths if W not in set(first)]
+    return first + widths[len(first):]      # the rest of the range, narrowest first
 
 
 def choose_layout(stream: WeightStream, *, word_bits: int | None = None,
