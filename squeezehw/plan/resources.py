@@ -234,8 +234,9 @@ def block_logic(block) -> tuple[float, float]:
 
 def logic_memory_cost(m: MemoryUse) -> tuple[float, float]:
     """(LUT4, FF) of a memory the synthesis script builds from logic (Resources.logic_memories);
-    Yosys synth_gowin -family gw5a on single memories: a 256 x 30 ROM took 480 LUT4 (one per 16
-    bits) + 30 FF for its read register, a 15 x 8 RAM 120 FF + 141 LUT (write decode, read mux)."""
+    rates from a scratch Yosys synth_gowin -family gw5a run of single memories (a ROM about one
+    LUT4 per 16 bits + its read register; a RAM a flip-flop per bit + about 1.2 LUT per bit for
+    write decode and read mux), checked stage by stage by benchmarks/gowin_moonshot.py's yosys stage."""
     if m.rom:
         return m.bits / 16, m.width
     return 1.2 * m.bits, m.bits + m.width
