@@ -63,7 +63,7 @@ def plan_stage(args) -> tuple[dict, object, object]:
     from squeezehw.boards.registry import get_board
     from squeezehw.plan.folding import auto_fold
     from squeezehw.plan.lowering import Target, lower
-    from squeezehw.plan.resources import estimate
+    from squeezehw.plan.resources import estimate, spill_to_logic
     from squeezehw.quant.sparse_weights import model_weight_codes
     t0 = time.monotonic()
     model = quantized_dc(progress=not args.json, gptq6=True)
@@ -71,7 +71,10 @@ def plan_stage(args) -> tuple[dict, object, object]:
     codes = model_weight_codes(model, fold, board=BOARD)
     b = get_board(BOARD)
     plan = lower(model, fold, Target(multiplier=b.multiplier, board=BOARD), weight_codes=codes)
-    est = estimate(plan, BOARD)
+    unspilled = estimate(plan, BOARD)
+    # the memories that waste their BSRAM most go to flip-flops until the design fits
+    boxes = spill_to_logic(plan, BOARD, spare_blocks=args.spare_bsram)
+    est = estimate(plan, BOARD, boxes)
     summ = fold.summary(model)
     kinds, kbits = collections.Counter(), collections.Counter()
     for m in est["memories"]:
@@ -92,6 +95,9 @@ def plan_stage(args) -> tuple[dict, object, object]:
         "mac_efficiency": summ["expected_mac_efficiency"],
         "weight_stream_mbit": round(stream_bits / 1e6, 3), "dense_weight_mbit": round(dense_bits / 1e6, 3),
         "compressed_convs": len(codes), "convs": len(model.convs()),
+        "logic_memories": [list(b) for b in boxes],
+        "estimate_all_memories_in_bsram": {"bsram": unspilled["block_ram"], "lut": unspilled["lut"],
+                                           "ff": unspilled["ff"]},
         "estimate": {"bsram": est["block_ram"], "lut": est["lut"], "ff": est["ff"], "dsp": est["dsp"],
                      "bsram_by_kind": dict(kinds.most_common()),
                      "kbit_by_kind": {k: round(kbits[k] / 1e3, 1) for k in kinds},
@@ -136,7 +142,7 @@ def record_blocks(r) -> list:
     return out
 
 
-def yosys_stage(args, plan) -> dict:
+def yosys_stage(args, plan, boxes) -> dict:
     """Yosys stage by stage (each block of ``record_blocks`` synthesised on its own, the counts
     summed): the whole accelerator is too large for YoWASP's Yosys (WebAssembly, 4 GB), which threw
     right after flattening it (25 min in), and unflattened it was still in ABC9 (322 of ~700
@@ -151,9 +157,10 @@ def yosys_stage(args, plan) -> dict:
     per, total = {}, collections.Counter()
     for r in plan.stages:
         for (name, block), (_, fresh) in zip(record_blocks(r), record_blocks(r)):  # a block elaborates once
-            est = inventory_estimate(*design_inventory(block), BOARD)
+            est = inventory_estimate(*design_inventory(block), BOARD, boxes)
             rep = synthesize(fresh, board=BOARD, out_dir=root / name.replace(".", "_"), top="top",
-                             place_and_route=False, progress=not args.json, flatten=False)
+                             place_and_route=False, progress=not args.json, flatten=False,
+                             logic_memories=boxes)
             got = {"bsram": rep.bram, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp}
             per[name] = {"yosys": got, "estimate": {"bsram": est["block_ram"], "lut": est["lut"], "ff": est["ff"]},
                          "seconds": rep.seconds}
@@ -169,18 +176,20 @@ def yosys_stage(args, plan) -> dict:
             "yosys_seconds": round(time.monotonic() - t0, 1)}
 
 
-def board_stage(args, plan, cyc: int) -> dict:
+def board_stage(args, plan, cyc: int, boxes) -> dict:
+    """The board top built stage by stage (squeezehw.toolchain.stagewise: each of the accelerator's
+    stages through Yosys on its own, two at a time, the netlists joined for nextpnr)."""
     from boards_fit import critical_path
 
     from squeezehw.boards.top import TangMega138KTop
     from squeezehw.errors import UserError
-    from squeezehw.toolchain.synth import build_board
+    from squeezehw.toolchain.stagewise import build_board_stagewise
     out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}"
     top = TangMega138KTop(plan.accelerator())
     t0 = time.monotonic()
     try:
-        rep = build_board(top, board=BOARD, out_dir=out_dir, seed=args.seed, target_mhz=args.mhz,
-                          progress=not args.json)
+        rep = build_board_stagewise(top, board=BOARD, out_dir=out_dir, partition="core.accel", seed=args.seed,
+                                    target_mhz=args.mhz, progress=not args.json, logic_memories=boxes)
     except UserError as e:
         return {"board_build": {"fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
     return {"board_build": {
@@ -189,7 +198,8 @@ def board_stage(args, plan, cyc: int) -> dict:
         "frames_per_second_at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 2) if rep.fmax_mhz else None,
         "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
         "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
-        "tools": rep.tools, "seed": args.seed, "seconds": round(time.monotonic() - t0, 1)}}
+        "tools": rep.tools, "seed": args.seed, "step_seconds": rep.step_seconds,
+        "seconds": round(time.monotonic() - t0, 1)}}
 
 
 def main(argv=None) -> int:
@@ -198,6 +208,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
     ap.add_argument("--stop-after", choices=STAGES, default="board")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument("--spare-bsram", type=int, default=4,
+                    help="BSRAMs kept free when choosing the memories built from logic (the estimate's margin)")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
     ap.add_argument("--skip", choices=STAGES[1:], action="append", default=[],
                     help="leave out this stage (repeatable)")
@@ -220,6 +232,7 @@ def main(argv=None) -> int:
         print("--frames must be at least 2 (cycles per frame are measured between frames)", file=sys.stderr)
         return 2
     res, plan, (model, fold, codes) = plan_stage(args)
+    boxes = tuple(tuple(b) for b in res["logic_memories"])
     save(res)
     last = STAGES.index(args.stop_after)
     for stage in STAGES[1:last + 1]:
@@ -228,9 +241,9 @@ def main(argv=None) -> int:
         if stage == "sim":
             res.update(sim_stage(args, model, fold, codes))
         elif stage == "yosys":
-            res.update(yosys_stage(args, plan))
+            res.update(yosys_stage(args, plan, boxes))
         else:
-            res.update(board_stage(args, plan, res["cost_model_cycles_per_frame"]))
+            res.update(board_stage(args, plan, res["cost_model_cycles_per_frame"], boxes))
         save(res)
         if stage == "sim" and not res["sim"]["bit_exact"]:
             break                       # a mismatch is the finding; stop there

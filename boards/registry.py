@@ -67,10 +67,11 @@ class Resources:
     # (squeezehw.toolchain.synth.logic_memory_commands) and the estimate counts them the same way.
     logic_memories: tuple = ()
 
-    def in_logic(self, rom: bool, depth: int, width: int) -> bool:
-        """Whether a ``width`` x ``depth`` memory is one of :attr:`logic_memories`."""
+    def in_logic(self, rom: bool, depth: int, width: int, extra: tuple = ()) -> bool:
+        """Whether a ``width`` x ``depth`` memory is one of :attr:`logic_memories` or of the
+        build's ``extra`` boxes (squeezehw.plan.resources.spill_to_logic)."""
         kind = "rom" if rom else "ram"
-        return any(k == kind and depth <= d and width <= w for k, d, w in self.logic_memories)
+        return any(k == kind and depth <= d and width <= w for k, d, w in (*self.logic_memories, *extra))
 
     def __post_init__(self):
         for name in ("lut", "ff", "dsp", "bram", "bram_bits", "spram", "spram_bits", "io", "bram_data_bits"):

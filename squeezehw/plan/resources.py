@@ -247,7 +247,7 @@ def family_of(board) -> str:
     return board.name
 
 
-def estimate(plan, target="ecp5-85f") -> dict:
+def estimate(plan, target="ecp5-85f", logic_memories: tuple = ()) -> dict:
     """Predicted resources of the design of ``plan`` (squeezehw.plan.lowering.Plan) on ``target`` (a board
     registry name or Board; the old family names ecp5, ice40, xilinx18, xilinx36 are accepted).
 
@@ -256,25 +256,27 @@ def estimate(plan, target="ecp5-85f") -> dict:
     register banks of the window, pool, Resize and FIFO blocks are shaped inside those blocks (and
     Amaranth's SyncFIFOBuffered), and counting what was built is what keeps this model from
     drifting from the hardware; a second, analytic copy of every block's memory layout would be
-    one more place to disagree."""
+    one more place to disagree.  ``logic_memories``: the build's own boxes of memories built from
+    logic (:func:`spill_to_logic`), beside the board's."""
     from ..boards.registry import Board
     name = target.name if isinstance(target, Board) else target
     cell, _, _ = bram_kind(target)
     mems, blocks_in = plan.inventory
     mults = plan.multipliers()
     return {"target": name, "family": name, "block_ram_cell": cell,
-            **inventory_estimate(mems, blocks_in, target),
+            **inventory_estimate(mems, blocks_in, target, logic_memories),
             "mac_multipliers": plan.count("mac"), "requant_multipliers": plan.count("requant"),
             "add_multipliers": plan.count("add"), "index_multipliers": plan.count("index"),
             "dsp": dsp_cells(mults, target)}
 
 
-def inventory_estimate(mems, blocks_in, target) -> dict:
+def inventory_estimate(mems, blocks_in, target, logic_memories: tuple = ()) -> dict:
     """Block RAM, LUT and FF of an inventory (:func:`design_inventory`: the memories and squeezehw
     blocks of a design or of one block) on ``target``: what :func:`estimate` counts for a whole
     plan, usable per block (benchmarks/gowin_moonshot.py compares it with Yosys stage by stage)."""
     res = _resources(target)
-    in_logic = [res.in_logic(m.rom, m.depth, m.width) and not m.distributed(res.lut_ram) for m in mems]
+    in_logic = [res.in_logic(m.rom, m.depth, m.width, logic_memories) and not m.distributed(res.lut_ram)
+                for m in mems]
     dist = [m.distributed(res.lut_ram) or g for m, g in zip(mems, in_logic)]
     logic = [block_logic(b) for b in blocks_in] + [logic_memory_cost(m) for m, g in zip(mems, in_logic) if g]
     return {"block_ram": sum(blocks_for(m.width, m.depth, target) for m, d in zip(mems, dist) if not d),
@@ -284,3 +286,38 @@ def inventory_estimate(mems, blocks_in, target) -> dict:
             "memories": [{"path": m.path, "width": m.width, "depth": m.depth,
                           "blocks": 0 if d else blocks_for(m.width, m.depth, target)}
                          for m, d in zip(mems, dist)]}
+
+
+def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) -> tuple:
+    """Boxes (kind, max depth, max width) of memories to build from logic (flip-flops and a read
+    mux; LUTs for a ROM) so that the design of ``plan`` fits the block RAM of ``target`` with
+    ``spare_blocks`` left over: () when it already fits.  Pass them as ``logic_memories`` to
+    :func:`estimate`, ``synthesize`` and ``build_board``, whose Yosys script marks the same memories.
+
+    Greedy, like FINN's per-layer ``ram_style``: the memories that waste their blocks most (fewest
+    bits per block RAM freed) go first, each adding the box of its own shape, which also takes any
+    smaller memory of its kind (never more block RAM).  Raises UserError when the part's LUTs
+    (``lut_share`` of them at most) run out first."""
+    from ..errors import UserError
+    res = _resources(target)
+    mems, blocks_in = plan.inventory
+    boxes: list = []
+    est = inventory_estimate(mems, blocks_in, target)
+    budget = res.bram - spare_blocks
+    candidates = sorted((m for m in est["memories"] if m["blocks"]),
+                        key=lambda m: (m["width"] * m["depth"] / m["blocks"], m["path"]))
+    rom = {m.path: m.rom for m in mems}
+    for m in candidates:
+        if est["block_ram"] <= budget:
+            break
+        box = ("rom" if rom[m["path"]] else "ram", m["depth"], m["width"])
+        if res.in_logic(box[0] == "rom", box[1], box[2], tuple(boxes)):
+            continue                    # already taken by an earlier, larger box
+        boxes.append(box)
+        est = inventory_estimate(mems, blocks_in, target, tuple(boxes))
+    if est["block_ram"] > budget or est["lut"] > lut_share * res.lut:
+        raise UserError(f"the design needs {est['block_ram']} of {res.bram} block RAMs ({spare_blocks} kept "
+                        f"spare) and {est['lut']} LUTs with {len(boxes)} memory shapes moved to logic, over "
+                        f"{lut_share:.0%} of the part's {res.lut} LUTs: fold with fewer multipliers, compress "
+                        f"the weights further or pick a larger part")
+    return tuple(boxes)

@@ -469,7 +469,8 @@ def _prepare_design(design, top: str | None, out_dir: Path) -> tuple[list[Path],
 
 def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: float | None = None,
                seed: int = 1, bitstream: bool = False, out_of_context: bool | None = None,
-               progress: bool = True, place_and_route: bool = True, flatten: bool = True) -> SynthReport:
+               progress: bool = True, place_and_route: bool = True, flatten: bool = True,
+               logic_memories: tuple = ()) -> SynthReport:
     """Synthesise (and place and route, where an open flow exists) ``design`` for ``board``.
 
     ``design`` is a ``wiring.Component`` (converted to Verilog with ``emit_src=False``, module ``top``,
@@ -481,6 +482,8 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     e.g. for a quick check of DSP mapping.  ``flatten=False`` (with ``place_and_route=False``) keeps the
     hierarchy (``-noflatten``): YoWASP's Yosys is WebAssembly with at most 4 GB of memory, which a
     whole ImageNet network exceeds once flattened (benchmarks/gowin_moonshot.py).
+    ``logic_memories``: more (kind, max depth, max width) boxes of memories to build from logic
+    than the board's own (squeezehw.plan.resources.spill_to_logic chooses them).
 
     Raises UserError when the design does not fit (naming the resource and by how much), when a
     tool fails, or on bad arguments; ToolMissingError when a tool is not installed.
@@ -535,7 +538,7 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
         raise UserError("flatten=False is for synthesis-only runs (place_and_route=False): "
                         "place-and-route needs the flat netlist")
     synth_cmd = b.synth_command + ("" if flatten else " -noflatten")
-    script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{logic_memory_commands(b.resources)}"
+    script.write_text(f"{reads}\nproc\n{RESET_TREE_KEEP}\n{logic_memory_commands(b.resources, extra=logic_memories)}"
                       f"{synth_cmd} -top {top}\n"
                       f"write_json {netlist.name}\n"
                       f"tee -q -o {stat_path.name} stat -json\n")
@@ -641,20 +644,35 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     return report
 
 
-def logic_memory_commands(resources, proc: bool = False) -> str:
+def logic_memory_commands(resources, proc: bool = False, extra: tuple = ()) -> str:
     """Yosys commands (run before the synth command) that build the memories of
-    ``Resources.logic_memories`` from logic: ``rom_style``/``ram_style`` "logic", which
-    ``memory_libmap`` obeys, on the memory cells inside the boxes; "" when the part has none.
+    ``Resources.logic_memories`` and of the build's ``extra`` boxes (same form; from
+    squeezehw.plan.resources.spill_to_logic) from logic: ``rom_style``/``ram_style`` "logic", which
+    ``memory_libmap`` obeys, on the memory cells inside the boxes; "" when there are none.
     The attributes go on ``$mem_v2`` cells, so the memories are collected first (``proc`` first
     when the design was just read: ``proc=True``)."""
-    if not resources.logic_memories:
+    boxes = (*resources.logic_memories, *check_logic_memories(extra))
+    if not boxes:
         return ""
     lines = (["proc"] if proc else []) + ["memory_collect"]
-    for kind, depth, width in resources.logic_memories:
+    for kind, depth, width in boxes:
         ports = "r:WR_PORTS=0" if kind == "rom" else "r:WR_PORTS>=1"
         lines.append(f'setattr -set {kind}_style "logic" t:$mem_v2 {ports} %i r:SIZE<={depth} %i '
                      f"r:WIDTH<={width} %i")
     return "\n".join(lines) + "\n"
+
+
+def check_logic_memories(boxes) -> tuple:
+    """``boxes`` as a tuple of (kind, depth, width), or UserError naming the bad entry."""
+    out = []
+    for box in boxes or ():
+        ok = (isinstance(box, (tuple, list)) and len(box) == 3 and box[0] in ("rom", "ram")
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in box[1:]))
+        if not ok:
+            raise UserError(f"logic memory box {box!r} must be (\"rom\" or \"ram\", max depth, max width) "
+                            f"with positive integers, e.g. (\"ram\", 128, 8)")
+        out.append(tuple(box))
+    return tuple(out)
 
 
 # --- board-level builds --------------------------------------------------------------------------
@@ -670,7 +688,8 @@ def board_synth_opts(board) -> str:
 
 
 def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_mhz: float | None = None,
-                seed: int = 1, progress: bool = True, nextpnr_extra: Sequence[str] = ()) -> SynthReport:
+                seed: int = 1, progress: bool = True, nextpnr_extra: Sequence[str] = (),
+                logic_memories: tuple = ()) -> SynthReport:
     """Build a board top (which owns pins and clocks) into a bitstream with the board's amaranth-boards
     platform and the YoWASP tools, and report resources and Fmax from nextpnr's JSON report.
 
@@ -681,7 +700,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
     ``<name>.tim`` (nextpnr).  ``target_mhz`` is given to nextpnr as ``--freq`` (default: the
     platform's clock constraints).  ``nextpnr_extra``: more nextpnr options, e.g. ``("--router",
     "router2")`` (nextpnr's router1 took over 5 minutes per 10,000 of 119,200 arcs on a 20k-LUT ECP5
-    design here).
+    design here).  ``logic_memories``: as for :func:`synthesize`.
     """
     from amaranth.hdl import Elaboratable
     t_start = time.monotonic()
@@ -719,11 +738,11 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
               file=sys.stderr, flush=True)
     plan = platform.prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
                             synth_opts=board_synth_opts(b),
-                            script_after_read=RESET_TREE_KEEP + "\n" + logic_memory_commands(b.resources, proc=True),
+                            script_after_read=RESET_TREE_KEEP + "\n" + logic_memory_commands(b.resources, proc=True, extra=logic_memories),
                             script_after_synth="tee -q -o stat.json stat -json")
     t0 = time.monotonic()
     try:
-        products = plan.execute_local(str(out), env=env)
+        plan.execute_local(str(out), env=env)
     except subprocess.CalledProcessError as e:
         tim = out / f"{name}.tim"
         if tim.exists() and not pnr_report.exists():
@@ -731,8 +750,23 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         raise UserError(f"board build for {b.name} failed (status {e.returncode}); see {out / (name + '.rpt')} "
                         f"and {tim}:\n{_log_tail(tim if tim.exists() else out / (name + '.rpt'))}") from None
     build_seconds = round(time.monotonic() - t0, 3)
+    report = board_report(out, name=name, board=b, exes=exes, target_mhz=target_mhz, seed=seed,
+                          seconds=round(time.monotonic() - t_start, 3), step_seconds={"build": build_seconds})
+    if progress:
+        print(f"synth [1/1] {b.name} built in {build_seconds:.1f} s", file=sys.stderr, flush=True)
+    return report
+
+
+def board_report(out: Path, *, name: str, board, exes: dict, target_mhz, seed: int, seconds: float,
+                 step_seconds: dict) -> SynthReport:
+    """The SynthReport of a finished board build in ``out`` (nextpnr's ``<name>.report.json``, the
+    bitstream, Yosys's ``stat.json``), written to ``out/report.json``; shared by :func:`build_board`
+    and squeezehw.toolchain.stagewise."""
+    b = board
+    pnr_tool, pack_tool = f"nextpnr-{b.family}", _PACKERS[b.family][0]
+    pnr_report = out / f"{name}.report.json"
     bit = f"{name}.{_PACKERS[b.family][1]}"
-    if not products.get(bit):
+    if not (out / bit).is_file():
         raise UserError(f"board build for {b.name} produced no {bit}; see {out}")
     util, used, fmax, constraint = _parse_nextpnr_report(pnr_report, b.family)
     if "ff" not in used:
@@ -751,8 +785,6 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
         logs={"yosys": str(out / f"{name}.rpt"), "nextpnr": str(out / f"{name}.tim")},
         tools={"yosys": _tool_version(exes["yosys"]), "nextpnr": _tool_version(exes[pnr_tool]),
                "pack": _tool_version(exes[pack_tool])},
-        seconds=round(time.monotonic() - t_start, 3), step_seconds={"build": build_seconds})
-    _write_json_atomic(report_path, report.to_json())
-    if progress:
-        print(f"synth [1/1] {b.name} built in {build_seconds:.1f} s", file=sys.stderr, flush=True)
+        seconds=seconds, step_seconds=step_seconds)
+    _write_json_atomic(out / "report.json", report.to_json())
     return report
