@@ -294,8 +294,8 @@ def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) 
     ``spare_blocks`` left over: () when it already fits.  Pass them as ``logic_memories`` to
     :func:`estimate`, ``synthesize`` and ``build_board``, whose Yosys script marks the same memories.
 
-    Greedy, like FINN's per-layer ``ram_style``: the memories that waste their blocks most (fewest
-    bits per block RAM freed) go first, each adding the box of its own shape, which also takes any
+    Greedy, like FINN's per-layer ``ram_style``: the memories that cost fewest LUTs per block RAM
+    freed (:func:`logic_memory_cost`: a small RAM, a ROM that fills its blocks) go first, each adding the box of its own shape, which also takes any
     smaller memory of its kind (never more block RAM).  Raises UserError when the part's LUTs
     (``lut_share`` of them at most) run out first."""
     from ..errors import UserError
@@ -304,9 +304,9 @@ def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) 
     boxes: list = []
     est = inventory_estimate(mems, blocks_in, target)
     budget = res.bram - spare_blocks
-    candidates = sorted((m for m in est["memories"] if m["blocks"]),
-                        key=lambda m: (m["width"] * m["depth"] / m["blocks"], m["path"]))
     rom = {m.path: m.rom for m in mems}
+    candidates = sorted((m for m in est["memories"] if m["blocks"]), key=lambda m: (logic_memory_cost(
+        MemoryUse(m["path"], m["width"], m["depth"], rom=rom[m["path"]]))[0] / m["blocks"], m["path"]))
     for m in candidates:
         if est["block_ram"] <= budget:
             break
@@ -315,9 +315,13 @@ def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) 
             continue                    # already taken by an earlier, larger box
         boxes.append(box)
         est = inventory_estimate(mems, blocks_in, target, tuple(boxes))
-    if est["block_ram"] > budget or est["lut"] > lut_share * res.lut:
-        raise UserError(f"the design needs {est['block_ram']} of {res.bram} block RAMs ({spare_blocks} kept "
-                        f"spare) and {est['lut']} LUTs with {len(boxes)} memory shapes moved to logic, over "
-                        f"{lut_share:.0%} of the part's {res.lut} LUTs: fold with fewer multipliers, compress "
-                        f"the weights further or pick a larger part")
+    fix = "fold with fewer multipliers, compress the weights further or pick a larger part"
+    if est["block_ram"] > budget:
+        raise UserError(f"the design needs {est['block_ram']} block RAMs even with every memory it can build "
+                        f"from logic moved there, more than the {budget} of the part's {res.bram} that may be "
+                        f"used ({spare_blocks} kept spare): {fix}")
+    if est["lut"] > lut_share * res.lut:
+        raise UserError(f"fitting the design into {budget} of the part's {res.bram} block RAMs ({spare_blocks} kept "
+                        f"spare) moves {len(boxes)} memory shapes to logic and takes {est['lut']} LUTs, over "
+                        f"{lut_share:.0%} of the part's {res.lut}: {fix}")
     return tuple(boxes)
