@@ -165,7 +165,8 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     # 2. join: the mapped netlists flattened into one, as the platform's nextpnr line expects
     reads = "\n".join(f'read_json "{(d / ("glue.json" if d == glue else "stage.json")).relative_to(out)}"'
                       for d in [glue, *runs.values()])
-    (out / "join.ys").write_text(f"{reads}\nhierarchy -top {name}\nflatten\nclean\n"
+    # check -assert: a stage port left undriven or driven twice by the join stops here, not in nextpnr
+    (out / "join.ys").write_text(f"{reads}\nhierarchy -top {name}\nflatten\nclean\ncheck -assert\n"
                                  f"write_json {name}.syn.json\ntee -q -o stat.json stat -json\n")
     t0 = time.monotonic()
     if progress:
