@@ -240,6 +240,16 @@ def test_cli_synth_on_a_build_folder(tmp_path, capsys):
     assert "--top" in capsys.readouterr().err
     assert main(["synth", "--list-boards"]) == 0
     assert "xczu9eg" in capsys.readouterr().out
+    assert main(["synth", str(build), "--board", "up5k", "--logic-memory", "ram:0:8"]) == 2
+    assert "KIND:DEPTH:WIDTH" in capsys.readouterr().err
+
+
+def test_cli_logic_memory_parses():
+    from squeezehw.commands.synth import parse_logic_memory
+    assert parse_logic_memory("ram:271:8") == ("ram", 271, 8)
+    for bad in ("ram:271", "fifo:8:8", "rom:-1:8", "rom:8:x"):
+        with pytest.raises(UserError, match="e.g. ram:271:8"):
+            parse_logic_memory(bad)
 
 
 def test_board_synth_opts_from_registry(monkeypatch):
@@ -375,6 +385,11 @@ def test_gowin_logic_memories_stay_out_of_block_ram(tmp_path):
     with pytest.raises(UserError, match="synthesis-only"):
         synthesize(SmallMemories(), board="tang-mega-138k-pro", out_dir=tmp_path / "x", top="mems",
                    progress=False, flatten=False)
+    # the build's own box (spill_to_logic's, or --logic-memory rom:512:30) takes the 512-deep ROM too
+    assert res.in_logic(True, 512, 30, (("rom", 512, 30),))
+    r = synthesize(SmallMemories(), board="tang-mega-138k-pro", out_dir=tmp_path / "spill", top="mems",
+                   place_and_route=False, progress=False, logic_memories=(("rom", 512, 30),))
+    assert r.bram == 0 and 'r:SIZE<=512 %i r:WIDTH<=30' in (tmp_path / "spill" / "synth.ys").read_text()
 
 
 def test_gowin_fit_errors_name_the_resource(tmp_path):

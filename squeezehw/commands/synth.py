@@ -38,7 +38,11 @@ examples:
   squeezehw synth rtl_out/default --board ecp5-85f --target-mhz 100 --json
   squeezehw synth mac.v --top mac --board up5k --bitstream -o synth_out/mac
   squeezehw build default --dsp gw5a -o rtl_out/default-gw5a
-  squeezehw synth rtl_out/default-gw5a --board tang-mega-138k-pro --bitstream"""
+  squeezehw synth rtl_out/default-gw5a --board tang-mega-138k-pro --bitstream
+  squeezehw synth rtl_out/default-gw5a --board tang-mega-138k-pro --logic-memory ram:271:8
+
+Designs too large for YoWASP's 4 GB Yosys (a full ImageNet SqueezeNet) build stage by stage with
+the Python API: squeezehw.toolchain.stagewise.build_board_stagewise (benchmarks/gowin_moonshot.py)."""
 
 
 def add_arguments(p):
@@ -57,6 +61,10 @@ def add_arguments(p):
                         "synth_out/TOP-BOARD for a Verilog file)")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     p.add_argument("--list-boards", action="store_true", help="list the known targets and exit")
+    p.add_argument("--logic-memory", action="append", default=[], metavar="KIND:DEPTH:WIDTH",
+                   help="build memories up to this shape from logic instead of block RAM (KIND rom or ram, "
+                        "e.g. ram:271:8; repeatable); squeezehw.plan.resources.spill_to_logic picks them "
+                        "for a plan that is short of block RAM")
     p.add_argument("--no-progress", action="store_true", help="no step messages on stderr")
 
 
@@ -99,6 +107,15 @@ def resolve_design(path: str, top: str | None) -> tuple[Path, str, dict | None]:
     return p, top, None
 
 
+def parse_logic_memory(text: str) -> tuple[str, int, int]:
+    """``"ram:271:8"`` -> ("ram", 271, 8); UserError naming the form otherwise."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in ("rom", "ram") or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        raise UserError(f"--logic-memory {text!r} must be KIND:DEPTH:WIDTH with KIND rom or ram and positive "
+                        f"DEPTH and WIDTH, e.g. ram:271:8")
+    return parts[0], int(parts[1]), int(parts[2])
+
+
 def run(args) -> int:
     if args.list_boards:
         return _list_boards(args.json)
@@ -107,6 +124,7 @@ def run(args) -> int:
     from ..boards.registry import get_board
     from ..toolchain.synth import synthesize
     board = get_board(args.board)
+    boxes = tuple(parse_logic_memory(t) for t in args.logic_memory)
     verilog, top, info = resolve_design(args.design, args.top)
     is_build = info is not None
     if args.output:
@@ -133,7 +151,7 @@ def run(args) -> int:
     report = synthesize(verilog, top=top, board=board.name, out_dir=out, target_mhz=args.target_mhz,
                         seed=args.seed, bitstream=args.bitstream,
                         out_of_context=False if (args.pins or args.bitstream) else None,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, logic_memories=boxes)
     print(json.dumps(report.to_json(), indent=1) if args.json else report.summary())
     print(f"wrote {out}/report.json", file=sys.stderr)
     return 0
