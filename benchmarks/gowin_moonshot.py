@@ -176,6 +176,30 @@ def yosys_stage(args, plan, boxes) -> dict:
             "yosys_seconds": round(time.monotonic() - t0, 1)}
 
 
+BSRAM_CELLS = ("SDPB", "SDPX9B", "DPB", "DPX9B", "SP", "SPX9", "pROM", "pROMX9")
+
+
+def stage_comparison(plan, boxes, build_dir: Path) -> dict:
+    """Yosys's BSRAM, LUT (LUT1-4 + ALU) and FF of every stage of a stage-by-stage board build in
+    ``build_dir`` (its ``stages/*/stat.json``) beside the estimate's for the same block."""
+    from squeezehw.plan.resources import design_inventory, inventory_estimate
+    per, tot_y, tot_e = {}, collections.Counter(), collections.Counter()
+    for r in plan.stages:
+        for name, block in record_blocks(r):
+            stat = build_dir / "stages" / name.replace(".", "_") / "stat.json"
+            cells = {k: int(v) for k, v in json.loads(stat.read_text())["design"]["num_cells_by_type"].items()}
+            got = {"bsram": sum(cells.get(k, 0) for k in BSRAM_CELLS),
+                   "lut": sum(v for k, v in cells.items() if k.startswith("LUT")) + cells.get("ALU", 0),
+                   "ff": sum(v for k, v in cells.items() if k.startswith("DFF"))}
+            e = inventory_estimate(*design_inventory(block), BOARD, boxes)
+            est = {"bsram": e["block_ram"], "lut": e["lut"], "ff": e["ff"]}
+            per[name] = {"yosys": got, "estimate": est}
+            tot_y.update(got)
+            tot_e.update(est)
+    return {"yosys": dict(tot_y), "estimate": dict(tot_e), "stages": per,
+            "note": "Chain's Resizes between stages and the board top (glue) are not in either column"}
+
+
 def board_stage(args, plan, cyc: int, boxes) -> dict:
     """The board top built stage by stage (squeezehw.toolchain.stagewise: each of the accelerator's
     stages through Yosys on its own, two at a time, the netlists joined for nextpnr)."""
@@ -199,7 +223,8 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
         "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
         "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
         "tools": rep.tools, "seed": args.seed, "step_seconds": rep.step_seconds,
-        "seconds": round(time.monotonic() - t0, 1)}}
+        "seconds": round(time.monotonic() - t0, 1)},
+        "yosys_by_stage": stage_comparison(plan, boxes, out_dir)}
 
 
 def main(argv=None) -> int:
@@ -214,6 +239,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", choices=STAGES[1:], action="append", default=[],
                     help="leave out this stage (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default docs/results/gowin_moonshot_<stage>.json)")
+    ap.add_argument("--compare-stages", type=Path, default=None, metavar="BUILD_DIR",
+                    help="after the plan, only compare the per-stage Yosys counts of an earlier board "
+                         "build in BUILD_DIR (its stages/*/stat.json) with the estimate")
     ap.add_argument("--json", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -233,6 +261,10 @@ def main(argv=None) -> int:
         return 2
     res, plan, (model, fold, codes) = plan_stage(args)
     boxes = tuple(tuple(b) for b in res["logic_memories"])
+    if args.compare_stages:
+        res["yosys_by_stage"] = stage_comparison(plan, boxes, args.compare_stages)
+        print(json.dumps(res, indent=1))
+        return 0
     save(res)
     last = STAGES.index(args.stop_after)
     for stage in STAGES[1:last + 1]:
