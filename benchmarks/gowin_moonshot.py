@@ -208,12 +208,13 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
     from squeezehw.boards.top import TangMega138KTop
     from squeezehw.errors import UserError
     from squeezehw.toolchain.stagewise import build_board_stagewise
-    out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}"
+    out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}{'_' + args.placer if args.placer else ''}"
     top = TangMega138KTop(plan.accelerator())
     t0 = time.monotonic()
     try:
         rep = build_board_stagewise(top, board=BOARD, out_dir=out_dir, partition="core.accel", seed=args.seed,
-                                    target_mhz=args.mhz, progress=not args.json, logic_memories=boxes)
+                                    target_mhz=args.mhz, progress=not args.json, logic_memories=boxes,
+                                    nextpnr_extra=("--placer", args.placer) if args.placer else ())
     except UserError as e:
         return {"board_build": {"fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
     return {"board_build": {
@@ -222,7 +223,8 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
         "frames_per_second_at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 2) if rep.fmax_mhz else None,
         "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
         "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
-        "tools": rep.tools, "seed": args.seed, "step_seconds": rep.step_seconds,
+        "tools": rep.tools, "seed": args.seed, "placer": args.placer or "heap (default)",
+        "step_seconds": rep.step_seconds,
         "seconds": round(time.monotonic() - t0, 1)},
         "yosys_by_stage": stage_comparison(plan, boxes, out_dir)}
 
@@ -233,6 +235,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
     ap.add_argument("--stop-after", choices=STAGES, default="board")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument("--placer", choices=("heap", "static", "sa"), default=None,
+                    help="nextpnr placer (default: nextpnr's, HeAP)")
     ap.add_argument("--spare-bsram", type=int, default=4,
                     help="BSRAMs kept free when choosing the memories built from logic (the estimate's margin)")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")

@@ -96,7 +96,8 @@ def test_spill_to_logic_fits_a_budget_by_the_most_wasteful_memories():
     assert moved and all(res.in_logic(False, m["depth"], m["width"], boxes) for m in moved)
     first = min(m["width"] * m["depth"] / m["blocks"] for m in moved)
     assert all(m["width"] * m["depth"] / m["blocks"] >= first for m in kept)
-    with pytest.raises(UserError, match=r"into 4 of the part's 340 block RAMs \(336 kept spare\).*over 4% of the part's 138240: fold"):
+    with pytest.raises(UserError, match=r"into 4 of the part's 340 block RAMs \(336 kept spare\)"
+                                        r".*over 4% of the part's 138240: fold"):
         spill_to_logic(plan, MEGA, spare_blocks=spare, lut_share=before["lut"] / res.lut)   # no LUT to spare
 
 

@@ -295,8 +295,8 @@ def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) 
     :func:`estimate`, ``synthesize`` and ``build_board``, whose Yosys script marks the same memories.
 
     Greedy, like FINN's per-layer ``ram_style``: the memories that cost fewest LUTs per block RAM
-    freed (:func:`logic_memory_cost`: a small RAM, a ROM that fills its blocks) go first, each adding the box of its own shape, which also takes any
-    smaller memory of its kind (never more block RAM).  Raises UserError when the part's LUTs
+    freed (:func:`logic_memory_cost`: a small RAM, a ROM that fills its blocks) go first, each adding
+    the box of its own shape, which also takes any smaller memory of its kind (never more block RAM).  Raises UserError when the part's LUTs
     (``lut_share`` of them at most) run out first."""
     from ..errors import UserError
     res = _resources(target)

@@ -89,11 +89,12 @@ def _yosys_script(reads: str, top: str, synth: str, extra_memory: str, netlist: 
 
 def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, name: str = "top",
                           target_mhz: float | None = None, seed: int = 1, jobs: int = 2,
-                          progress: bool = True, logic_memories: tuple = ()):
+                          progress: bool = True, logic_memories: tuple = (), nextpnr_extra=()):
     """Build a board top into a bitstream as :func:`squeezehw.toolchain.synth.build_board` does, but
     with every child of the module ``partition`` (its Amaranth path below the top, e.g.
     ``"core.accel"``) synthesised on its own, ``jobs`` Yosys runs at a time.  Returns the same
-    SynthReport (``step_seconds``: "stages", "glue", "join", "pnr").  Stage logs are in
+    SynthReport (``step_seconds``: "stages", "join", "pnr").  ``nextpnr_extra``: more nextpnr
+    options, e.g. ``("--placer", "static")``.  Stage logs are in
     ``out_dir/stages/<stage>/``."""
     from amaranth.hdl import Elaboratable
     t_start = time.monotonic()
@@ -114,7 +115,8 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     (out / f"{name}.report.json").unlink(missing_ok=True)
     if target_mhz is None:
         target_mhz = b.default_mhz
-    nextpnr_opts = f"--report {name}.report.json --seed {seed} --timing-allow-fail --freq {float(target_mhz):g}"
+    nextpnr_opts = " ".join([f"--report {name}.report.json --seed {seed} --timing-allow-fail",
+                             f"--freq {float(target_mhz):g}", *map(str, nextpnr_extra)])
     plan = b.platform_class()().prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=nextpnr_opts,
                                         synth_opts=board_synth_opts(b))
     plan.extract(str(out))

@@ -738,7 +738,8 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
               file=sys.stderr, flush=True)
     plan = platform.prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
                             synth_opts=board_synth_opts(b),
-                            script_after_read=RESET_TREE_KEEP + "\n" + logic_memory_commands(b.resources, proc=True, extra=logic_memories),
+                            script_after_read=RESET_TREE_KEEP + "\n" + logic_memory_commands(
+                                b.resources, proc=True, extra=logic_memories),
                             script_after_synth="tee -q -o stat.json stat -json")
     t0 = time.monotonic()
     try:
