@@ -235,8 +235,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
     ap.add_argument("--stop-after", choices=STAGES, default="board")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
-    ap.add_argument("--placer", choices=("heap", "static", "sa"), default=None,
-                    help="nextpnr placer (default: nextpnr's, HeAP)")
+    ap.add_argument("--placer", choices=("heap", "sa"), default=None,
+                    help="nextpnr placer (default: nextpnr's, HeAP; the Gowin uarch has no 'static' placer)")
     ap.add_argument("--spare-bsram", type=int, default=4,
                     help="BSRAMs kept free when choosing the memories built from logic (the estimate's margin)")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
