@@ -207,8 +207,10 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
 
     from squeezehw.boards.top import TangMega138KTop
     from squeezehw.errors import UserError
+    from squeezehw.boards.registry import get_board
     from squeezehw.toolchain.stagewise import build_board_stagewise
-    out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}{'_' + args.placer if args.placer else ''}"
+    from squeezehw.toolchain.synth import board_synth_opts
+    out_dir = REPO / "build" / "gowin_moonshot" / f"board_m{args.multipliers}{args.tag}"
     top = TangMega138KTop(plan.accelerator())
     t0 = time.monotonic()
     try:
@@ -216,7 +218,7 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
                                     target_mhz=args.mhz, progress=not args.json, logic_memories=boxes,
                                     nextpnr_extra=("--placer", args.placer) if args.placer else ())
     except UserError as e:
-        return {"board_build": {"fits": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
+        return {"board_build": {"built": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
     return {"board_build": {
         "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bsram": rep.bram,
         "fmax_mhz": rep.fmax_mhz, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
@@ -224,6 +226,7 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
         "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
         "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
         "tools": rep.tools, "seed": args.seed, "placer": args.placer or "heap (default)",
+        "synth_opts": board_synth_opts(get_board(BOARD)),
         "step_seconds": rep.step_seconds,
         "seconds": round(time.monotonic() - t0, 1)},
         "yosys_by_stage": stage_comparison(plan, boxes, out_dir)}
@@ -237,6 +240,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
     ap.add_argument("--placer", choices=("heap", "sa"), default=None,
                     help="nextpnr placer (default: nextpnr's, HeAP; the Gowin uarch has no 'static' placer)")
+    ap.add_argument("--tag", default="", help="suffix of the board build's folder (build/gowin_moonshot/board_m<N><TAG>)")
     ap.add_argument("--spare-bsram", type=int, default=4,
                     help="BSRAMs kept free when choosing the memories built from logic (the estimate's margin)")
     ap.add_argument("--frames", type=int, default=2, help="photos simulated back to back (>= 2)")
