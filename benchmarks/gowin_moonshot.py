@@ -63,6 +63,7 @@ def plan_stage(args) -> tuple[dict, object, object]:
     from squeezehw.boards.registry import get_board
     from squeezehw.plan.folding import auto_fold
     from squeezehw.plan.lowering import Target, lower
+    from squeezehw.errors import UserError
     from squeezehw.plan.resources import estimate, spill_to_logic
     from squeezehw.quant.sparse_weights import model_weight_codes
     t0 = time.monotonic()
@@ -73,7 +74,10 @@ def plan_stage(args) -> tuple[dict, object, object]:
     plan = lower(model, fold, Target(multiplier=b.multiplier, board=BOARD), weight_codes=codes)
     unspilled = estimate(plan, BOARD)
     # the memories that waste their BSRAM most go to flip-flops until the design fits
-    boxes = spill_to_logic(plan, BOARD, spare_blocks=args.spare_bsram)
+    try:
+        boxes, spill_error = spill_to_logic(plan, BOARD, spare_blocks=args.spare_bsram), None
+    except UserError as e:          # does not fit even so: the plan records why
+        boxes, spill_error = (), str(e)
     est = estimate(plan, BOARD, boxes)
     summ = fold.summary(model)
     kinds, kbits = collections.Counter(), collections.Counter()
@@ -95,7 +99,7 @@ def plan_stage(args) -> tuple[dict, object, object]:
         "mac_efficiency": summ["expected_mac_efficiency"],
         "weight_stream_mbit": round(stream_bits / 1e6, 3), "dense_weight_mbit": round(dense_bits / 1e6, 3),
         "compressed_convs": len(codes), "convs": len(model.convs()),
-        "logic_memories": [list(b) for b in boxes],
+        "logic_memories": [list(b) for b in boxes], "spill_error": spill_error,
         "estimate_all_memories_in_bsram": {"bsram": unspilled["block_ram"], "lut": unspilled["lut"],
                                            "ff": unspilled["ff"]},
         "estimate": {"bsram": est["block_ram"], "lut": est["lut"], "ff": est["ff"], "dsp": est["dsp"],
@@ -269,6 +273,8 @@ def main(argv=None) -> int:
         return 2
     res, plan, (model, fold, codes) = plan_stage(args)
     boxes = tuple(tuple(b) for b in res["logic_memories"])
+    if res["spill_error"] and args.stop_after != "plan":
+        print(f"the design does not fit {BOARD}: {res['spill_error']}", file=sys.stderr)
     if args.compare_stages:
         res["yosys_by_stage"] = stage_comparison(plan, boxes, args.compare_stages)
         print(json.dumps(res, indent=1))
