@@ -94,7 +94,7 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     with every child of the module ``partition`` (its Amaranth path below the top, e.g.
     ``"core.accel"``) synthesised on its own, ``jobs`` Yosys runs at a time.  Returns the same
     SynthReport (``step_seconds``: "stages", "join", "pnr").  ``nextpnr_extra``: more nextpnr
-    options, e.g. ``("--placer", "static")``.  Stage logs are in
+    options, e.g. ``("--placer", "sa")`` (Gowin's has no "static" placer).  Stage logs are in
     ``out_dir/stages/<stage>/``."""
     from amaranth.hdl import Elaboratable
     t_start = time.monotonic()
@@ -194,8 +194,12 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     seconds["pnr"] = round(time.monotonic() - t0, 3)
     if rc != 0:
         tim = out / f"{name}.tim"
-        raise UserError(f"place-and-route for {b.name} failed (status {rc}); see {tim}:\n"
-                        f"{_log_tail(tim if tim.exists() else out / 'pnr.log')}")
+        log = tim if tim.exists() else out / "pnr.log"
+        hint = ("\nnextpnr's placer could not legalise the design although it fits the part's totals: "
+                "use less of the fabric (fewer multipliers, fewer memories in logic: logic_memories / "
+                "spill_to_logic's spare_blocks) or try another seed"
+                if "utilisation limit" in log.read_text(errors="replace") else "")
+        raise UserError(f"place-and-route for {b.name} failed (status {rc}); see {tim}:\n{_log_tail(log)}{hint}")
     return board_report(out, name=name, board=b, exes=exes, target_mhz=target_mhz, seed=seed,
                         seconds=round(time.monotonic() - t_start, 3), step_seconds=seconds)
 
