@@ -198,12 +198,23 @@ def check_bram(config, model: IntModel, fold: Folding) -> None:
     if limit is None:
         return
     from .plan.lowering import lower
-    from .plan.resources import estimate
-    est = estimate(lower(model, fold, config.target()), board or "ecp5-85f")
+    from .plan.resources import estimate, spill_to_logic
+    plan = lower(model, fold, config.target())
+    est = estimate(plan, board or "ecp5-85f")
     if est["block_ram"] > limit:
+        spill = ""
+        if board is not None and config.max_bram is None:
+            try:                # memories built from logic may close the gap: say how
+                boxes = spill_to_logic(plan, board.name)
+                fitted = estimate(plan, board.name, boxes)
+                spill = (f", or build {len(boxes)} memory shapes from logic ({fitted['block_ram']} blocks, "
+                         f"{fitted['lut']} LUTs estimated): `squeezehw synth ... "
+                         + " ".join(f"--logic-memory {k}:{d}:{w}" for k, d, w in boxes) + "`")
+            except UserError:
+                pass
         raise UserError(f"{model.name} with this folding needs {est['block_ram']} {est['block_ram_cell']} "
                         f"blocks, {est['block_ram'] - limit} more than {where} ({limit}); use fewer weight "
-                        "bits, a smaller model or a bigger device")
+                        f"bits, a smaller model or a bigger device{spill}")
 
 
 def sim_images(model: IntModel, *, images_dir=None, random_n=None, limit=None, seed=0, progress=True):

@@ -135,3 +135,29 @@ def test_stagewise_board_build_tiny(tmp_path):
     accel_bsram = estimate(plan, MEGA, boxes)["block_ram"]
     assert rep.bram == sum(parts[t] for t in BSRAM_CELLS)
     assert rep.bram <= accel_bsram + 1          # + the board top's UART receive FIFO
+
+
+def test_block_ram_refusal_names_the_memories_to_build_from_logic(monkeypatch):
+    """`squeezehw build/fold --board` refuses a design over the board's block RAM; when memories in
+    logic would close the gap, the error gives the --logic-memory options that do it."""
+    from dataclasses import replace
+
+    from squeezehw.boards import registry
+    from squeezehw.pipeline import check_bram
+    model, fold, _ = _tiny_plan()
+    b = get_board(MEGA)
+    small = replace(b, resources=replace(b.resources, bram=4))     # as if the part had 4 BSRAMs
+    monkeypatch.setitem(registry.BOARDS, MEGA, small)
+
+    class Config:
+        max_bram = None
+
+        def board_entry(self):
+            return small
+
+        def target(self):
+            return Target(multiplier="gw5a", board=MEGA)
+
+    with pytest.raises(UserError, match=r"more than the tang-mega-138k-pro's block RAM \(4\).*"
+                                        r"from logic \([0-4] blocks.*--logic-memory (ram|rom):\d+:\d+"):
+        check_bram(Config(), model, fold)

@@ -304,6 +304,8 @@ def spill_to_logic(plan, target, spare_blocks: int = 0, lut_share: float = 0.9) 
     boxes: list = []
     est = inventory_estimate(mems, blocks_in, target)
     budget = res.bram - spare_blocks
+    if est["block_ram"] <= budget:
+        return ()                       # nothing to move (the LUTs are not this function's to judge)
     rom = {m.path: m.rom for m in mems}
     candidates = sorted((m for m in est["memories"] if m["blocks"]), key=lambda m: (logic_memory_cost(
         MemoryUse(m["path"], m["width"], m["depth"], rom=rom[m["path"]]))[0] / m["blocks"], m["path"]))
