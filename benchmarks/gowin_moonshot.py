@@ -180,21 +180,18 @@ def yosys_stage(args, plan, boxes) -> dict:
             "yosys_seconds": round(time.monotonic() - t0, 1)}
 
 
-BSRAM_CELLS = ("SDPB", "SDPX9B", "DPB", "DPX9B", "SP", "SPX9", "pROM", "pROMX9")
-
-
 def stage_comparison(plan, boxes, build_dir: Path) -> dict:
     """Yosys's BSRAM, LUT (LUT1-4 + ALU) and FF of every stage of a stage-by-stage board build in
     ``build_dir`` (its ``stages/*/stat.json``) beside the estimate's for the same block."""
     from squeezehw.plan.resources import design_inventory, inventory_estimate
+    from squeezehw.toolchain.synth import _yosys_counts
     per, tot_y, tot_e = {}, collections.Counter(), collections.Counter()
     for r in plan.stages:
         for name, block in record_blocks(r):
             stat = build_dir / "stages" / name.replace(".", "_") / "stat.json"
             cells = {k: int(v) for k, v in json.loads(stat.read_text())["design"]["num_cells_by_type"].items()}
-            got = {"bsram": sum(cells.get(k, 0) for k in BSRAM_CELLS),
-                   "lut": sum(v for k, v in cells.items() if k.startswith("LUT")) + cells.get("ALU", 0),
-                   "ff": sum(v for k, v in cells.items() if k.startswith("DFF"))}
+            counts = _yosys_counts(cells, "gowin")      # LUT: LUT1-4 + ALU, as the board flow counts
+            got = {"bsram": counts["bram"], "lut": counts["lut"], "ff": counts["ff"]}
             e = inventory_estimate(*design_inventory(block), BOARD, boxes)
             est = {"bsram": e["block_ram"], "lut": e["lut"], "ff": e["ff"]}
             per[name] = {"yosys": got, "estimate": est}

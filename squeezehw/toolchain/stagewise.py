@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import UserError
-from .synth import (RESET_TREE_KEEP, _PACKERS, _TOOLS, _log_tail, _run_tool, _ToolFailed, board_report,
-                    board_synth_opts, find_tool, get_board, logic_memory_commands)
+from .synth import (RESET_TREE_KEEP, _PACKERS, _TOOLS, _log_tail, _run_tool, _ToolFailed, board_nextpnr_opts,
+                    board_report, board_synth_opts, find_tool, get_board, logic_memory_commands)
 
 _MODULE = re.compile(r"^module \\(\S+)$")
 _PORT = re.compile(r"^\s+wire .*\b(input|output|inout) \d+\s")
@@ -113,11 +113,8 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").unlink(missing_ok=True)
     (out / f"{name}.report.json").unlink(missing_ok=True)
-    if target_mhz is None:
-        target_mhz = b.default_mhz
-    nextpnr_opts = " ".join([f"--report {name}.report.json --seed {seed} --timing-allow-fail",
-                             f"--freq {float(target_mhz):g}", *map(str, nextpnr_extra)])
-    plan = b.platform_class()().prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=nextpnr_opts,
+    nextpnr_opts, target_mhz = board_nextpnr_opts(b, name, seed, target_mhz, nextpnr_extra)
+    plan = b.platform_class()().prepare(top_elaboratable, name, emit_src=False, nextpnr_opts=" ".join(nextpnr_opts),
                                         synth_opts=board_synth_opts(b))
     plan.extract(str(out))
     header, modules = split_rtlil((out / f"{name}.il").read_text())
@@ -155,13 +152,14 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
                             f"{_log_tail(d / 'yosys.full.log')}") from None
         return d
 
+    from tqdm import tqdm
     t0 = time.monotonic()
-    bar = _bar(len(runs) + 1, progress, f"yosys {b.name}, {len(runs)} stages + glue, {jobs} at a time")
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+            tqdm(total=len(runs) + 1, desc=f"yosys {b.name}, {len(runs)} stages + glue, {jobs} at a time",
+                 unit="run", disable=None if progress else True, file=sys.stderr) as bar:
         for d in pool.map(yosys, [glue, *runs.values()]):
             bar.set_postfix_str(d.name)
             bar.update()
-    bar.close()
     seconds["stages"] = round(time.monotonic() - t0, 3)
 
     # 2. join: the mapped netlists flattened into one, as the platform's nextpnr line expects
@@ -203,7 +201,3 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
     return board_report(out, name=name, board=b, exes=exes, target_mhz=target_mhz, seed=seed,
                         seconds=round(time.monotonic() - t_start, 3), step_seconds=seconds)
 
-
-def _bar(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, unit="run")

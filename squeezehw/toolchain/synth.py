@@ -677,6 +677,19 @@ def check_logic_memories(boxes) -> tuple:
 
 # --- board-level builds --------------------------------------------------------------------------
 
+def board_nextpnr_opts(b, name: str, seed: int, target_mhz, extra=()) -> tuple[list[str], float | None]:
+    """(nextpnr options a board build adds to the platform's, the clock they time against): a JSON
+    report, the seed, no stop on failed timing, ``--freq`` and ``extra``."""
+    opts = ["--report", f"{name}.report.json", "--seed", str(seed), "--timing-allow-fail"]
+    if target_mhz is None and b.family == "gowin":
+        # Amaranth's Gowin (Apicula) flow hands nextpnr no clock constraint (nextpnr would time
+        # against its 12 MHz default): use the board's clock unless the caller gives the core clock
+        target_mhz = b.default_mhz
+    if target_mhz is not None:
+        opts += ["--freq", f"{float(target_mhz):g}"]
+    return opts + [str(o) for o in extra], target_mhz
+
+
 def board_synth_opts(board) -> str:
     """The options of the registry's ``synth_command`` (``synth_ice40 -dsp`` -> ``-dsp``), plus any in
     ``AMARANTH_synth_opts`` (Amaranth's own override variable, which an explicit ``synth_opts``
@@ -724,14 +737,7 @@ def build_board(top_elaboratable, *, board, out_dir, name: str = "top", target_m
                 _TOOLS[pack_tool][0]: exes[pack_tool],
                 # amaranth-boards wants a programmer on PATH even with do_program=False.
                 "OPENFPGALOADER": "/bin/true", "ICEPROG": "/bin/true"})
-    nextpnr_opts = ["--report", pnr_report.name, "--seed", str(seed), "--timing-allow-fail"]
-    if target_mhz is None and b.family == "gowin":
-        # Amaranth's Gowin (Apicula) flow hands nextpnr no clock constraint (nextpnr would time
-        # against its 12 MHz default): use the board's clock unless the caller gives the core clock
-        target_mhz = b.default_mhz
-    if target_mhz is not None:
-        nextpnr_opts += ["--freq", f"{float(target_mhz):g}"]
-    nextpnr_opts += [str(o) for o in nextpnr_extra]
+    nextpnr_opts, target_mhz = board_nextpnr_opts(b, name, seed, target_mhz, nextpnr_extra)
     platform = platform_cls()
     if progress:
         print(f"synth [1/1] {b.name}: yosys + {pnr_tool} + {pack_tool} via amaranth-boards ...",
