@@ -201,6 +201,13 @@ def stage_comparison(plan, boxes, build_dir: Path) -> dict:
             "note": "Chain's Resizes between stages and the board top (glue) are not in either column"}
 
 
+def _slices(out_dir: Path):
+    """The joined netlist's LUT positions (squeezehw.toolchain.gowin_slices: LUTs + ALUs + flip-flops
+    no LUT of their own feeds), as the stage-by-stage build wrote them; None before the join."""
+    f = out_dir / "slices.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def board_stage(args, plan, cyc: int, boxes) -> dict:
     """The board top built stage by stage (squeezehw.toolchain.stagewise: each of the accelerator's
     stages through Yosys on its own, two at a time, the netlists joined for nextpnr)."""
@@ -219,8 +226,10 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
                                     target_mhz=args.mhz, progress=not args.json, logic_memories=boxes,
                                     nextpnr_extra=("--placer", args.placer) if args.placer else ())
     except UserError as e:
-        return {"board_build": {"built": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1)}}
+        return {"board_build": {"built": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1),
+                                "lut_positions": _slices(out_dir)}}
     return {"board_build": {
+        "lut_positions": _slices(out_dir),
         "fits": True, "lut": rep.lut, "ff": rep.ff, "dsp": rep.dsp, "bsram": rep.bram,
         "fmax_mhz": rep.fmax_mhz, "target_mhz": rep.target_mhz, "timing_met": rep.timing_met,
         "frames_per_second_at_fmax": round(rep.fmax_mhz * 1e6 / cyc, 2) if rep.fmax_mhz else None,

@@ -134,6 +134,34 @@ def test_stagewise_board_build_tiny(tmp_path):
     accel_bsram = estimate(plan, MEGA, boxes)["block_ram"]
     assert rep.bram == _yosys_counts(parts, "gowin")["bram"]
     assert rep.bram <= accel_bsram + 1          # + the board top's UART receive FIFO
+    # the LUT positions counted before nextpnr: Yosys's LUTs and ALUs plus the unpaired flip-flops
+    need = json.loads((tmp_path / "slices.json").read_text())
+    assert need["positions"] == need["lut"] + need["alu"] + need["ff_unpaired"] <= get_board(MEGA).resources.lut
+    assert need["ff"] == joined_ff(joined) and need["ff_unpaired"] > 0
+
+
+def joined_ff(cells):
+    return sum(n for t, n in cells.items() if t.startswith("DFF"))
+
+
+def test_stagewise_stops_before_nextpnr_when_the_lut_positions_overflow(tmp_path, monkeypatch):
+    """Over the part's LUT positions, the build says so after the join instead of an hour in
+    nextpnr's placer (the moonshot's first two attempts)."""
+    try:
+        for t in ("yosys", "nextpnr-gowin", "gowin_pack"):
+            find_tool(t)
+    except ToolMissingError as e:
+        pytest.skip(str(e))
+    from squeezehw.boards.top import TangMega138KTop
+    _, _, plan = _tiny_plan()
+    boxes = spill_to_logic(plan, MEGA, spare_blocks=get_board(MEGA).resources.bram - 4)
+    over = {"lut": 100_000, "alu": 13_000, "ff": 52_000, "ff_paired": 10_000, "ff_unpaired": 42_000,
+            "positions": 155_000, "unpaired_by_driver": {"DFFRE": 27_000}}
+    monkeypatch.setattr(stagewise, "slice_positions", lambda netlist, top: over)
+    with pytest.raises(UserError, match=r"needs 155000 LUT positions, the part has 138240 \(16760 over\)"):
+        stagewise.build_board_stagewise(TangMega138KTop(plan.accelerator()), board=MEGA, out_dir=tmp_path,
+                                        partition="core.accel", progress=False, logic_memories=boxes)
+    assert not (tmp_path / "top.tim").exists()         # nextpnr never started
 
 
 def test_block_ram_refusal_names_the_memories_to_build_from_logic(monkeypatch):

@@ -28,13 +28,21 @@ taken evenly) falls behind during those rows; ``burst_beats`` is the largest bac
 (computed row by row over back-to-back frames), about ``Wo*C/lanes * (S-1)/S``.  Those beats must
 wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically): the
 accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 3 cycles from the input beat that completes an output
-beat to that beat being valid (the row-max beat crosses a StreamRegister between the stages).  Buffers: horizontal ``2*C*8`` register bits, vertical
+beat to that beat being valid (the row-max beat crosses a StreamRegister between the stages).  Buffers: horizontal ``2*C*8`` bits, vertical
 ``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
+
+The horizontal banks are flip-flops for small pools and one memory for large ones (``bank_memory``):
+``C/lanes`` words of both banks' ``2*8*lanes`` bits, read at the beat the next input will have and
+written back at the beat taken, so a read never meets the same cycle's write while ``C/lanes >= 2``.
+Why: as rotating shift registers, ImageNet SqueezeNet's three pools held 13,824 flip-flops fed by
+flip-flops, and on the Gowin fabric each such flip-flop takes a LUT position of its own (nextpnr
+puts a pass-through LUT in front of it); in memory they take one block RAM per pool.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..frontend.ir import pool_out_size
@@ -83,8 +91,12 @@ class MaxPool(wiring.Component):
     ``burst_beats`` (output buffering a consumer at the average rate needs, module docstring).
     """
 
+    # auto ``bank_memory``: from this many horizontal bank bits (2*C*8: 64 channels) a block RAM
+    # is cheaper than the flip-flops (and no design below it changes)
+    BANK_MEMORY_MIN_BITS = 1024
+
     def __init__(self, *, channels: int, height: int, width: int, lanes: int, kernel: int = 3,
-                 stride: int = 2, fifo_output_register: bool = True):
+                 stride: int = 2, fifo_output_register: bool = True, bank_memory: bool | None = None):
         for name, v in (("channels", channels), ("height", height), ("width", width),
                         ("lanes", lanes), ("kernel", kernel), ("stride", stride)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -114,7 +126,15 @@ class MaxPool(wiring.Component):
                                        kernel=self.kernel, stride=self.stride)
         # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
         self.fifo_depth = self.out_width * B + 1
-        self.register_bits = 2 * B * 8 * lanes + StreamRegister.bits(8 * lanes)
+        bank_bits = 2 * B * 8 * lanes
+        if bank_memory is None:
+            bank_memory = B >= 2 and bank_bits >= self.BANK_MEMORY_MIN_BITS
+        if bank_memory and B < 2:
+            raise FoldingError(f"MaxPool: bank_memory needs at least two beats per pixel (channels/lanes = {B}): "
+                               f"with one, the read for the next beat is the word written in the same cycle; "
+                               f"use fewer lanes or bank_memory=False")
+        self.bank_memory = bool(bank_memory)
+        self.register_bits = (0 if bank_memory else bank_bits) + StreamRegister.bits(8 * lanes)
         self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
         self.memory_bits = self.register_bits + self.fifo_bits
         self.latency = 2 + StreamRegister.LATENCY     # the stages, then the StreamRegister between them
@@ -154,7 +174,6 @@ class MaxPool(wiring.Component):
         hv = Signal()
         hdata = Signal(8 * L, reset_less=True)
         hcol = lookup(x, _windows(W, K, S, Wo), "hcol")
-        banks = [[Signal(8 * L, name=f"hbank{j}_{n}", reset_less=True) for n in range(B)] for j in (0, 1)]
         # row-max beats reach the vertical stage through a skid buffer: the vertical stage's
         # decision (bank FIFO levels, output register) then no longer ripples combinationally into
         # this stage's ready and the clock enable of its banks (that chain set the ULX3S Fmax at
@@ -165,6 +184,17 @@ class MaxPool(wiring.Component):
         m.d.comb += self.i.ready.eq(~hv | v_take)
         accept = self.i.valid & self.i.ready
         val = self.i.payload
+        kept = []           # per bank, the word the taken beat leaves for its beat index
+        if self.bank_memory:
+            bank_mem = m.submodules.hbanks = Memory(shape=unsigned(16 * L), depth=B, init=[])
+            rp, wp = bank_mem.read_port(), bank_mem.write_port()
+            # the port holds the word of the beat the next input will have: hb's next value
+            m.d.comb += [rp.addr.eq(Mux(accept, Mux(hb == B - 1, 0, hb + 1), hb)),
+                         wp.addr.eq(hb), wp.en.eq(accept)]
+            heads = [rp.data[:8 * L], rp.data[8 * L:]]
+        else:
+            banks = [[Signal(8 * L, name=f"hbank{j}_{n}", reset_less=True) for n in range(B)] for j in (0, 1)]
+            heads = [banks[0][0], banks[1][0]]
         with m.If(v_take):
             m.d.sync += hv.eq(0)
         with m.If(accept):
@@ -172,14 +202,18 @@ class MaxPool(wiring.Component):
             m.d.comb += emit_h.eq(hcol[0][2] | hcol[1][2])
             for j in (0, 1):
                 inside, first, last = hcol[j]
-                head = banks[j][0]
-                new = Mux(first, val, lane_max(head, val))
-                # rotate: the next beat's word comes to the head
-                m.d.sync += [banks[j][n].eq(banks[j][n + 1]) for n in range(B - 1)]
-                m.d.sync += banks[j][B - 1].eq(Mux(inside, new, head))
+                new = Mux(first, val, lane_max(heads[j], val))
+                kept.append(Mux(inside, new, heads[j]))
                 with m.If(last):
                     m.d.sync += hdata.eq(new)
+            if not self.bank_memory:
+                # rotate: the next beat's word comes to the head
+                for j in (0, 1):
+                    m.d.sync += [banks[j][n].eq(banks[j][n + 1]) for n in range(B - 1)]
+                    m.d.sync += banks[j][B - 1].eq(kept[j])
             m.d.sync += hv.eq(emit_h)
+            if self.bank_memory:
+                m.d.comb += wp.data.eq(Cat(*kept))
             with m.If(hb == B - 1):
                 m.d.sync += [hb.eq(0), x.eq(Mux(x == W - 1, 0, x + 1))]
             with m.Else():

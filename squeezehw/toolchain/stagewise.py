@@ -30,8 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import UserError
-from .synth import (RESET_TREE_KEEP, _PACKERS, _TOOLS, _log_tail, _run_tool, _ToolFailed, board_nextpnr_opts,
-                    board_report, board_synth_opts, find_tool, get_board, logic_memory_commands)
+from .gowin_slices import slice_positions
+from .synth import (RESET_TREE_KEEP, _PACKERS, _TOOLS, _log_tail, _run_tool, _ToolFailed, _write_json_atomic,
+                    board_nextpnr_opts, board_report, board_synth_opts, find_tool, get_board,
+                    logic_memory_commands)
 
 _MODULE = re.compile(r"^module \\(\S+)$")
 _PORT = re.compile(r"^\s+wire .*\b(input|output|inout) \d+\s")
@@ -177,6 +179,18 @@ def build_board_stagewise(top_elaboratable, *, board, out_dir, partition: str, n
         raise UserError(f"Yosys failed to join the stage netlists (status {e.returncode}); see "
                         f"{out / (name + '.rpt')}:\n{_log_tail(out / (name + '.rpt'))}") from None
     seconds["join"] = round(time.monotonic() - t0, 3)
+    # the LUT positions nextpnr will need (its pass-through LUTs included): over the part, its placer
+    # spends an hour before it gives up (docs/boards.md, the moonshot), so stop here and say why
+    need = slice_positions(out / f"{name}.syn.json", name)
+    _write_json_atomic(out / "slices.json", need)
+    if need["positions"] > b.resources.lut:
+        raise UserError(
+            f"the joined netlist needs {need['positions']} LUT positions, the part has {b.resources.lut} "
+            f"({need['positions'] - b.resources.lut} over): {need['lut']} LUTs, {need['alu']} ALUs and "
+            f"{need['ff_unpaired']} of its {need['ff']} flip-flops that no LUT of their own feeds (each takes "
+            f"a pass-through LUT; by driver: {need['unpaired_by_driver']}); use less of the fabric: fewer "
+            f"memories built from logic (logic_memories), fewer multipliers, or flip-flop chains in block "
+            f"RAM (squeezehw.toolchain.gowin_slices)")
 
     # 3. the platform's own place-and-route and packing lines (its script minus the Yosys line)
     script = (out / f"build_{name}.sh").read_text().splitlines()

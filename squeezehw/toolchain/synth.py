@@ -563,6 +563,10 @@ def synthesize(design, *, board, out_dir, top: str | None = None, target_mhz: fl
     port_bits = int(top_stat.get("num_port_bits", 0))
     est = _yosys_counts(cells, b.family)
     fit_needs = dict(est)
+    if b.family == "gowin" and flatten:
+        # a flip-flop no LUT of its slice feeds takes a LUT position of its own (gowin_slices.py)
+        from .gowin_slices import slice_positions
+        fit_needs["lut"] = max(est["lut"], slice_positions(netlist, top)["positions"])
     if b.pnr and not out_of_context:
         fit_needs["io"] = port_bits
     _check_fit(fit_needs, b, top=top, what="after synthesis (Yosys cell counts)")

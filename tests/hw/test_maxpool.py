@@ -13,11 +13,11 @@ def to_beats(fm, lanes):
     return [pack_lanes(fm[j:j + lanes, y, x]) for y in range(h) for x in range(w) for j in range(0, c, lanes)]
 
 
-def check(c, h, w, lanes, traffic, frames=2, k=3, s=2, seed=0):
+def check(c, h, w, lanes, traffic, frames=2, k=3, s=2, seed=0, bank_memory=None):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (frames, c, h, w)).astype(np.uint8)
     want_fm = golden.maxpool(x, k, s)
-    dut = MaxPool(channels=c, height=h, width=w, lanes=lanes, kernel=k, stride=s)
+    dut = MaxPool(channels=c, height=h, width=w, lanes=lanes, kernel=k, stride=s, bank_memory=bank_memory)
     assert want_fm.shape[2:] == (dut.out_height, dut.out_width)
     inp = sum((to_beats(f, lanes) for f in x), [])
     want = sum((to_beats(f, lanes) for f in want_fm), [])
@@ -42,6 +42,28 @@ CASES = [(2, 7, 7, 1), (2, 8, 8, 2), (4, 13, 13, 2), (1, 26, 26, 1), (3, 3, 3, 3
 def test_maxpool_matches_golden(case, traffic):
     c, h, w, lanes = case
     check(c, h, w, lanes, traffic, seed=h * w + c)
+
+
+# the horizontal banks in a memory (auto from 64 channels): the same results under the same traffic,
+# down to two beats per pixel, where the next beat's read and this beat's write alternate words
+MEMORY_CASES = [(2, 7, 7, 1), (4, 13, 13, 2), (6, 5, 9, 2), (3, 6, 3, 1)]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=[str(c) for c in MEMORY_CASES])
+@pytest.mark.parametrize("traffic", [Traffic.smooth(), Traffic.rough(1), Traffic.rough(2)],
+                         ids=["smooth", "rough1", "rough2"])
+def test_maxpool_bank_memory_matches_golden(case, traffic):
+    c, h, w, lanes = case
+    dut, _ = check(c, h, w, lanes, traffic, seed=h * w + c + 1, bank_memory=True)
+    assert dut.bank_memory and dut.register_bits < 2 * c * 8
+
+
+def test_maxpool_bank_memory_auto_and_one_beat_refused():
+    assert MaxPool(channels=64, height=7, width=7, lanes=1).bank_memory           # 1024 bank bits
+    assert not MaxPool(channels=32, height=7, width=7, lanes=1).bank_memory
+    assert not MaxPool(channels=64, height=7, width=7, lanes=64).bank_memory      # one beat per pixel
+    with pytest.raises(UserError, match="two beats per pixel"):
+        MaxPool(channels=4, height=7, width=7, lanes=4, bank_memory=True)
 
 
 @pytest.mark.parametrize("traffic", [Traffic(gap=0.7, stall=0.0, burst=8, seed=5),
