@@ -8,8 +8,8 @@ order; a Resize is inserted wherever a producer's lanes differ from the consumer
 This module only instantiates the plan's blocks (each record's ``block()``, with every size,
 FIFO depth, requantiser mode and multiplier primitive as explicit constructor arguments) and
 connects them; every decision is made in the plan.  Rate smoothing: every max-pool is followed by
-the plan's FIFO (``PoolPlan.out_fifo_depth``, squeezehw/plan/fifo_sizing.py: the pool emits each output
-row in a burst while the last input row of its windows arrives).  MVUs take input through a
+the plan's FIFO (``PoolPlan.out_fifo_depth``, squeezehw/plan/fifo_sizing.py: a 2-beat margin, the pool
+hands out each finished output row from its banks at the consumer's pace).  MVUs take input through a
 ping-pong buffer and the Fire modules have FIFOs sized for throughput, so no other top-level stage
 needs a FIFO (``python -m squeezehw.sim.profile`` shows blocked/starved cycles per stream).
 """

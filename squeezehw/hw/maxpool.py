@@ -13,23 +13,26 @@ Separable: max over a window = max over its rows of (max over its columns).
    counts as 0, which never wins because inputs are uint8) the window's max leaves as one
    "row-max" beat; at most one window ends per pixel.
 2. Vertical stage.  Row-max beats of row ``y`` arrive in ``(ox, beat)`` order.  Each output row
-   window ``oy`` containing ``y`` has a FIFO bank (parity of ``oy``) of ``Wo*C/lanes`` words holding
-   the running max of its rows so far, in the same order: the window's first row pushes, middle
-   rows pop/max/push, its last row pops/max and emits the output beat.  A FIFO needs no address
-   logic and reads ahead, so the read-modify-write runs at one beat per cycle.
+   window ``oy`` containing ``y`` has a FIFO bank of ``Wo*C/lanes`` words holding the running max of
+   its rows so far, in the same order: the window's first row pushes, middle and last rows
+   pop/max/push.  A FIFO needs no address logic and reads ahead, so the read-modify-write runs at
+   one beat per cycle.
+3. Emission.  After its last row a window's bank holds its output row, and the emitter pops it
+   into the output register while the other bank takes the next window: the bank is the pool's
+   output buffer.  Windows alternate banks (``oy % 2``, swapped every other frame when ``Ho`` is
+   odd), so a bank has the next two input rows to empty before the next window there pops it.
 
-Throughput: one input beat per cycle (``cycles_per_frame = H*W*C/lanes``), output beats only on
-the rows/columns that end a window.  The output is therefore bursty at row granularity: output row
-``oy`` (``Wo*C/lanes`` beats) leaves while input row ``min(H-1, oy*S+K-1)`` arrives, and nothing
-leaves during the other input rows (about ``S-1`` of them; with ``ceil_mode`` the last two output
-rows can end on consecutive input rows, and the first output row needs ``K`` input rows).  A
-consumer that runs at the pipeline's average rate (``Ho*Wo*C/lanes`` beats per ``H`` input rows,
-taken evenly) falls behind during those rows; ``burst_beats`` is the largest backlog it builds up
-(computed row by row over back-to-back frames), about ``Wo*C/lanes * (S-1)/S``.  Those beats must
-wait somewhere or the pool stalls its producer (the pipeline's bottleneck, typically): the
-accelerator builder puts a FIFO of that depth (plus 2) after every pool.  Latency: 3 cycles from the input beat that completes an output
-beat to that beat being valid (the row-max beat crosses a StreamRegister between the stages).  Buffers: horizontal ``2*C*8`` bits, vertical
-``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block RAM (``memory_bits`` counts both).
+Throughput: one input beat per cycle (``cycles_per_frame = H*W*C/lanes``).  An output row
+(``Wo*C/lanes`` beats) is complete at the end of input row ``min(H-1, oy*S+K-1)`` and leaves as fast
+as the consumer takes it; a consumer at the pipeline's average rate (``Ho*Wo*C/lanes`` beats per ``H``
+input rows) has about two input rows for it (tests/hw/test_maxpool.py runs one a beat every
+``floor(in/out)`` cycles and checks the input is never refused).  So no FIFO of an output row
+follows the pool, as one did while the pool emitted each row during its last input row (ImageNet
+SqueezeNet: 11 Tang Mega BSRAMs).  Latency: an output row has left at most ``latency`` = its
+``Wo*C/lanes`` beats + 5 cycles after the input beat that ends its last input row (the row-max beat
+crosses a StreamRegister between the stages, the bank FIFO reads through its output register).
+Buffers: horizontal ``2*C*8`` bits, vertical ``2*(Wo*C/lanes + 1)`` words of ``8*lanes`` bits in block
+RAM (``memory_bits`` counts both).
 
 The horizontal banks are flip-flops for small pools and one memory for large ones (``bank_memory``):
 ``C/lanes`` words of both banks' ``2*8*lanes`` bits, read at the beat the next input will have and
@@ -50,7 +53,7 @@ from .errors import FoldingError
 from .fifo import StreamFIFO
 from .stream_register import StreamRegister
 
-__all__ = ["MaxPool", "burst_beats"]
+__all__ = ["MaxPool"]
 
 
 def _windows(size, kernel, stride, out):
@@ -67,28 +70,13 @@ def _windows(size, kernel, stride, out):
 
 
 
-def burst_beats(*, height: int, out_height: int, row_beats: int, kernel: int, stride: int) -> int:
-    """Largest backlog, in beats, of a consumer that takes the pool's output at the average rate
-    (module docstring): ``row_beats`` output beats per output row.  A plain function so that the
-    FIFO sizing pass (squeezehw/plan/fifo_sizing.py) uses the same count before any block exists."""
-    from fractions import Fraction
-    emitted = [0] * height
-    for oy in range(out_height):
-        emitted[min(height - 1, oy * stride + kernel - 1)] += row_beats
-    rate = Fraction(out_height * row_beats, height)     # beats the consumer takes per input row
-    backlog = worst = Fraction(0)
-    for r in list(range(height)) * 3:     # three frames: the backlog pattern is periodic
-        backlog = max(Fraction(0), backlog + emitted[r] - rate)
-        worst = max(worst, backlog)
-    return -(-worst.numerator // worst.denominator)
-
 class MaxPool(wiring.Component):
     """Ports: ``i`` (in stream, unsigned(8*lanes)), ``o`` (out stream, unsigned(8*lanes)).
 
     Attributes: ``out_height``, ``out_width``, ``in_beats_per_frame``, ``out_beats_per_frame``,
     ``cycles_per_frame`` (= in_beats_per_frame at full input rate), ``register_bits`` (horizontal
-    banks), ``fifo_bits`` (vertical banks, block RAM), ``memory_bits`` (their sum), ``latency``,
-    ``burst_beats`` (output buffering a consumer at the average rate needs, module docstring).
+    banks), ``fifo_bits`` (vertical banks, block RAM), ``memory_bits`` (their sum), ``latency``
+    (module docstring).
     """
 
     # auto ``bank_memory``: from this many horizontal bank bits (2*C*8: 64 channels) a block RAM
@@ -120,11 +108,8 @@ class MaxPool(wiring.Component):
         self.in_beats_per_frame = height * width * B
         self.out_beats_per_frame = self.out_height * self.out_width * B
         self.cycles_per_frame = self.in_beats_per_frame
-        # beats a consumer at the average rate leaves behind during an output row (module doc)
-        self.burst_beats = burst_beats(height=self.height, out_height=self.out_height,
-                                       row_beats=self.out_width * self.beats_per_pixel,
-                                       kernel=self.kernel, stride=self.stride)
-        # +1: a bank must accept a push in the cycle a pop frees a full bank's slot
+        # a window's running maxima, +1 so a push fits in the cycle a pop frees a full bank's slot
+        # (the previous window's output row shares the room while it leaves: pushes wait on it)
         self.fifo_depth = self.out_width * B + 1
         bank_bits = 2 * B * 8 * lanes
         if bank_memory is None:
@@ -137,7 +122,10 @@ class MaxPool(wiring.Component):
         self.register_bits = (0 if bank_memory else bank_bits) + StreamRegister.bits(8 * lanes)
         self.fifo_bits = 2 * self.fifo_depth * 8 * lanes
         self.memory_bits = self.register_bits + self.fifo_bits
-        self.latency = 2 + StreamRegister.LATENCY     # the stages, then the StreamRegister between them
+        # at most, from the beat that ends an output row's last input row to that row's last output
+        # beat with a ready consumer: the row's beats after the stages, the StreamRegister, the
+        # row-end flag and the bank FIFO's read (tests/hw/test_maxpool.py measures it)
+        self.latency = self.out_width * B + 4 + StreamRegister.LATENCY
         sig = stream.Signature(8 * lanes)
         super().__init__({"i": In(sig), "o": Out(sig)})
 
@@ -238,34 +226,56 @@ class MaxPool(wiring.Component):
             f = StreamFIFO(width=8 * L, depth=self.fifo_depth, output_register=self.fifo_output_register)
             m.submodules[f"vbank{j}"] = f
             fifos.append(f)
-        # every bank this beat pops must have its head, an emit needs ofree.  A push always fits:
-        # a bank holds the running maxima of one output row window at a time (the windows of one
-        # parity share no input row since K <= 2S), at most Wo*B beats, and it has room for
-        # fifo_depth + 2 (a lost push would corrupt an output row: tests/hw/test_maxpool.py
-        # compares with the golden model under output back-pressure).  Not waiting on the FIFO's ready keeps
-        # its level compare off the decision (level -> ready -> decision -> level was the ULX3S
-        # critical path at 97 MHz).
+        # A window's last row leaves its final maxima in its bank (pop, max, push, as a middle row
+        # does), and the emitter pops them from there into the output register afterwards, while the
+        # other bank takes the next window: the bank is the output buffer, so the pool needs no FIFO
+        # of an output row after it (a block RAM saved per pool).  Windows alternate banks: window
+        # ``oy`` uses bank ``oy % 2``, swapped every other frame when ``Ho`` is odd (``swap``), so
+        # that a bank always has two input rows to emit a window before the next one there pops it.
+        # A bank pops its running maxima (middle and last rows) only once its previous window has
+        # left (``pend``); its pushes wait on the FIFO's room (they share it with that window's
+        # finals); every bank this beat pops must have its head.
+        swap = Signal()
+        pend = [Signal(name=f"pend{b}") for b in (0, 1)]     # bank b holds a finished window
+        eturn = Signal()                                     # the bank of the next window to emit
+        ecount = Signal(range(Wo * B))                       # beats of it emitted so far
         ok = Signal()
         rdata = hreg.o.payload
+        flags = [[Mux(swap, vrow[1 - b][f], vrow[b][f]) for f in range(3)] for b in (0, 1)]
         conds = [hreg.o.valid]
-        for j, f in enumerate(fifos):
-            inside, first, last = vrow[j]
-            conds.append(~(inside & ~first) | f.o.valid)
-        emit_v = vrow[0][2] | vrow[1][2]
-        conds.append(~emit_v | ofree)
+        for b, f in enumerate(fifos):
+            inside, first, last = flags[b]
+            conds.append(~(inside & ~first) | (f.o.valid & ~pend[b]))
+            conds.append(~(inside & last) | ~pend[b])
+            conds.append(~inside | f.i.ready)
         m.d.comb += [ok.eq(Cat(*conds).all()), hreg.o.ready.eq(ok)]
-        for j, f in enumerate(fifos):
-            inside, first, last = vrow[j]
+        # the emitter: the finished window of bank eturn, beat by beat, into the output register
+        epop = Signal()
+        m.d.comb += epop.eq(Mux(eturn, pend[1] & fifos[1].o.valid, pend[0] & fifos[0].o.valid) & ofree)
+        row_end = ok & (vox == Wo * B - 1)
+        for b, f in enumerate(fifos):
+            inside, first, last = flags[b]
             new = Mux(first, rdata, lane_max(f.o.payload, rdata))
             m.d.comb += [
-                f.o.ready.eq(ok & inside & ~first),
-                f.i.valid.eq(ok & inside & ~last),
+                f.o.ready.eq((ok & inside & ~first) | (epop & (eturn == b))),
+                f.i.valid.eq(ok & inside),
                 f.i.payload.eq(new),
             ]
-            with m.If(ok & inside & last):
-                m.d.sync += odata.eq(new)
+            with m.If(row_end & inside & last):
+                m.d.sync += pend[b].eq(1)
+            with m.If(epop & (eturn == b) & (ecount == Wo * B - 1)):
+                m.d.sync += pend[b].eq(0)
+        with m.If(epop):
+            m.d.sync += odata.eq(Mux(eturn, fifos[1].o.payload, fifos[0].o.payload))
+            with m.If(ecount == Wo * B - 1):
+                m.d.sync += [ecount.eq(0), eturn.eq(~eturn)]
+            with m.Else():
+                m.d.sync += ecount.eq(ecount + 1)
         with m.If(ofree):
-            m.d.sync += ov.eq(ok & emit_v)
+            m.d.sync += ov.eq(epop)
+        if Ho % 2:
+            with m.If(row_end & (y == H - 1)):
+                m.d.sync += swap.eq(~swap)
         with m.If(ok):
             with m.If(vox == Wo * B - 1):
                 m.d.sync += [vox.eq(0), y.eq(y_next)]

@@ -105,20 +105,11 @@ def check_depth(name: str, requested: int, minimum: int) -> None:
 POOL_FIFO_MARGIN = 2      # beats: one in flight, one in the FIFO's output register
 
 
-def pool_burst_beats(*, channels: int, height: int, width: int, lanes: int, kernel: int, stride: int) -> int:
-    """Largest backlog, in beats, of a consumer that takes a max-pool's output at the average rate
-    (hw/maxpool.py's ``burst_beats``, what ``MaxPool.burst_beats`` holds), from the pool's geometry."""
-    from ..frontend.ir import pool_out_size
-    from ..hw.maxpool import burst_beats
-    ho, wo = pool_out_size(height, kernel, stride), pool_out_size(width, kernel, stride)
-    return burst_beats(height=height, out_height=ho, row_beats=wo * (channels // lanes), kernel=kernel,
-                       stride=stride)
-
-
-def pool_fifo_depth(**geometry) -> int:
-    """Depth of the FIFO after a max-pool: it absorbs the row-end bursts of (ceil-mode) pooling, so
-    the pool never stalls its producer (hw/accelerator.py's module docstring)."""
-    return pool_burst_beats(**geometry) + POOL_FIFO_MARGIN
+def pool_fifo_depth() -> int:
+    """Depth of the FIFO after a max-pool: a margin only.  The pool keeps each finished output row
+    in its bank and hands it out at the consumer's pace (hw/maxpool.py, "Emission"), so the row-end
+    bursts of ceil-mode pooling need no FIFO of an output row here any more."""
+    return POOL_FIFO_MARGIN
 
 
 # --- Fire modules: everything in one pass ---------------------------------------------------------

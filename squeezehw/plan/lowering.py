@@ -551,9 +551,8 @@ def lower(model: IntModel, folding: Folding, target: Target | None = None, *,
         elif isinstance(layer, QMaxPool):
             g = geo[layer.name]
             lanes = f[layer.name].simd
-            rec = PoolPlan(name=layer.name, geometry=g, lanes=lanes, out_fifo_depth=pool_fifo_depth(
-                channels=g.in_ch, height=g.in_hw[0], width=g.in_hw[1], lanes=lanes, kernel=g.kernel,
-                stride=g.stride), fifo_output_register=target.fifo_output_register)
+            rec = PoolPlan(name=layer.name, geometry=g, lanes=lanes, out_fifo_depth=pool_fifo_depth(),
+                           fifo_output_register=target.fifo_output_register)
             h, w = g.out_hw
         elif isinstance(layer, QFire):
             in_lanes = prev_lanes if prev_lanes is not None else f[layer.squeeze.name].simd
