@@ -397,6 +397,9 @@ def test_gowin_fit_errors_name_the_resource(tmp_path):
     b = get_board("tang-mega-138k-pro")
     with pytest.raises(UserError, match=r"DSP multipliers: needs 600 MULT12X12, the part has 596 \(4 over"):
         synth._check_fit({"lut": 10, "ff": 10, "dsp": 600, "bram": 1, "spram": 0}, b, top="t", what="after synthesis")
+    with pytest.raises(UserError, match=r"LUT positions \(LUTs, ALUs and a pass-through LUT per flip-flop .*"
+                                         r"needs 140000 LUT4, the part has 138240 \(1760 over"):
+        synth._check_fit({"lut": 140_000, "ff": 10, "dsp": 1, "bram": 1, "spram": 0}, b, top="t", what="after synthesis")
     (tmp_path / "nextpnr.log").write_text(
         "Info: Device utilisation:\nInfo: \t                LUT4:   9000/ 138240     6%\n"
         "Info: \t               BSRAM:    400/    340   117%\nERROR: Unable to place cell 'x'\n")

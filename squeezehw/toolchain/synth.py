@@ -315,8 +315,11 @@ def _check_fit(needed: dict[str, int], board: Board, *, top: str, what: str) -> 
     r = board.resources
     cell = {"lut": f"LUT{r.lut_inputs}", "ff": "FF", "dsp": r.dsp_cell, "bram": r.bram_cell,
             "spram": "SPRAM", "io": "pins"}
-    parts = [f"{_RESOURCE_WORDS[k]}: needs {n} {cell[k]}, the part has {a} ({n - a} over, {100.0 * n / a:.0f} %)"
-             if a else f"{_RESOURCE_WORDS[k]}: needs {n} {cell[k]}, the part has none"
+    words = dict(_RESOURCE_WORDS)
+    if board.family == "gowin":     # what synthesize counts there (toolchain/gowin_slices.py)
+        words["lut"] = "LUT positions (LUTs, ALUs and a pass-through LUT per flip-flop no LUT of its slice feeds)"
+    parts = [f"{words[k]}: needs {n} {cell[k]}, the part has {a} ({n - a} over, {100.0 * n / a:.0f} %)"
+             if a else f"{words[k]}: needs {n} {cell[k]}, the part has none"
              for k, n, a in over]
     io_hint = ("measure the core out of context (the default for ECP5 without a bitstream), or narrow "
                "the top-level ports with a board top (build_board)" if board.family == "ecp5" else
