@@ -20,6 +20,8 @@ Stages, each adding to one JSON summary (``--stop-after`` ends early):
   and whether they fit (``yosys_stage`` says why not the whole design at once);
 * ``board``: TangMega138KTop (UART, 50 MHz oscillator) through Yosys + nextpnr-himbaechel (``--freq
   --mhz``) + gowin_pack: nextpnr's resources and Fmax, timing met or not, the bitstream.  Hours here.
+  ``lut_positions``: the joined netlist's LUTs + ALUs + flip-flops that no LUT of their own slice
+  feeds (squeezehw.toolchain.gowin_slices); over the part's 138,240 the build stops before nextpnr.
 
     nice -n 10 .venv/bin/python benchmarks/gowin_moonshot.py --multipliers 133 --stop-after yosys
     nice -n 10 .venv/bin/python benchmarks/gowin_moonshot.py --stop-after sim --frames 2
