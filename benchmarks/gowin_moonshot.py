@@ -226,7 +226,8 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
     try:
         rep = build_board_stagewise(top, board=BOARD, out_dir=out_dir, partition="core.accel", seed=args.seed,
                                     target_mhz=args.mhz, progress=not args.json, logic_memories=boxes,
-                                    nextpnr_extra=("--placer", args.placer) if args.placer else ())
+                                    nextpnr_extra=(("--placer", args.placer) if args.placer else ())
+                                    + tuple(args.nextpnr_extra.split()))
     except UserError as e:
         return {"board_build": {"built": False, "error": str(e), "seconds": round(time.monotonic() - t0, 1),
                                 "lut_positions": _slices(out_dir)}}
@@ -238,6 +239,7 @@ def board_stage(args, plan, cyc: int, boxes) -> dict:
         "utilization": {k: v for k, v in rep.utilization.items() if v.get("used")},
         "critical_path": critical_path(Path(rep.logs["nextpnr"])), "bitstream": rep.bitstream,
         "tools": rep.tools, "seed": args.seed, "placer": args.placer or "heap (default)",
+        "nextpnr_extra": args.nextpnr_extra,
         "synth_opts": board_synth_opts(get_board(BOARD)),
         "step_seconds": rep.step_seconds,
         "seconds": round(time.monotonic() - t0, 1)},
@@ -250,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mhz", type=float, default=100.0, help="clock for frames/s and nextpnr's --freq")
     ap.add_argument("--stop-after", choices=STAGES, default="board")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    ap.add_argument("--nextpnr-extra", default="", metavar="ARGS",
+                    help='more nextpnr options, e.g. "--placer-heap-beta 0.55"')
     ap.add_argument("--placer", choices=("heap", "sa"), default=None,
                     help="nextpnr placer (default: nextpnr's, HeAP; the Gowin uarch has no 'static' placer)")
     ap.add_argument("--tag", default="", help="suffix of the board build's folder (build/gowin_moonshot/board_m<N><TAG>)")
