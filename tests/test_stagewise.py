@@ -109,10 +109,9 @@ def test_logic_memory_boxes_are_checked():
             logic_memory_commands(res, extra=(bad,))
 
 
-def test_stagewise_board_build_tiny(tmp_path):
-    """The tiny design with its memories squeezed into 4 BSRAMs, built stage by stage into a Tang
-    Mega bitstream: the joined netlist holds exactly the cells of its parts, nextpnr places the
-    BSRAMs the stage netlists asked for, which the estimate predicted."""
+def _tiny_board_top():
+    """The tiny design's Tang Mega board top, with its memories squeezed into 4 BSRAMs (skips
+    without the Gowin tools): (top, logic-memory boxes, plan)."""
     try:
         for t in ("yosys", "nextpnr-gowin", "gowin_pack"):
             find_tool(t)
@@ -121,7 +120,15 @@ def test_stagewise_board_build_tiny(tmp_path):
     from squeezehw.boards.top import TangMega138KTop
     _, _, plan = _tiny_plan()
     boxes = spill_to_logic(plan, MEGA, spare_blocks=get_board(MEGA).resources.bram - 4)
-    rep = stagewise.build_board_stagewise(TangMega138KTop(plan.accelerator()), board=MEGA, out_dir=tmp_path,
+    return TangMega138KTop(plan.accelerator()), boxes, plan
+
+
+def test_stagewise_board_build_tiny(tmp_path):
+    """The tiny design with its memories squeezed into 4 BSRAMs, built stage by stage into a Tang
+    Mega bitstream: the joined netlist holds exactly the cells of its parts, nextpnr places the
+    BSRAMs the stage netlists asked for, which the estimate predicted."""
+    top, boxes, plan = _tiny_board_top()
+    rep = stagewise.build_board_stagewise(top, board=MEGA, out_dir=tmp_path,
                                           partition="core.accel", progress=False, logic_memories=boxes)
     assert rep.bitstream and (tmp_path / "top.fs").stat().st_size > 0 and rep.fmax_mhz > 0
     parts = collections.Counter()
@@ -137,29 +144,18 @@ def test_stagewise_board_build_tiny(tmp_path):
     # the LUT positions counted before nextpnr: Yosys's LUTs and ALUs plus the unpaired flip-flops
     need = json.loads((tmp_path / "slices.json").read_text())
     assert need["positions"] == need["lut"] + need["alu"] + need["ff_unpaired"] <= get_board(MEGA).resources.lut
-    assert need["ff"] == joined_ff(joined) and need["ff_unpaired"] > 0
-
-
-def joined_ff(cells):
-    return sum(n for t, n in cells.items() if t.startswith("DFF"))
+    assert need["ff"] == _yosys_counts(joined, "gowin")["ff"] and need["ff_unpaired"] > 0
 
 
 def test_stagewise_stops_before_nextpnr_when_the_lut_positions_overflow(tmp_path, monkeypatch):
     """Over the part's LUT positions, the build says so after the join instead of an hour in
     nextpnr's placer (the moonshot's first two attempts)."""
-    try:
-        for t in ("yosys", "nextpnr-gowin", "gowin_pack"):
-            find_tool(t)
-    except ToolMissingError as e:
-        pytest.skip(str(e))
-    from squeezehw.boards.top import TangMega138KTop
-    _, _, plan = _tiny_plan()
-    boxes = spill_to_logic(plan, MEGA, spare_blocks=get_board(MEGA).resources.bram - 4)
+    top, boxes, _ = _tiny_board_top()
     over = {"lut": 100_000, "alu": 13_000, "ff": 52_000, "ff_paired": 10_000, "ff_unpaired": 42_000,
             "positions": 155_000, "unpaired_by_driver": {"DFFRE": 27_000}}
     monkeypatch.setattr(stagewise, "slice_positions", lambda netlist, top: over)
     with pytest.raises(UserError, match=r"needs 155000 LUT positions, the part has 138240 \(16760 over\)"):
-        stagewise.build_board_stagewise(TangMega138KTop(plan.accelerator()), board=MEGA, out_dir=tmp_path,
+        stagewise.build_board_stagewise(top, board=MEGA, out_dir=tmp_path,
                                         partition="core.accel", progress=False, logic_memories=boxes)
     assert not (tmp_path / "top.tim").exists()         # nextpnr never started
 
